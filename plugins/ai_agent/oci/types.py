@@ -1,0 +1,137 @@
+"""The nouns every other OCI module speaks: media types, digests, platforms, descriptors and the
+one canonical JSON encoding from which every digest of a JSON document is taken."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Optional
+
+# Media types (OCI image-spec v1.0/1.1 and the Docker v2 schema 2 equivalents we must read).
+OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
+OCI_LAYER_TAR_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_LAYER_TAR_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+
+MANIFEST_MEDIA_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
+INDEX_MEDIA_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
+GZIP_LAYER_MEDIA_TYPES = frozenset({OCI_LAYER_TAR_GZIP, DOCKER_LAYER_TAR_GZIP})
+
+# The annotation that names an image inside an OCI layout's index.json.
+ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
+
+_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+class InvalidDigest(ValueError):
+    pass
+
+
+def sha256_digest(data: bytes) -> str:
+    """The `sha256:<hex>` digest of a byte string held in memory (JSON documents, not layers)."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def check_digest(digest: str) -> str:
+    """Return `digest` if it is a well-formed sha256 digest, else raise.
+
+    Digests become file names (`blobs/sha256/<hex>`) and URL path segments, so anything else is
+    refused before it can reach a path.
+    """
+    if not _DIGEST_RE.match(digest):
+        raise InvalidDigest(f"not a sha256 digest: {digest!r}")
+    return digest
+
+
+def digest_hex(digest: str) -> str:
+    return check_digest(digest).split(":", 1)[1]
+
+
+def canonical_json(document: Any) -> bytes:
+    """Encode a JSON document the one way this library ever encodes it: sorted keys, no
+    insignificant whitespace, UTF-8. The same document therefore always has the same digest."""
+    return json.dumps(
+        document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class Platform:
+    os: str
+    architecture: str
+    variant: Optional[str] = None
+
+    @classmethod
+    def parse(cls, text: str) -> Platform:
+        """Parse `os/arch[/variant]`, e.g. `linux/amd64` or `linux/arm64/v8`."""
+        parts = text.split("/")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise ValueError(f"platform must look like os/arch[/variant], got {text!r}")
+        return cls(*parts)
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> Platform:
+        return cls(document["os"], document["architecture"], document.get("variant"))
+
+    def to_json(self) -> Dict[str, str]:
+        document = {"os": self.os, "architecture": self.architecture}
+        if self.variant:
+            document["variant"] = self.variant
+        return document
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """What points at a blob: its media type, digest and size (OCI image-spec descriptor)."""
+
+    media_type: str
+    digest: str
+    size: int
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    platform: Optional[Platform] = None
+
+    def __post_init__(self) -> None:
+        check_digest(self.digest)
+        if self.size < 0:
+            raise ValueError(f"negative size in descriptor for {self.digest}")
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> Descriptor:
+        platform = document.get("platform")
+        return cls(
+            media_type=document["mediaType"],
+            digest=document["digest"],
+            size=int(document["size"]),
+            annotations=dict(document.get("annotations") or {}),
+            platform=Platform.from_json(platform) if platform else None,
+        )
+
+    def to_json(self) -> Dict[str, Any]:
+        document: Dict[str, Any] = {
+            "mediaType": self.media_type,
+            "digest": self.digest,
+            "size": self.size,
+        }
+        if self.annotations:
+            document["annotations"] = dict(self.annotations)
+        if self.platform:
+            document["platform"] = self.platform.to_json()
+        return document
+
+    @classmethod
+    def of_json_document(
+        cls, media_type: str, document: Any, **kwargs: Any
+    ) -> tuple[Descriptor, bytes]:
+        """Encode `document` canonically and describe the resulting bytes."""
+        data = canonical_json(document)
+        return cls(media_type, sha256_digest(data), len(data), **kwargs), data

@@ -1,0 +1,82 @@
+"""The ./pants launcher: finds CPython 3.9, bootstraps once under a lock, redoes a half-finished
+bootstrap. Runs the real launcher in a copy of the repo's top level, so it really installs Pants
+(pip's cache makes that ~40 s) and really builds and checks the pex tool."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+_SANDBOX_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _copy_launcher(repo: Path) -> None:
+    repo.mkdir()
+    for name in ("pants", "pants.toml"):
+        shutil.copy2(_SANDBOX_ROOT / name, repo / name)
+    (repo / "pants.toml").write_text(
+        # The copy must not try to load the plugin, which is not part of it.
+        (repo / "pants.toml")
+        .read_text()
+        .replace('  "ai_agent",\n', "")
+    )
+
+
+def _launch(repo: Path, *args: str, **env: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(repo / "pants"), "--no-pantsd", *args],
+        cwd=repo,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_missing_python39_is_one_clear_line(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    _copy_launcher(repo)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    process = _launch(
+        repo,
+        "--version",
+        PANTS_PYTHON="",
+        PYENV_ROOT=str(empty),
+        PATH=f"{empty}:/usr/bin:/bin",
+    )
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert stderr.strip().splitlines() == [
+        "pants launcher: CPython 3.9 not found: install it (e.g. `pyenv install 3.9`) or set "
+        "PANTS_PYTHON=/path/to/python3.9."
+    ]
+    assert not (repo / ".pants-bootstrap" / "venv").exists()
+
+
+@pytest.mark.integration
+def test_concurrent_first_runs_bootstrap_once_and_redo_a_half_finished_one(
+    tmp_path: Path,
+) -> None:
+    repo = tmp_path / "repo"
+    _copy_launcher(repo)
+    # A bootstrap that was killed half-way: files present, no `complete` marker.
+    half_finished = repo / ".pants-bootstrap" / "pants-2.17.1-pex-2.1.163"
+    (half_finished / "venv").mkdir(parents=True)
+    (half_finished / "venv" / "leftover").write_text("from an interrupted run")
+
+    first, second = _launch(repo, "--version"), _launch(repo, "--version")
+    results = [process.communicate(timeout=600) for process in (first, second)]
+
+    assert [p.returncode for p in (first, second)] == [0, 0], results
+    assert [stdout.strip() for stdout, _ in results] == ["2.17.1", "2.17.1"]
+    bootstraps = sum("bootstrapping Pants" in stderr for _, stderr in results)
+    assert bootstraps == 1, results
+    assert not (half_finished / "venv" / "leftover").exists()
+    assert (half_finished / "complete").is_file()
+    # The pex tool was rebuilt and passed the sha256 pinned in pants.toml.
+    assert (half_finished / "pex-v2.1.163.pex").is_file()

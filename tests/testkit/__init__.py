@@ -1,0 +1,1 @@
+"""Helpers behind the test fixtures: real components, started and stopped by the tests."""

@@ -1,0 +1,74 @@
+"""Run Pants, with this plugin, against a scratch repo made by a test.
+
+The scratch repo starts from the real `pants.toml` and lockfiles (a `files` target at the repo
+root puts them in the test sandbox), with the plugin loaded from the sandbox's copy of
+`plugins/`. Pants itself comes from the test's own environment (`pantsbuild.pants` is in the
+plugin resolve); the pex tool is the one the `./pants` launcher built and verified, which it
+announces in `AI_AGENT_PEX_TOOL`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Optional
+
+import toml
+
+import ai_agent
+from testkit.components import missing_component
+
+_SANDBOX_ROOT = Path(__file__).resolve().parents[2]
+# Pants only passes these through to the nested run; everything else is scrubbed for hermeticity.
+_PASSED_ENV = ("HOME", "PATH", "CI", "DOCKER_HOST", "PYENV_ROOT")
+
+
+@dataclass(frozen=True)
+class ScratchRepo:
+    root: Path
+
+    @classmethod
+    def create(cls, root: Path) -> ScratchRepo:
+        pex_tool = os.environ.get("AI_AGENT_PEX_TOOL")
+        if not pex_tool or not Path(pex_tool).is_file():
+            missing_component(
+                "the pex tool built by the ./pants launcher",
+                "nothing: run the tests through `./pants test`, which sets AI_AGENT_PEX_TOOL",
+            )
+        config = toml.loads((_SANDBOX_ROOT / "pants.toml").read_text())
+        config["GLOBAL"]["pythonpath"] = [str(Path(ai_agent.__file__).resolve().parents[1])]
+        config["pex-cli"]["url_template"] = f"file://{pex_tool}"
+        root.mkdir(parents=True)
+        (root / "pants.toml").write_text(toml.dumps(config))
+        shutil.copytree(_SANDBOX_ROOT / "lockfiles", root / "lockfiles")
+        return cls(root)
+
+    def write(self, files: Mapping[str, str]) -> None:
+        for relpath, content in files.items():
+            path = self.root / relpath
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content)
+
+    def run(
+        self, *args: str, extra_env: Optional[Mapping[str, str]] = None, timeout: float = 900
+    ) -> subprocess.CompletedProcess:
+        """Run `pants <args>` in the scratch repo (no pantsd) and return the finished process."""
+        env = {name: os.environ[name] for name in _PASSED_ENV if name in os.environ}
+        env.update(
+            LC_ALL="C.UTF-8",
+            NO_SCIE_WARNING="1",
+            PYTHONPATH=os.pathsep.join(sys.path),
+            **(extra_env or {}),
+        )
+        return subprocess.run(
+            [sys.executable, "-m", "pants", "--no-pantsd", *args],
+            cwd=self.root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
