@@ -27,7 +27,7 @@ GZIP_LAYER_MEDIA_TYPES = frozenset({OCI_LAYER_TAR_GZIP, DOCKER_LAYER_TAR_GZIP})
 # The annotation that names an image inside an OCI layout's index.json.
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
 
-_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 class InvalidDigest(ValueError):
@@ -45,7 +45,7 @@ def check_digest(digest: str) -> str:
     Digests become file names (`blobs/sha256/<hex>`) and URL path segments, so anything else is
     refused before it can reach a path.
     """
-    if not _DIGEST_RE.match(digest):
+    if not _DIGEST_RE.fullmatch(digest):
         raise InvalidDigest(f"not a sha256 digest: {digest!r}")
     return digest
 
