@@ -214,7 +214,8 @@ def test_pushes_and_resolves_a_multi_platform_index(
 ) -> None:
     layer = layer_tar({"id": uuid.uuid4().bytes})
     platforms = [LINUX_AMD64, Platform("linux", "arm64", "v8")]
-    amd64, arm64 = images = (make_image([layer], platform) for platform in platforms)
+    images = tuple(make_image([layer], platform) for platform in platforms)
+    amd64, arm64 = images
     entries = [
         Descriptor(OCI_MANIFEST, image.manifest.digest, image.manifest.size, platform=platform)
         for image, platform in zip(images, platforms)
