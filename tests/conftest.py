@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+
 from testkit.components import (
     RunningRegistry,
     missing_component,

@@ -14,14 +14,16 @@ import tarfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List
+from typing import Dict, Iterator, List, Union
 
 import pytest
 
 from ai_agent.oci.archive import write_archive
 from ai_agent.oci.image import ConfigUpdate, Image, Index, Layer, build_image
 from ai_agent.oci.layer import Compression, Entry, LayerOptions, expand_tree, write_layer
+from ai_agent.oci.registry import Reference, RegistryClient, Repository
 from ai_agent.oci.types import Platform
+from testkit.components import RunningRegistry
 
 pytestmark = pytest.mark.integration
 
@@ -195,3 +197,28 @@ def test_index_archive_serves_each_platform(
     assert inspected["Digest"] == index.digest  # skopeo names what the tag points at
     assert inspected["Architecture"] == OTHER_PLATFORM.architecture
     assert inspected["Layers"] == [layer.descriptor.digest for layer in other.layers]
+
+
+def test_pushed_image_keeps_its_digest_and_runs_when_pulled_by_digest(
+    docker_client: object, registry: RunningRegistry, built: BuiltArchive
+) -> None:
+    """Writer and registry client together: what was built locally is what dockerd pulls."""
+    image = built.image
+    blobs: Dict[str, Union[bytes, Path]] = {
+        image.descriptor.digest: image.manifest_bytes,
+        image.config_descriptor.digest: image.config_bytes,
+        **{layer.descriptor.digest: Path(layer.path) for layer in image.layers},
+    }
+    repository = Repository(registry.address, f"runtime/{uuid.uuid4().hex[:12]}")
+    with RegistryClient() as client:
+        stats = client.push(repository, image.descriptor, blobs, tags=["v1"])
+        resolved = client.resolve(Reference(repository, tag="v1"), HOST_PLATFORM)
+    assert stats.uploaded_blobs == 1 + len(image.layers)
+    assert resolved.descriptor.digest == image.digest
+
+    pulled = f"{registry.address}/{repository.name}@{image.digest}"
+    try:
+        output = docker_client.containers.run(pulled, remove=True)  # type: ignore[attr-defined]
+        assert output.decode() == f"greeting=hello-from-config pwd=/app/data uid={AGENT_UID}\n"
+    finally:
+        docker_client.images.remove(pulled, force=True)  # type: ignore[attr-defined]

@@ -28,7 +28,6 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from testkit.components import RunningRegistry, require_binary, start_registry
 
 from ai_agent.oci.auth import AnonymousKeychain, Credentials, StaticKeychain
 from ai_agent.oci.registry import (
@@ -54,6 +53,7 @@ from ai_agent.oci.types import (
     Platform,
     sha256_digest,
 )
+from testkit.components import RunningRegistry, require_binary, start_registry
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,7 @@
 """The plugin loads as a Pants backend in a repo configured like this one."""
 
 import pytest
+
 from testkit.pants_repo import ScratchRepo
 
 
