@@ -1,13 +1,12 @@
-"""Pants backend entry point for the `ai_agent` plugin.
+"""Pants backend entry point for the `ai_agent` plugin: its rules and target types."""
 
-Rules and target types are added here as the plugin grows; Pants loads this module because
-`ai_agent` is listed in `[GLOBAL].backend_packages`.
-"""
+from ai_agent import base_images, builder, image
+from ai_agent.target_types import DebianBaseTarget
 
 
 def rules():
-    return []
+    return [*builder.rules(), *image.rules(), *base_images.rules()]
 
 
 def target_types():
-    return []
+    return [DebianBaseTarget]

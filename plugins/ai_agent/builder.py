@@ -1,0 +1,128 @@
+"""How image-building work runs: as ordinary, cacheable Pants processes that execute the plugin's
+standard-library OCI core (`ai_agent.oci`) with a Python interpreter found on the machine.
+
+The core's own source files are an input of every such process, so editing the core invalidates
+exactly the outputs it produced, and nothing else does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Optional, cast
+
+from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
+from pants.backend.python.util_rules.pex import PythonExecutable
+from pants.engine.fs import EMPTY_DIGEST, CreateDigest, Digest, FileContent
+from pants.engine.process import FallibleProcessResult, Process, ProcessCacheScope
+from pants.engine.rules import Get, collect_rules, rule
+from pants.util.logging import LogLevel
+
+from ai_agent.subsystem import AiAgentSubsystem
+
+# Where the core's sources are mounted inside each sandbox (read-only, shared between processes).
+_MOUNT = "__ai_agent_builder"
+# Packages of the plugin that run inside sandboxes; each is standard library only.
+_SANDBOXED_PACKAGES = ("oci", "debian")
+
+
+@dataclass(frozen=True)
+class ImageBuilder:
+    """The interpreter and sources that image-building processes run."""
+
+    python: PythonExecutable
+    sources: Digest
+
+    def process(
+        self,
+        module: str,
+        argv: Iterable[str],
+        *,
+        description: str,
+        input_digest: Optional[Digest] = None,
+        output_files: Iterable[str] = (),
+        output_directories: Iterable[str] = (),
+        env: Optional[Mapping[str, str]] = None,
+        level: LogLevel = LogLevel.DEBUG,
+        cache_scope: ProcessCacheScope = ProcessCacheScope.SUCCESSFUL,
+    ) -> Process:
+        """A process running `python -m ai_agent.<module> <argv>` in a sandbox."""
+        return Process(
+            argv=(self.python.path, "-B", "-s", "-m", f"ai_agent.{module}", *argv),
+            description=description,
+            input_digest=input_digest or EMPTY_DIGEST,
+            # Pants annotates these as str but they hold digests (an interpreter provider's files).
+            immutable_input_digests={
+                **cast(Mapping[str, Digest], self.python.immutable_input_digests),
+                _MOUNT: self.sources,
+            },
+            append_only_caches=self.python.append_only_caches,
+            output_files=tuple(output_files),
+            output_directories=tuple(output_directories),
+            # Nothing from the host reaches the output: fixed locale, timezone and hash seed.
+            env={
+                "PYTHONPATH": _MOUNT,
+                "PYTHONHASHSEED": "0",
+                "LC_ALL": "C.UTF-8",
+                "TZ": "UTC",
+                **(env or {}),
+            },
+            level=level,
+            cache_scope=cache_scope,
+        )
+
+
+class BuildStepFailed(Exception):
+    """A build process exited non-zero; the message names the target and carries its error."""
+
+
+@dataclass(frozen=True)
+class BuildStep:
+    """A builder process run on behalf of a target, named in the error if it fails."""
+
+    process: Process
+    owner: str
+
+
+@dataclass(frozen=True)
+class BuildStepOutput:
+    digest: Digest
+
+
+def _sandboxed_sources() -> tuple[FileContent, ...]:
+    plugin_root = Path(__file__).resolve().parent
+    files = [
+        path
+        for package in _SANDBOXED_PACKAGES
+        for path in sorted((plugin_root / package).glob("*.py"))
+        if not path.name.endswith("_test.py")
+    ]
+    return tuple(
+        FileContent(f"ai_agent/{path.relative_to(plugin_root)}", path.read_bytes())
+        for path in files
+    )
+
+
+@rule(desc="Preparing the image builder", level=LogLevel.DEBUG)
+async def prepare_image_builder(subsystem: AiAgentSubsystem) -> ImageBuilder:
+    python = await Get(
+        PythonExecutable,
+        InterpreterConstraints,
+        InterpreterConstraints(subsystem.builder_interpreter_constraints),
+    )
+    sources = await Get(Digest, CreateDigest(_sandboxed_sources()))
+    return ImageBuilder(python=python, sources=sources)
+
+
+@rule
+async def run_build_step(step: BuildStep) -> BuildStepOutput:
+    result = await Get(FallibleProcessResult, Process, step.process)
+    if result.exit_code != 0:
+        # The builder's CLI reports a bad input as one `error: ...` line naming the problem.
+        details = result.stderr.decode(errors="replace").strip()
+        raise BuildStepFailed(f"{step.owner}: {step.process.description} failed:\n{details}")
+    return BuildStepOutput(result.output_digest)
+
+
+def rules():
+    return collect_rules()

@@ -1,0 +1,155 @@
+"""Download the .deb files a lock pins, trying mirrors in order; the lock's size and sha256 decide
+what is accepted, so any mirror (deb.debian.org, a snapshot.debian.org timestamp, a local cache)
+may serve.
+
+A .deb lands in the destination directory under its pool file name only once it is complete and
+verified: it is written to a hidden temporary file beside it and renamed, so an interrupted or
+refused download leaves nothing behind. A file already there is checked and reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Mapping, Sequence
+
+from .download import CHUNK_SIZE, DownloadError, NotFound, open_url
+from .index import archive_of
+from .lock import LockedPackage
+
+
+class FetchError(Exception):
+    """A pinned .deb could not be downloaded; the message lists each mirror and what failed."""
+
+
+class PackageNotOnMirrors(FetchError):
+    """No mirror has the pinned .deb any more: the lock is older than the mirrors' pools."""
+
+    def __init__(
+        self, package: LockedPackage, mirrors: Sequence[str], refresh_command: str
+    ) -> None:
+        super().__init__(
+            f"{package.name} {package.version} ({package.architecture}) is pinned by the lock but"
+            f" no mirror serves {package.filename} any more (tried {', '.join(mirrors)}). Debian"
+            " removes superseded versions from its pool; regenerate the lock with"
+            f" `{refresh_command}`, or add a mirror that keeps old versions, such as"
+            " https://snapshot.debian.org/archive/debian/<timestamp>/ (and .../debian-security/)"
+        )
+        self.package = package
+        self.mirrors = tuple(mirrors)
+        self.refresh_command = refresh_command
+
+
+def fetch_deb(
+    package: LockedPackage, mirrors: Sequence[str], destination: Path, refresh_command: str
+) -> Path:
+    """`package`'s .deb in `destination`, downloaded from the first of `mirrors` (URLs of the
+    archive that holds its suite) that serves the pinned bytes."""
+    target = destination / package.basename
+    if target.is_file() and file_matches(target, package):
+        return target
+    reasons: List[str] = []
+    not_found = 0
+    for mirror in mirrors:
+        url = f"{mirror.rstrip('/')}/{package.filename}"
+        try:
+            _download_verified(url, package, target)
+            return target
+        except NotFound as error:
+            not_found += 1
+            reasons.append(str(error))
+        except DownloadError as error:
+            reasons.append(str(error))
+        except FetchError as error:
+            reasons.append(f"{url}: {error}")
+    if mirrors and not_found == len(mirrors):
+        raise PackageNotOnMirrors(package, mirrors, refresh_command)
+    details = "; ".join(reasons) or "no mirror configured"
+    raise FetchError(f"cannot fetch {package.name} {package.version}: {details}")
+
+
+def fetch_debs(
+    packages: Sequence[LockedPackage],
+    mirrors: Mapping[str, Sequence[str]],
+    destination: Path,
+    refresh_command: str,
+) -> List[Path]:
+    """Every package's .deb in `destination`, in the order given. `mirrors` maps each archive
+    (`debian`, `debian-security`) to its mirror URLs, tried in order."""
+    destination.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for package in packages:
+        archive = archive_of(package.suite)
+        if not mirrors.get(archive):
+            raise FetchError(
+                f"{package.name} comes from suite {package.suite}, but no mirror of the"
+                f" `{archive}` archive is configured"
+            )
+        paths.append(fetch_deb(package, mirrors[archive], destination, refresh_command))
+    return paths
+
+
+def file_matches(path: Path, package: LockedPackage) -> bool:
+    """Whether `path` holds exactly the bytes the lock pins for `package`."""
+    if path.stat().st_size != package.size:
+        return False
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(CHUNK_SIZE), b""):
+            digest.update(chunk)
+    return digest.hexdigest() == package.sha256
+
+
+def _download_verified(url: str, package: LockedPackage, target: Path) -> None:
+    """Stream `url` into a temporary file beside `target`, checking size and sha256 as it
+    arrives, and rename it into place only if both match."""
+    descriptor, temporary = tempfile.mkstemp(
+        prefix=f".{package.basename}.", suffix=".partial", dir=target.parent
+    )
+    try:
+        with os.fdopen(descriptor, "wb") as output, open_url(url) as response:
+            digest = hashlib.sha256()
+            size = 0
+            while True:
+                try:
+                    chunk = response.read(CHUNK_SIZE)
+                except OSError as error:
+                    raise DownloadError(url, f"connection lost: {error}") from None
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > package.size:
+                    raise FetchError(f"serves more than the {package.size} bytes the lock pins")
+                digest.update(chunk)
+                output.write(chunk)
+        if size != package.size or digest.hexdigest() != package.sha256:
+            raise FetchError(
+                f"served {size} bytes with sha256 {digest.hexdigest()}, the lock pins"
+                f" {package.size} bytes with sha256 {package.sha256}"
+            )
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, target)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def fetched_debs(packages: Sequence[LockedPackage], directory: Path) -> Dict[str, Path]:
+    """Each package's .deb in `directory` (as `fetch` leaves them), checked against the lock."""
+    found = {}
+    for package in packages:
+        path = directory / package.basename
+        if not path.is_file():
+            raise FetchError(
+                f"{directory} has no {package.basename} ({package.name} {package.version});"
+                " fetch the lock's packages into it first"
+            )
+        if not file_matches(path, package):
+            raise FetchError(
+                f"{path} does not match the lock ({package.size} bytes, sha256 {package.sha256});"
+                " delete it and fetch it again"
+            )
+        found[package.name] = path
+    return found

@@ -1,0 +1,48 @@
+"""The command line: mirror options, the refresh command and error reporting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .__main__ import UsageError, main, parse_mirrors, refresh_command
+from .lock import LockRequest
+
+
+def test_mirrors_given_for_an_archive_replace_its_default_in_order() -> None:
+    mirrors = parse_mirrors(
+        [
+            "debian=https://snapshot.debian.org/archive/debian/20260711T000000Z/",
+            "debian=http://deb.debian.org/debian",
+        ]
+    )
+    assert mirrors == {
+        "debian": (
+            "https://snapshot.debian.org/archive/debian/20260711T000000Z",
+            "http://deb.debian.org/debian",
+        ),
+        "debian-security": ("http://deb.debian.org/debian-security",),
+    }
+    with pytest.raises(UsageError, match="ARCHIVE one of \\['debian', 'debian-security'\\]"):
+        parse_mirrors(["ubuntu=http://archive.ubuntu.com/ubuntu"])
+
+
+def test_the_refresh_command_regenerates_the_same_request() -> None:
+    request = LockRequest("bookworm", ("arm64", "amd64"), ("tzdata",), ("debconf",), "shell")
+    assert refresh_command(request, Path("3rdparty/debian/base.lock.json")) == (
+        "python -m ai_agent.debian lock --suite bookworm --arch amd64 --arch arm64"
+        " --package tzdata --exclude debconf --variant shell"
+        " --output 3rdparty/debian/base.lock.json"
+    )
+
+
+def test_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    lock = tmp_path / "lock.json"
+    lock.write_text('{"lockVersion": 0}')
+    status = main(["layer", "--lock", str(lock), "--debs", str(tmp_path), "--output-dir", "out"])
+    assert status == 2
+    assert capsys.readouterr().err == (
+        f"error: {lock}: lockVersion 0 is not 1; regenerate the lock with this version of the"
+        " tool\n"
+    )

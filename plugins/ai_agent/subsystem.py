@@ -1,0 +1,49 @@
+"""The `[ai-agent]` options: settings shared by every `ai_agent` build in a repo."""
+
+from __future__ import annotations
+
+from pants.option.option_types import IntOption, StrListOption
+from pants.option.subsystem import Subsystem
+from pants.util.strutil import softwrap
+
+DEFAULT_SOURCE_DATE_EPOCH = 946684800  # 2000-01-01T00:00:00Z: zip and wheel tools reject < 1980.
+
+
+class AiAgentSubsystem(Subsystem):
+    options_scope = "ai-agent"
+    help = "Options for building `ai_agent` images."
+
+    builder_interpreter_constraints = StrListOption(
+        default=["CPython>=3.9,<3.12"],
+        help=softwrap(
+            """
+            Which interpreters may run the image-building processes (the plugin's standard-library
+            OCI core). Their output is byte-identical under every allowed version; the chosen
+            interpreter's path is part of each process's cache key, so machines sharing a remote
+            cache should resolve it to the same path.
+            """
+        ),
+    )
+    source_date_epoch = IntOption(
+        default=DEFAULT_SOURCE_DATE_EPOCH,
+        help=softwrap(
+            """
+            The one timestamp written into images: every tar entry's mtime and the config's
+            `created`, in seconds since the Unix epoch (like `SOURCE_DATE_EPOCH`).
+            """
+        ),
+    )
+    debian_mirrors = StrListOption(
+        default=[],
+        help=softwrap(
+            """
+            Mirrors to fetch pinned Debian packages from, as `ARCHIVE=URL` with ARCHIVE `debian`
+            or `debian-security`, tried in the order given; the lock's sha256 decides what is
+            accepted. Defaults to deb.debian.org. Put a snapshot first so that old locks keep
+            building after the live mirror drops their versions, e.g.
+            `debian=https://snapshot.debian.org/archive/debian/20260701T000000Z/`,
+            then `debian=http://deb.debian.org/debian`. Lock generation reads the first mirror of
+            each archive.
+            """
+        ),
+    )
