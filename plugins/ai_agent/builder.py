@@ -119,8 +119,11 @@ async def run_build_step(step: BuildStep) -> BuildStepOutput:
     result = await Get(FallibleProcessResult, Process, step.process)
     if result.exit_code != 0:
         # The builder's CLI reports a bad input as one `error: ...` line naming the problem.
-        details = result.stderr.decode(errors="replace").strip()
-        raise BuildStepFailed(f"{step.owner}: {step.process.description} failed:\n{details}")
+        output = (result.stderr or result.stdout).decode(errors="replace").strip()
+        raise BuildStepFailed(
+            f"{step.owner}: {step.process.description} failed (exit code {result.exit_code}):"
+            f"\n{output}"
+        )
     return BuildStepOutput(result.output_digest)
 
 

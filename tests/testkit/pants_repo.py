@@ -54,7 +54,11 @@ class ScratchRepo:
             path.write_text(content)
 
     def run(
-        self, *args: str, extra_env: Optional[Mapping[str, str]] = None, timeout: float = 900
+        self,
+        *args: str,
+        extra_env: Optional[Mapping[str, str]] = None,
+        umask: Optional[int] = None,
+        timeout: float = 900,
     ) -> subprocess.CompletedProcess:
         """Run `pants <args>` in the scratch repo (no pantsd) and return the finished process."""
         env = {name: os.environ[name] for name in _PASSED_ENV if name in os.environ}
@@ -71,4 +75,5 @@ class ScratchRepo:
             capture_output=True,
             text=True,
             timeout=timeout,
+            preexec_fn=None if umask is None else lambda: os.umask(umask),  # noqa: PLW1509
         )
