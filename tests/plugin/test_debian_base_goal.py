@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ LOCK = "lockfiles/debian-py.lock.json"
 ARCHIVE = "dist/base/py.tar"
 
 
-def _ok(result) -> None:  # type: ignore[no-untyped-def]
+def _ok(result: subprocess.CompletedProcess) -> None:
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
 
 
