@@ -1,16 +1,28 @@
-"""Base images: what every agent image is stacked on.
+"""Base images: what every agent image is stacked on, as one `BaseImage` whatever the kind.
 
-A `debian_base` is built from the .deb files its lock pins: lock generation hooks into
-`./pants generate-lockfiles` (it reads the live, signed Debian indexes, so it is never cached),
-while building reads only the lock, through two cacheable processes — fetching the pinned .debs
-by sha256, and unpacking them into one deterministic layer.
+A `debian_base` is built from the .deb files its lock pins, through two cacheable processes:
+fetching the pinned .debs by sha256, and unpacking them into one deterministic layer.
+
+An `oci_base` is an image from a registry, pinned per platform by digest in its lock. Each blob
+(the config, each layer) is pulled by digest by its own cacheable process whose only inputs are
+the repository and the digest, so a blob is cached by digest, locally and remotely, and shared by
+every base that lists it. Layers are carried byte for byte and pulled only where their bytes are
+needed; the lock alone gives their digests, diffIDs and sizes.
+
+Both kinds of lock are written by `./pants generate-lockfiles --resolve=<target name>`, whose
+processes ask the live archive or registry and are therefore never cached; builds read only the
+lock, and a missing or stale one is an error that says how to refresh it.
+
+Registry processes find credentials through `DOCKER_CONFIG` (`[ai-agent].docker_config`, else
+the environment's `DOCKER_CONFIG`, else `$HOME/.docker`): only that path enters their cache keys,
+never the credentials, and not HOME itself.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Iterable, Tuple
+from typing import Iterable, Optional, Tuple
 
 from pants.core.goals.generate_lockfiles import (
     GenerateLockfile,
@@ -28,20 +40,34 @@ from pants.core.goals.package import (
     PackageFieldSet,
 )
 from pants.engine.addresses import Address
-from pants.engine.fs import Digest, DigestContents, MergeDigests, PathGlobs, Snapshot
+from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
+from pants.engine.fs import (
+    EMPTY_DIGEST,
+    CreateDigest,
+    Digest,
+    DigestContents,
+    DigestSubset,
+    FileContent,
+    MergeDigests,
+    PathGlobs,
+    Snapshot,
+)
 from pants.engine.process import ProcessCacheScope
 from pants.engine.rules import Get, collect_rules, rule
 from pants.engine.target import AllTargets, Target, WrappedTarget, WrappedTargetRequest
 from pants.engine.unions import UnionRule
 from pants.util.docutil import bin_name
+from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
 from ai_agent.builder import BuildStep, BuildStepOutput, ImageBuilder
 from ai_agent.debian.lock import LockRequest
-from ai_agent.image import ImageArchive, ImageArchiveRequest
-from ai_agent.oci.types import canonical_json
+from ai_agent.image import BaseImage, BaseLayer, ImageArchive, ImageArchiveRequest
+from ai_agent.oci.base import BaseLock, BaseLockError
+from ai_agent.oci.types import Descriptor, Platform, canonical_json, digest_hex
 from ai_agent.subsystem import AiAgentSubsystem
 from ai_agent.target_types import (
+    BaseImageLockfileField,
     DebianArchitecturesField,
     DebianBaseTarget,
     DebianExcludesField,
@@ -49,6 +75,10 @@ from ai_agent.target_types import (
     DebianPackagesField,
     DebianSuiteField,
     DebianVariantField,
+    OciBaseImageField,
+    OciBaseLockfileField,
+    OciBasePlatformsField,
+    OciBaseTarget,
 )
 
 # What Debian's own images set; the rest of the config belongs to the image built on top.
@@ -57,30 +87,53 @@ _DEBIAN_ENV = {
     "LANG": "C.UTF-8",
 }
 _PLATFORM_OF_ARCHITECTURE = {"amd64": "linux/amd64", "arm64": "linux/arm64/v8"}
+# Where Docker credential helpers (`docker-credential-*`) are looked for; fixed, so that it is the
+# same in every machine's cache keys.
+_CREDENTIAL_HELPER_PATH = "/usr/local/bin:/usr/bin:/bin"
+# Where pulled blobs land in a sandbox: named by digest alone, so that one blob is one process.
+_BLOBS_DIR = "base-blobs/sha256"
 
 
-class DebianLockProblem(Exception):
-    """A debian_base's lock is missing or was made for other settings."""
+class BaseLockProblem(Exception):
+    """A base's lock is missing, or was made for other settings than the target's."""
+
+
+class NotABaseImage(Exception):
+    """An address given as a base names a target that is not a base image."""
+
+
+class BasePlatformProblem(Exception):
+    """A base is asked for a platform that its target does not list."""
 
 
 @dataclass(frozen=True)
 class BaseImageRequest:
+    """The base image target at `address`, for `platform` (`os/arch[/variant]`); None means
+    the first platform the target lists."""
+
     address: Address
+    platform: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class DebianBaseRequest:
+    target: Target
     architecture: str
 
 
 @dataclass(frozen=True)
-class BaseImage:
-    """What an image is stacked on, whichever kind of base target made it: layers (each a
-    `descriptor.json` beside its blob, all in `digest`), the config it sets, its platform and
-    the packages inside (`name=version`, for the SBOM)."""
-
-    address: Address
+class RegistryBaseRequest:
+    target: Target
     platform: str
-    digest: Digest
-    layer_descriptors: Tuple[str, ...]
-    config_json: str
-    packages: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RegistryAccess:
+    """What every registry process gets: the Docker config's directory (a path, never its
+    content) and the registries it may reach over plain HTTP."""
+
+    env: FrozenDict[str, str]
+    args: Tuple[str, ...]
 
 
 def _refresh_command(resolve_name: str) -> str:
@@ -101,6 +154,28 @@ def _mirror_args(subsystem: AiAgentSubsystem) -> Tuple[str, ...]:
     return tuple(arg for mirror in subsystem.debian_mirrors for arg in ("--mirror", mirror))
 
 
+def _missing_lock(target: Target, lock_path: str) -> BaseLockProblem:
+    return BaseLockProblem(
+        f"{target.address}: its lock `{lock_path}` does not exist (field `lockfile`). Create it"
+        f" with `{_refresh_command(target.address.target_name)}`."
+    )
+
+
+@rule
+async def registry_access(subsystem: AiAgentSubsystem) -> RegistryAccess:
+    environment = await Get(EnvironmentVars, EnvironmentVarsRequest(["DOCKER_CONFIG", "HOME"]))
+    docker_config = subsystem.docker_config or environment.get("DOCKER_CONFIG")
+    if not docker_config and environment.get("HOME"):
+        docker_config = f"{environment['HOME']}/.docker"
+    env = {"PATH": _CREDENTIAL_HELPER_PATH}
+    if docker_config:
+        env["DOCKER_CONFIG"] = docker_config
+    insecure = subsystem.insecure_registries
+    return RegistryAccess(
+        FrozenDict(env), tuple(arg for host in insecure for arg in ("--insecure-registry", host))
+    )
+
+
 # Lock generation ---------------------------------------------------------------------------------
 
 
@@ -109,16 +184,41 @@ class GenerateDebianLockfile(GenerateLockfile):
     request_json: str
 
 
-class KnownDebianBaseResolveNamesRequest(KnownUserResolveNamesRequest):
+@dataclass(frozen=True)
+class GenerateRegistryBaseLockfile(GenerateLockfile):
+    image: str
+    platforms: Tuple[str, ...]
+
+
+class KnownBaseImageResolveNamesRequest(KnownUserResolveNamesRequest):
     pass
 
 
-class RequestedDebianBaseResolveNames(RequestedUserResolveNames):
+class RequestedBaseImageResolveNames(RequestedUserResolveNames):
     pass
 
 
-def _debian_bases(all_targets: Iterable[Target]) -> Tuple[Target, ...]:
-    return tuple(t for t in all_targets if isinstance(t, DebianBaseTarget))
+def _base_targets(all_targets: Iterable[Target]) -> Tuple[Target, ...]:
+    return tuple(t for t in all_targets if t.has_field(BaseImageLockfileField))
+
+
+def _lockfile_request(target: Target) -> GenerateLockfile:
+    name = target.address.target_name
+    lockfile_dest = target[BaseImageLockfileField].value_or_default()
+    if isinstance(target, OciBaseTarget):
+        return GenerateRegistryBaseLockfile(
+            resolve_name=name,
+            lockfile_dest=lockfile_dest,
+            diff=False,
+            image=target[OciBaseImageField].value,
+            platforms=target[OciBasePlatformsField].value,
+        )
+    return GenerateDebianLockfile(
+        resolve_name=name,
+        lockfile_dest=lockfile_dest,
+        diff=False,
+        request_json=canonical_json(_lock_request(target).to_json()).decode(),
+    )
 
 
 @rule
@@ -127,30 +227,29 @@ def wrap_debian_lockfile_request(request: GenerateDebianLockfile) -> WrappedGene
 
 
 @rule
-def known_debian_base_resolves(
-    _: KnownDebianBaseResolveNamesRequest, all_targets: AllTargets
+def wrap_registry_base_lockfile_request(
+    request: GenerateRegistryBaseLockfile,
+) -> WrappedGenerateLockfile:
+    return WrappedGenerateLockfile(request)
+
+
+@rule
+def known_base_image_resolves(
+    _: KnownBaseImageResolveNamesRequest, all_targets: AllTargets
 ) -> KnownUserResolveNames:
     return KnownUserResolveNames(
-        names=tuple(t.address.target_name for t in _debian_bases(all_targets)),
-        option_name="the names of `debian_base` targets",
-        requested_resolve_names_cls=RequestedDebianBaseResolveNames,
+        names=tuple(t.address.target_name for t in _base_targets(all_targets)),
+        option_name="the names of `debian_base` and `oci_base` targets",
+        requested_resolve_names_cls=RequestedBaseImageResolveNames,
     )
 
 
 @rule
-def debian_base_lockfile_requests(
-    requested: RequestedDebianBaseResolveNames, all_targets: AllTargets
+def base_image_lockfile_requests(
+    requested: RequestedBaseImageResolveNames, all_targets: AllTargets
 ) -> UserGenerateLockfiles:
-    by_name = {t.address.target_name: t for t in _debian_bases(all_targets)}
-    return UserGenerateLockfiles(
-        GenerateDebianLockfile(
-            resolve_name=name,
-            lockfile_dest=by_name[name][DebianLockfileField].value_or_default(),
-            diff=False,
-            request_json=canonical_json(_lock_request(by_name[name]).to_json()).decode(),
-        )
-        for name in requested
-    )
+    by_name = {t.address.target_name: t for t in _base_targets(all_targets)}
+    return UserGenerateLockfiles(_lockfile_request(by_name[name]) for name in requested)
 
 
 @rule(desc="Generating a Debian package lock", level=LogLevel.DEBUG)
@@ -177,37 +276,83 @@ async def generate_debian_lockfile(
     return GenerateLockfileResult(output.digest, request.resolve_name, request.lockfile_dest)
 
 
+@rule(desc="Generating a registry base lock", level=LogLevel.DEBUG)
+async def generate_registry_base_lockfile(
+    request: GenerateRegistryBaseLockfile, builder: ImageBuilder, access: RegistryAccess
+) -> GenerateLockfileResult:
+    argv = ["lock-base", "--image", request.image]
+    argv += [arg for platform in request.platforms for arg in ("--platform", platform)]
+    process = builder.process(
+        "oci",
+        [*argv, *access.args, "--output", request.lockfile_dest],
+        description=f"Locking registry base `{request.resolve_name}` ({request.image})",
+        output_files=(request.lockfile_dest,),
+        env=access.env,
+        level=LogLevel.INFO,
+        # A lock must reflect what the tag names now, never a cached earlier answer.
+        cache_scope=ProcessCacheScope.PER_SESSION,
+    )
+    output = await Get(BuildStepOutput, BuildStep(process, owner=request.resolve_name))
+    return GenerateLockfileResult(output.digest, request.resolve_name, request.lockfile_dest)
+
+
 # Building -----------------------------------------------------------------------------------------
 
 
-@rule(desc="Building a Debian base", level=LogLevel.DEBUG)
-async def build_debian_base(
-    request: BaseImageRequest, builder: ImageBuilder, subsystem: AiAgentSubsystem
-) -> BaseImage:
+@rule(desc="Finding a base image", level=LogLevel.DEBUG)
+async def find_base_image(request: BaseImageRequest) -> BaseImage:
     wrapped = await Get(
         WrappedTarget,
         WrappedTargetRequest(request.address, description_of_origin="an image's `base` field"),
     )
     target = wrapped.target
+    if isinstance(target, OciBaseTarget):
+        platforms = target[OciBasePlatformsField].value
+        platform = str(Platform.parse(request.platform)) if request.platform else platforms[0]
+        return await Get(BaseImage, RegistryBaseRequest(target, platform))
+    if isinstance(target, DebianBaseTarget):
+        architectures = target[DebianArchitecturesField].value or DebianArchitecturesField.default
+        architecture = _debian_architecture(target, request.platform) or architectures[0]
+        return await Get(BaseImage, DebianBaseRequest(target, architecture))
+    raise NotABaseImage(
+        f"{request.address} is a `{target.alias}` target; a base must be a `debian_base` or an"
+        " `oci_base` target"
+    )
+
+
+def _debian_architecture(target: Target, platform: Optional[str]) -> Optional[str]:
+    if platform is None:
+        return None
+    for architecture, known_platform in _PLATFORM_OF_ARCHITECTURE.items():
+        if Platform.parse(known_platform) == Platform.parse(platform):
+            return architecture
+    raise BasePlatformProblem(
+        f"{target.address}: a `debian_base` has no {platform} image; it builds"
+        f" {', '.join(_PLATFORM_OF_ARCHITECTURE.values())} (field `architectures`)"
+    )
+
+
+@rule(desc="Building a Debian base", level=LogLevel.DEBUG)
+async def build_debian_base(
+    request: DebianBaseRequest, builder: ImageBuilder, subsystem: AiAgentSubsystem
+) -> BaseImage:
+    target = request.target
     owner = str(target.address)
     resolve_name = target.address.target_name
     lock_path = target[DebianLockfileField].value_or_default()
     lock_snapshot = await Get(Snapshot, PathGlobs([lock_path]))
     if not lock_snapshot.files:
-        raise DebianLockProblem(
-            f"{owner}: its lock `{lock_path}` does not exist (field `lockfile`). Create it with"
-            f" `{_refresh_command(resolve_name)}`."
-        )
+        raise _missing_lock(target, lock_path)
     lock_contents = await Get(DigestContents, Digest, lock_snapshot.digest)
     lock = json.loads(lock_contents[0].content)
     if lock.get("request") != _lock_request(target).to_json():
-        raise DebianLockProblem(
+        raise BaseLockProblem(
             f"{owner}: `{lock_path}` was made for other settings than the target's (suite,"
             f" architectures, packages, excludes, variant). Refresh it with"
             f" `{_refresh_command(resolve_name)}`."
         )
     if request.architecture not in lock["request"]["architectures"]:
-        raise DebianLockProblem(
+        raise BasePlatformProblem(
             f"{owner}: no `{request.architecture}` in field `architectures`"
             f" {lock['request']['architectures']}; add it and run"
             f" `{_refresh_command(resolve_name)}`."
@@ -231,28 +376,52 @@ async def build_debian_base(
     )
     layer_dir = f"base/{target.address.path_safe_spec}/{request.architecture}"
     layer_inputs = await Get(Digest, MergeDigests([lock_snapshot.digest, debs.digest]))
-    layer = await Get(
-        BuildStepOutput,
-        BuildStep(
-            builder.process(
-                "debian",
-                ["layer", "--lock", lock_path, "--arch", request.architecture, "--debs", "debs"]
-                + ["--output-dir", layer_dir]
-                + ["--source-date-epoch", str(subsystem.source_date_epoch)],
-                description=f"Writing the Debian base layer of {owner} ({request.architecture})",
-                input_digest=layer_inputs,
-                output_directories=(layer_dir,),
-                level=LogLevel.INFO,
-            ),
-            owner=owner,
+    layer_step = BuildStep(
+        builder.process(
+            "debian",
+            ["layer", "--lock", lock_path, "--arch", request.architecture, "--debs", "debs"]
+            + ["--output-dir", layer_dir]
+            + ["--source-date-epoch", str(subsystem.source_date_epoch)],
+            description=f"Writing the Debian base layer of {owner} ({request.architecture})",
+            input_digest=layer_inputs,
+            output_directories=(layer_dir,),
+            level=LogLevel.INFO,
         ),
+        owner=owner,
+    )
+    layer = await Get(BuildStepOutput, BuildStep, layer_step)
+    descriptor_path = f"{layer_dir}/descriptor.json"
+    descriptor_contents = await Get(
+        DigestContents, DigestSubset(layer.digest, PathGlobs([descriptor_path]))
+    )
+    descriptor = json.loads(descriptor_contents[0].content)
+    platform = _PLATFORM_OF_ARCHITECTURE[request.architecture]
+    config = {
+        **Platform.parse(platform).to_json(),
+        "config": {"Env": [f"{name}={value}" for name, value in _DEBIAN_ENV.items()]},
+        "rootfs": {"type": "layers", "diff_ids": [descriptor["diffID"]]},
+        "history": [{"created_by": descriptor["createdBy"]}],
+    }
+    config_path = f"{layer_dir}/config.json"
+    config_digest = await Get(
+        Digest, CreateDigest([FileContent(config_path, canonical_json(config))])
     )
     return BaseImage(
         address=target.address,
-        platform=_PLATFORM_OF_ARCHITECTURE[request.architecture],
-        digest=layer.digest,
-        layer_descriptors=(f"{layer_dir}/descriptor.json",),
-        config_json=canonical_json({"Env": _DEBIAN_ENV}).decode(),
+        platform=platform,
+        config=config_digest,
+        config_path=config_path,
+        layers=(
+            BaseLayer(
+                media_type=descriptor["mediaType"],
+                digest=descriptor["digest"],
+                size=descriptor["size"],
+                diff_id=descriptor["diffID"],
+                path=f"{layer_dir}/{descriptor['blob']}",
+            ),
+        ),
+        # Already run for the descriptor; asking again is answered from memory.
+        layer_blob_steps=(layer_step,),
         packages=tuple(
             f"{package['name']}={package['version']}"
             for package in lock["packages"][request.architecture]
@@ -260,32 +429,113 @@ async def build_debian_base(
     )
 
 
+def _blob_path(digest: str) -> str:
+    return f"{_BLOBS_DIR}/{digest_hex(digest)}"
+
+
+def _pull_blob_step(
+    builder: ImageBuilder, access: RegistryAccess, repository: str, blob: Descriptor, owner: str
+) -> BuildStep:
+    """Pull one blob by digest: the process depends on the repository and the digest only."""
+    return BuildStep(
+        builder.process(
+            "oci",
+            ["pull-blob", "--repository", repository, "--digest", blob.digest]
+            + ["--size", str(blob.size), "--output", _blob_path(blob.digest), *access.args],
+            description=f"Pulling {blob.digest} from {repository}",
+            output_files=(_blob_path(blob.digest),),
+            env=access.env,
+            level=LogLevel.INFO,
+        ),
+        owner=owner,
+    )
+
+
+@rule(desc="Pinning a registry base", level=LogLevel.DEBUG)
+async def build_registry_base(
+    request: RegistryBaseRequest, builder: ImageBuilder, access: RegistryAccess
+) -> BaseImage:
+    target = request.target
+    owner = str(target.address)
+    refresh = _refresh_command(target.address.target_name)
+    lock_path = target[OciBaseLockfileField].value_or_default()
+    lock_snapshot = await Get(Snapshot, PathGlobs([lock_path]))
+    if not lock_snapshot.files:
+        raise _missing_lock(target, lock_path)
+    lock_contents = await Get(DigestContents, Digest, lock_snapshot.digest)
+    try:
+        lock = BaseLock.loads(lock_contents[0].content, lock_path)
+    except BaseLockError as error:
+        raise BaseLockProblem(f"{owner}: {error}. Regenerate it with `{refresh}`.") from None
+    image = target[OciBaseImageField].value
+    platforms = target[OciBasePlatformsField].value
+    if lock.image != image or sorted(lock.platforms) != sorted(platforms):
+        raise BaseLockProblem(
+            f"{owner}: `{lock_path}` was made for other settings than the target's: it locks"
+            f" {lock.image} for {', '.join(sorted(lock.platforms))}, the target asks for {image}"
+            f" (field `image`) for {', '.join(sorted(platforms))} (field `platforms`). Refresh"
+            f" it with `{refresh}`."
+        )
+    if request.platform not in platforms:
+        raise BasePlatformProblem(
+            f"{owner}: no `{request.platform}` in field `platforms` {list(platforms)}; add it and"
+            f" run `{refresh}`."
+        )
+    locked = lock.image_for(request.platform)
+    repository = str(lock.reference.repository)
+    config = await Get(
+        BuildStepOutput,
+        BuildStep,
+        _pull_blob_step(builder, access, repository, locked.config, owner),
+    )
+    return BaseImage(
+        address=target.address,
+        platform=request.platform,
+        config=config.digest,
+        config_path=_blob_path(locked.config.digest),
+        layers=tuple(
+            BaseLayer(
+                media_type=layer.descriptor.media_type,
+                digest=layer.descriptor.digest,
+                size=layer.descriptor.size,
+                diff_id=layer.diff_id,
+                path=_blob_path(layer.descriptor.digest),
+            )
+            for layer in locked.layers
+        ),
+        layer_blob_steps=tuple(
+            _pull_blob_step(builder, access, repository, layer.descriptor, owner)
+            for layer in locked.layers
+        ),
+        # What a registry image holds is known only from its layers' bytes (a scanner's job).
+        packages=(),
+    )
+
+
 # Packaging a base on its own ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class DebianBasePackageFieldSet(PackageFieldSet):
-    required_fields = (DebianLockfileField,)
+class BaseImagePackageFieldSet(PackageFieldSet):
+    required_fields = (BaseImageLockfileField,)
 
-    lockfile: DebianLockfileField
-    architectures: DebianArchitecturesField
+    lockfile: BaseImageLockfileField
     output_path: OutputPathField
 
 
-@rule(desc="Packaging a Debian base image", level=LogLevel.DEBUG)
-async def package_debian_base(field_set: DebianBasePackageFieldSet) -> BuiltPackage:
-    architecture = (field_set.architectures.value or DebianArchitecturesField.default)[0]
-    base = await Get(BaseImage, BaseImageRequest(field_set.address, architecture))
+@rule(desc="Packaging a base image", level=LogLevel.DEBUG)
+async def package_base_image(field_set: BaseImagePackageFieldSet) -> BuiltPackage:
+    base = await Get(BaseImage, BaseImageRequest(field_set.address))
     output_path = field_set.output_path.value_or_default(file_ending="tar")
     archive = await Get(
         ImageArchive,
         ImageArchiveRequest.create(
             owner=str(field_set.address),
             tag=f"{field_set.address.target_name}:latest",
-            platform=base.platform,
-            inputs=base.digest,
-            layer_descriptors=base.layer_descriptors,
-            config=json.loads(base.config_json),
+            base=base,
+            inputs=EMPTY_DIGEST,
+            layer_descriptors=(),
+            config={},
             output_path=output_path,
         ),
     )
@@ -305,7 +555,8 @@ def rules():
     return [
         *collect_rules(),
         UnionRule(GenerateLockfile, GenerateDebianLockfile),
-        UnionRule(KnownUserResolveNamesRequest, KnownDebianBaseResolveNamesRequest),
-        UnionRule(RequestedUserResolveNames, RequestedDebianBaseResolveNames),
-        UnionRule(PackageFieldSet, DebianBasePackageFieldSet),
+        UnionRule(GenerateLockfile, GenerateRegistryBaseLockfile),
+        UnionRule(KnownUserResolveNamesRequest, KnownBaseImageResolveNamesRequest),
+        UnionRule(RequestedUserResolveNames, RequestedBaseImageResolveNames),
+        UnionRule(PackageFieldSet, BaseImagePackageFieldSet),
     ]

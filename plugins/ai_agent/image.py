@@ -1,12 +1,13 @@
-"""Assembling images: layers and config into one docker-loadable OCI archive, by the OCI core's
-`image` command running as a cacheable process."""
+"""Assembling images: a base image, new layers and a config update into one docker-loadable OCI
+archive, by the OCI core's `image` command running as a cacheable process."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Mapping, Tuple
+from typing import Any, Dict, Mapping, Tuple
 
+from pants.engine.addresses import Address
 from pants.engine.fs import (
     CreateDigest,
     Digest,
@@ -16,7 +17,7 @@ from pants.engine.fs import (
     MergeDigests,
     PathGlobs,
 )
-from pants.engine.rules import Get, collect_rules, rule
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.logging import LogLevel
 
 from ai_agent.builder import BuildStep, BuildStepOutput, ImageBuilder
@@ -27,12 +28,61 @@ _SPEC = "__image_spec.json"
 
 
 @dataclass(frozen=True)
+class BaseLayer:
+    """A layer of a base image: its descriptor and diffID, known without its bytes, and where its
+    blob lies once the base's `layer_blob_steps` have run."""
+
+    media_type: str
+    digest: str
+    size: int
+    diff_id: str
+    path: str
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    """What an image is stacked on, whichever kind of base target made it (`base_images.py`).
+
+    `config` holds the base's complete image config at `config_path`; it sets the platform, and
+    the diffIDs of `layers` in order. The layer bytes are written by `layer_blob_steps`, cacheable
+    processes to run only where the bytes are needed (an archive), never just to learn a digest.
+    `packages` are what is inside, as `name=version`, for the SBOM; empty where the base's own
+    metadata does not say (a registry base).
+    """
+
+    address: Address
+    platform: str
+    config: Digest
+    config_path: str
+    layers: Tuple[BaseLayer, ...]
+    layer_blob_steps: Tuple[BuildStep, ...]
+    packages: Tuple[str, ...]
+
+    def spec(self) -> Dict[str, Any]:
+        """The image spec's `base` section: the config and the layer blobs, carried as they are."""
+        return {
+            "config": self.config_path,
+            "layers": [
+                {
+                    "mediaType": layer.media_type,
+                    "digest": layer.digest,
+                    "size": layer.size,
+                    "path": layer.path,
+                }
+                for layer in self.layers
+            ],
+        }
+
+
+@dataclass(frozen=True)
 class ImageArchiveRequest:
-    """One single-platform image to write as an archive at `output_path`."""
+    """One single-platform image to write as an archive at `output_path`: `base`, then the new
+    layers (`descriptor.json` paths in `inputs`, as the `layer` commands write them), then the
+    config update."""
 
     owner: str
     tag: str
-    platform: str
+    base: BaseImage
     inputs: Digest
     layer_descriptors: Tuple[str, ...]
     config_json: str
@@ -44,7 +94,7 @@ class ImageArchiveRequest:
         *,
         owner: str,
         tag: str,
-        platform: str,
+        base: BaseImage,
         inputs: Digest,
         layer_descriptors: Tuple[str, ...],
         config: Mapping[str, Any],
@@ -53,7 +103,7 @@ class ImageArchiveRequest:
         return cls(
             owner,
             tag,
-            platform,
+            base,
             inputs,
             layer_descriptors,
             canonical_json(config).decode(),
@@ -76,19 +126,28 @@ class ImageArchive:
 async def write_image_archive(
     request: ImageArchiveRequest, builder: ImageBuilder, subsystem: AiAgentSubsystem
 ) -> ImageArchive:
+    base = request.base
     spec = {
         "tags": [request.tag],
         "source_date_epoch": subsystem.source_date_epoch,
         "images": [
             {
-                "platform": request.platform,
+                "base": base.spec(),
                 "layers": list(request.layer_descriptors),
                 "config": json.loads(request.config_json),
             }
         ],
     }
     spec_digest = await Get(Digest, CreateDigest([FileContent(_SPEC, canonical_json(spec))]))
-    inputs = await Get(Digest, MergeDigests([request.inputs, spec_digest]))
+    base_blobs = await MultiGet(
+        Get(BuildStepOutput, BuildStep, step) for step in base.layer_blob_steps
+    )
+    inputs = await Get(
+        Digest,
+        MergeDigests(
+            [request.inputs, base.config, *(blobs.digest for blobs in base_blobs), spec_digest]
+        ),
+    )
     metadata_path = f"{request.output_path}.json"
     output = await Get(
         BuildStepOutput,

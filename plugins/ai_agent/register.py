@@ -1,7 +1,7 @@
 """Pants backend entry point for the `ai_agent` plugin: its rules and target types."""
 
 from ai_agent import base_images, builder, image
-from ai_agent.target_types import DebianBaseTarget
+from ai_agent.target_types import DebianBaseTarget, OciBaseTarget
 
 
 def rules():
@@ -9,4 +9,4 @@ def rules():
 
 
 def target_types():
-    return [DebianBaseTarget]
+    return [DebianBaseTarget, OciBaseTarget]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pants.option.option_types import IntOption, StrListOption
+from pants.option.option_types import IntOption, StrListOption, StrOption
 from pants.option.subsystem import Subsystem
 from pants.util.strutil import softwrap
 
@@ -44,6 +44,28 @@ class AiAgentSubsystem(Subsystem):
             `debian=https://snapshot.debian.org/archive/debian/20260701T000000Z/`,
             then `debian=http://deb.debian.org/debian`. Lock generation reads the first mirror of
             each archive.
+            """
+        ),
+    )
+    insecure_registries = StrListOption(
+        default=[],
+        help=softwrap(
+            """
+            Registries (`host[:port]`) that `oci_base` targets may reach over plain HTTP, for lab
+            registries without TLS. Loopback registries (localhost, 127.0.0.0/8, ::1) always may;
+            every other one must serve HTTPS with a certificate the system trusts.
+            """
+        ),
+    )
+    docker_config = StrOption(
+        default=None,
+        help=softwrap(
+            """
+            The directory holding the Docker `config.json` whose credentials (`docker login`,
+            credential helpers) registry pulls use. Default: `$DOCKER_CONFIG`, else
+            `$HOME/.docker`, as the Docker CLI resolves it. Only the path reaches the pull
+            processes, never the credentials, but the path is part of their cache keys: machines
+            that share a remote cache should set it to the same path.
             """
         ),
     )

@@ -2,6 +2,15 @@
 
     layer --spec SPEC.json --output-dir DIR [--discard-blob]
     image --spec SPEC.json --output ARCHIVE.tar [--metadata METADATA.json]
+    lock-base --image REGISTRY/REPOSITORY:TAG --platform linux/amd64 [--platform P ...]
+              [--insecure-registry HOST[:PORT] ...] --output LOCK.json
+    pull-blob --repository REGISTRY/REPOSITORY --digest sha256:… --size N --output FILE
+              [--insecure-registry HOST[:PORT] ...]
+
+`lock-base` resolves a registry base's tag and writes its lock (the format is in `base.py`).
+`pull-blob` downloads one blob by digest; FILE appears only once the bytes matched the digest.
+Both read registry credentials from `$DOCKER_CONFIG/config.json` (else `~/.docker/config.json`)
+and reach loopback registries, and those given with --insecure-registry, over plain HTTP.
 
 Relative paths inside a spec are relative to the spec file's directory. Unknown keys are refused.
 On a bad spec, input or output the exit status is 2 and stderr has one `error: …` line naming the
@@ -79,6 +88,8 @@ from typing import (
 )
 
 from .archive import ArchiveError, write_archive
+from .auth import CredentialError
+from .base import BaseLockError, lock_base
 from .image import (
     ConfigUpdate,
     Image,
@@ -97,6 +108,7 @@ from .layer import (
     expand_tree,
     write_layer,
 )
+from .registry import InvalidReference, RegistryClient, RegistryError, Repository
 from .types import Descriptor, InvalidDigest, Platform, canonical_json
 
 T = TypeVar("T")
@@ -117,6 +129,9 @@ _ARCHIVE_KEYS = {"tags", "source_date_epoch", "created", "docker_platform", "ima
 _IMAGE_KEYS = {"platform", "base", "layers", "config", "annotations"}
 _MODE = re.compile(r"^[0-7]{3,4}$")
 _CREATED_BY_PATHS = 5
+# Fetching needs only a blob's digest and size; its media type is left out of the command line
+# so that one blob has one cache entry whatever manifests list it as.
+_ANY_BLOB = "application/octet-stream"
 
 
 class SpecError(Exception):
@@ -375,6 +390,33 @@ def _image_metadata(image: Image) -> Mapping[str, Any]:
     }
 
 
+# lock-base, pull-blob ---------------------------------------------------------------------------
+
+
+def run_lock_base(
+    image: str, platforms: Sequence[str], insecure_registries: Sequence[str], output: Path
+) -> None:
+    with RegistryClient(insecure_registries=insecure_registries) as client:
+        lock = lock_base(client, image, platforms)
+    _write_replacing(output, lock.dumps())
+
+
+def run_pull_blob(
+    repository: str, digest: str, size: int, insecure_registries: Sequence[str], output: Path
+) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with RegistryClient(insecure_registries=insecure_registries) as client:
+        client.fetch_blob(Repository.parse(repository), Descriptor(_ANY_BLOB, digest, size), output)
+
+
+def _write_replacing(path: Path, data: bytes) -> None:
+    """Write `path` beside itself, then rename: a failed run leaves the old file as it was."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
 # Entry point ------------------------------------------------------------------------------------
 
 
@@ -393,14 +435,48 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     image.add_argument("--spec", type=Path, required=True)
     image.add_argument("--output", type=Path, required=True)
     image.add_argument("--metadata", type=Path, help="default: the archive path + .json")
+    lock = commands.add_parser("lock-base", help="resolve a registry base into a lock")
+    lock.add_argument("--image", required=True, help="registry/repository:tag (or @sha256:…)")
+    lock.add_argument("--platform", action="append", required=True, help="repeatable")
+    lock.add_argument("--output", type=Path, required=True)
+    pull = commands.add_parser("pull-blob", help="download one blob, verified by its digest")
+    pull.add_argument("--repository", required=True, help="registry/repository")
+    pull.add_argument("--digest", required=True)
+    pull.add_argument("--size", type=int, required=True)
+    pull.add_argument("--output", type=Path, required=True)
+    for registry_command in (lock, pull):
+        registry_command.add_argument(
+            "--insecure-registry",
+            action="append",
+            default=[],
+            metavar="HOST[:PORT]",
+            help="may be reached over plain HTTP (loopback always may); repeatable",
+        )
     args = parser.parse_args(argv)
     try:
         if args.command == "layer":
             run_layer(args.spec, args.output_dir, args.discard_blob)
-        else:
+        elif args.command == "image":
             metadata = args.metadata or args.output.with_name(args.output.name + ".json")
             run_image(args.spec, args.output, metadata)
-    except (SpecError, LayerError, ImageError, ArchiveError, InvalidDigest, OSError) as error:
+        elif args.command == "lock-base":
+            run_lock_base(args.image, args.platform, args.insecure_registry, args.output)
+        else:
+            run_pull_blob(
+                args.repository, args.digest, args.size, args.insecure_registry, args.output
+            )
+    except (
+        SpecError,
+        LayerError,
+        ImageError,
+        ArchiveError,
+        InvalidDigest,
+        InvalidReference,
+        BaseLockError,
+        RegistryError,
+        CredentialError,
+        OSError,
+    ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -866,8 +866,7 @@ class RegistryClient:
         top = self.get_manifest(reference)
         if not top.is_index:
             return top
-        wanted = _platform_key(platform)
-        matches = [e for e in top.manifests if e.platform and _platform_key(e.platform) == wanted]
+        matches = [e for e in top.manifests if e.platform and platforms_match(e.platform, platform)]
         if not matches:
             available = ", ".join(sorted({str(e.platform) for e in top.manifests if e.platform}))
             raise PlatformNotFound(
@@ -1116,6 +1115,11 @@ def _describe(error: BaseException) -> str:
 def _platform_key(platform: Platform) -> Tuple[str, str, str]:
     variant = platform.variant or _DEFAULT_VARIANTS.get(platform.architecture) or ""
     return platform.os, platform.architecture, variant
+
+
+def platforms_match(a: Platform, b: Platform) -> bool:
+    """Whether two platforms name the same images (`linux/arm64` is `linux/arm64/v8`)."""
+    return _platform_key(a) == _platform_key(b)
 
 
 def _manifest_media_type(
