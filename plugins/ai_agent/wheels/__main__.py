@@ -1,0 +1,197 @@
+"""The command line that the Pants rules run: `python -m <this package> COMMAND`.
+
+    plan   --lock LOCK --requirement REQ [--requirement REQ ...] --python 3.11[.2]
+           --platform linux/amd64 [--glibc 2.36]
+    layers (the plan's options) --wheels DIR --output-dir OUT [--prefix opt/agent]
+           [--interpreter /usr/bin/python3.11] [--bytecode-interpreter PYTHON]
+           [--threshold-mib 64] [--compression gzip|none] [--gzip-level 6]
+           [--source-date-epoch N]
+
+`plan` prints (JSON, one list sorted by project) the wheels the requirements need on the
+target: `project`, `version`, `filename`, `url`, `sha256`. The caller downloads them into DIR
+under those file names, and `layers` verifies them against the lock, installs them under the
+prefix, compiles their bytecode with `--bytecode-interpreter` (a CPython of the target's X.Y
+that runs on this host; without it no .pyc is written and the image compiles at import time)
+and writes, per layer, OUT/<name>/layer.tar[.gz] and OUT/<name>/descriptor.json (the format of
+the `oci layer` command), then OUT/layers.json:
+
+    {"target": {"python": "3.11", "platform": "linux/amd64", "glibc": "2.36"},
+     "prefix": "opt/agent", "thresholdBytes": N,
+     "bytecode": {"cpython": "3.11.7", "cacheTag": "cpython-311"} | null,
+     "layers": [{"name": "site-packages-torch", "kind": "big" | "small",
+                 "descriptor": "site-packages-torch/descriptor.json",
+                 "digest": …, "diffID": …, "size": N,
+                 "distributions": [{"project": …, "version": …, "wheel": …,
+                                    "installedSize": N, "notes": […]}]}, …]}
+
+Layers are listed in image order: big distributions (one each, by name), then the shared one.
+On a bad input the exit status is 2 and stderr has one `error: …` line naming the problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from ..oci.layer import DEFAULT_MTIME, Compression, LayerError, LayerOptions, write_layer
+from ..oci.types import canonical_json
+from .bytecode import BytecodeError, Compiler
+from .install import InstalledDistribution, InstallLayout, WheelError, install_wheel
+from .pexlock import ChosenWheel, LockError, PexLock
+from .plan import MIB, DistributionConflict, PlannedLayer, plan_layers
+from .tags import Target
+
+
+class WheelsMissing(Exception):
+    """A wheel the plan needs was not downloaded into the wheels directory."""
+
+
+def resolve_wheels(args: argparse.Namespace, target: Target) -> List[ChosenWheel]:
+    return PexLock.load(args.lock, target).resolve(args.requirement, target)
+
+
+def run_layers(args: argparse.Namespace, target: Target) -> Dict[str, Any]:
+    wheels = resolve_wheels(args, target)
+    missing = [wheel.filename for wheel in wheels if not (args.wheels / wheel.filename).is_file()]
+    if missing:
+        raise WheelsMissing(f"{args.wheels}: missing {', '.join(missing)} (run `plan` first)")
+    layout = InstallLayout(args.prefix, args.interpreter)
+    compiler = (
+        None
+        if args.bytecode_interpreter is None
+        else Compiler.probe([args.bytecode_interpreter], target)
+    )
+    options = LayerOptions(
+        compression=Compression(args.compression, args.gzip_level),
+        mtime=args.source_date_epoch,
+    )
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".wheels-", dir=args.output_dir))
+    try:
+        installed = []
+        for wheel in wheels:
+            distribution = install_wheel(
+                args.wheels / wheel.filename, wheel.sha256, layout, scratch / wheel.project
+            )
+            if compiler is not None:
+                distribution = compiler.compile(distribution, layout.site_packages)
+            installed.append(distribution)
+        layers = plan_layers(installed, args.threshold_mib * MIB)
+        written = [_write_layer(layer, args.output_dir, options) for layer in layers]
+    finally:
+        shutil.rmtree(scratch)
+    summary = {
+        "target": {"python": args.python, "platform": args.platform, "glibc": args.glibc},
+        "prefix": layout.prefix,
+        "thresholdBytes": args.threshold_mib * MIB,
+        "bytecode": (
+            None
+            if compiler is None
+            else {"cpython": compiler.version, "cacheTag": compiler.cache_tag}
+        ),
+        "layers": written,
+    }
+    (args.output_dir / "layers.json").write_bytes(canonical_json(summary))
+    return summary
+
+
+def _write_layer(layer: PlannedLayer, output_dir: Path, options: LayerOptions) -> Dict[str, Any]:
+    """Write OUT/<name>/ as the `oci layer` command would; the blob is moved in when complete."""
+    directory = output_dir / layer.name
+    directory.mkdir(exist_ok=True)
+    blob_name = "layer.tar.gz" if options.compression.algorithm == "gzip" else "layer.tar"
+    partial = directory / f".{blob_name}.partial"
+    result = write_layer(layer.entries(), partial, options)
+    os.replace(partial, directory / blob_name)
+    names = ", ".join(f"{dist.project} {dist.version}" for dist in layer.distributions)
+    descriptor = {
+        **result.descriptor.to_json(),
+        "diffID": result.diff_id,
+        "compression": result.compression.to_json(),
+        "createdBy": f"wheels: {names}",
+        "entries": [member.to_json() for member in result.members],
+        "blob": blob_name,
+    }
+    (directory / "descriptor.json").write_bytes(canonical_json(descriptor))
+    return {
+        "name": layer.name,
+        "kind": layer.kind,
+        "descriptor": f"{layer.name}/descriptor.json",
+        "digest": result.descriptor.digest,
+        "diffID": result.diff_id,
+        "size": result.descriptor.size,
+        "distributions": [_distribution_json(dist) for dist in layer.distributions],
+    }
+
+
+def _distribution_json(distribution: InstalledDistribution) -> Dict[str, Any]:
+    return {
+        "project": distribution.project,
+        "version": distribution.version,
+        "wheel": distribution.wheel,
+        "installedSize": distribution.size,
+        "notes": list(distribution.notes),
+    }
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {__package__}",
+        description="Choose locked wheels for an image and turn them into layers.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    plan = commands.add_parser("plan", help="print the wheels to download, as JSON")
+    layers = commands.add_parser("layers", help="install downloaded wheels into layers")
+    for command in (plan, layers):
+        command.add_argument("--lock", type=Path, required=True, help="a Pants/pex lockfile")
+        command.add_argument(
+            "--requirement", action="append", required=True, help="PEP 508; repeatable"
+        )
+        command.add_argument("--python", required=True, help="the image's CPython: 3.11 or 3.11.2")
+        command.add_argument("--platform", required=True, help="linux/amd64 or linux/arm64")
+        command.add_argument("--glibc", default="2.36", help="the base's glibc (bookworm: 2.36)")
+    layers.add_argument("--wheels", type=Path, required=True, help="the downloaded wheels")
+    layers.add_argument("--output-dir", type=Path, required=True)
+    layers.add_argument("--prefix", default="opt/agent", help="relative install prefix")
+    layers.add_argument("--interpreter", default="/usr/bin/python3", help="for script shebangs")
+    layers.add_argument(
+        "--bytecode-interpreter", help="a CPython of the target's X.Y on this host; else no .pyc"
+    )
+    layers.add_argument("--threshold-mib", type=int, default=64, help="own layer above this")
+    layers.add_argument("--compression", choices=("gzip", "none"), default="gzip")
+    layers.add_argument("--gzip-level", type=int, help="1..9 (default 6)")
+    layers.add_argument("--source-date-epoch", type=int, default=DEFAULT_MTIME)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        target = Target.parse(args.python, args.platform, args.glibc)
+        if args.command == "plan":
+            wheels = resolve_wheels(args, target)
+            sys.stdout.write(canonical_json([wheel.to_json() for wheel in wheels]).decode() + "\n")
+        else:
+            run_layers(args, target)
+    except (
+        LockError,
+        WheelsMissing,
+        WheelError,
+        BytecodeError,
+        DistributionConflict,
+        LayerError,
+        ValueError,  # malformed targets, requirements, layouts and compression settings
+        OSError,
+    ) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+
+from .__main__ import main
+from .conftest import TESTDATA, RealWheel
+
+
+def _lock_of(wheels: Dict[str, RealWheel], path: Path) -> Path:
+    """A pex lock pinning the real wheels (URLs are never fetched by `layers`)."""
+    projects = [
+        {
+            "project_name": name,
+            "version": wheel.requirement.split("==")[1],
+            "requires_dists": [],
+            "requires_python": ">=3.7",
+            "artifacts": [
+                {
+                    "url": f"https://files.example/{wheel.filename}",
+                    "algorithm": "sha256",
+                    "hash": wheel.sha256,
+                }
+            ],
+        }
+        for name, wheel in wheels.items()
+    ]
+    path.write_text(
+        "// test lock\n" + json.dumps({"locked_resolves": [{"locked_requirements": projects}]})
+    )
+    return path
+
+
+def _layers(lock: Path, wheels_dir: Path, output: Path, extra: List[str]) -> Dict[str, Any]:
+    arguments = ["layers", "--lock", str(lock), "--python", "3.11", "--platform", "linux/amd64"]
+    arguments += ["--wheels", str(wheels_dir), "--output-dir", str(output)]
+    arguments += ["--interpreter", "/usr/bin/python3.11", *extra]
+    for requirement in ("six", "markupsafe", "jsonpointer", "pyflakes"):
+        arguments += ["--requirement", requirement]
+    assert main(arguments) == 0
+    return json.loads((output / "layers.json").read_text())
+
+
+def test_plan_prints_the_wheels_to_download(capsys: pytest.CaptureFixture) -> None:
+    arguments = ["plan", "--lock", str(TESTDATA / "agents.lock"), "--requirement", "numpy>=1.26"]
+    assert main(arguments + ["--python", "3.11", "--platform", "linux/arm64"]) == 0
+    [wheel] = json.loads(capsys.readouterr().out)
+    assert (
+        wheel["filename"]
+        == "numpy-2.2.6-cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64.whl"
+    )
+    assert wheel["url"].startswith("https://files.pythonhosted.org/") and len(wheel["sha256"]) == 64
+
+
+def test_layers_are_reproducible_and_split_by_size(
+    real_wheels: Dict[str, RealWheel], host_python311: str, tmp_path: Path
+) -> None:
+    lock = _lock_of(real_wheels, tmp_path / "test.lock")
+    wheels_dir = real_wheels["six"].path.parent
+    options = ["--threshold-mib", "0", "--bytecode-interpreter", host_python311]
+    first = _layers(lock, wheels_dir, tmp_path / "first", options)
+    second = _layers(lock, wheels_dir, tmp_path / "second" / "deeper", options)
+    assert first == second
+    assert [layer["name"] for layer in first["layers"]] == [
+        "site-packages-jsonpointer",
+        "site-packages-markupsafe",
+        "site-packages-pyflakes",
+        "site-packages-six",
+    ]
+    assert first["bytecode"]["cacheTag"] == "cpython-311"
+    descriptor = json.loads(
+        (tmp_path / "first" / "site-packages-six" / "descriptor.json").read_text()
+    )
+    assert descriptor["createdBy"] == "wheels: six 1.16.0"
+    paths = [entry["path"] for entry in descriptor["entries"]]
+    assert paths[:3] == ["opt", "opt/agent", "opt/agent/site-packages"]
+    assert "opt/agent/site-packages/__pycache__/six.cpython-311.pyc" in paths
+    assert sorted(path.name for path in (tmp_path / "first").iterdir()) == sorted(
+        [layer["name"] for layer in first["layers"]] + ["layers.json"]
+    )
+
+    shared = _layers(lock, wheels_dir, tmp_path / "shared", ["--compression", "none"])
+    [layer] = shared["layers"]
+    assert (layer["name"], layer["kind"], shared["bytecode"]) == ("site-packages", "small", None)
+    assert [dist["project"] for dist in layer["distributions"]] == sorted(real_wheels)
+    assert (tmp_path / "shared" / "site-packages" / "layer.tar").is_file()
+
+
+def test_errors_are_one_line_and_exit_2(
+    real_wheels: Dict[str, RealWheel], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    lock = _lock_of(real_wheels, tmp_path / "test.lock")
+    arguments = ["layers", "--lock", str(lock), "--python", "3.11", "--platform", "linux/amd64"]
+    arguments += ["--requirement", "six", "--output-dir", str(tmp_path / "out")]
+    assert main(arguments + ["--wheels", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and "missing six-1.16.0-py2.py3-none-any.whl" in error
+    assert (
+        main(
+            [
+                "plan",
+                "--lock",
+                str(lock),
+                "--requirement",
+                "six",
+                "--python",
+                "3.11",
+                "--platform",
+                "linux/s390x",
+            ]
+        )
+        == 2
+    )
+    assert "--platform must be one of" in capsys.readouterr().err

@@ -1,0 +1,206 @@
+"""Read a Pants/pex lockfile and choose, for the image's target, the locked wheels that the
+requested requirements need: the transitive closure through `requires_dists` whose markers hold
+for the target, each with the one wheel pip would install there.
+
+Only wheels are installed: building an sdist would run arbitrary code and give host-dependent
+bytes, so a locked project without a wheel for the target is an error that names it.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
+
+from .requirements import Requirement, RequirementError, SpecifierSet, canonical_name
+from .tags import Target, best_wheel
+
+
+class LockError(Exception):
+    """The lockfile is unreadable or does not satisfy the requested requirements."""
+
+
+class NoCompatibleWheel(LockError):
+    """A locked project has no wheel the target can install."""
+
+    def __init__(self, project: str, version: str, target: Target, filenames: Sequence[str]):
+        self.project = project
+        listed = "\n  ".join(filenames) or "(no artifacts)"
+        super().__init__(
+            f"{project} {version} has no wheel for {target.describe()}; the lock has:\n  {listed}\n"
+            "Pin a version that publishes such a wheel (or a compatible manylinux/abi3/py3 one)"
+            " and regenerate the lockfile; sdists are never built into images."
+        )
+
+
+@dataclass(frozen=True)
+class Artifact:
+    url: str
+    algorithm: str
+    hash: str
+
+    @property
+    def filename(self) -> str:
+        return urllib.parse.unquote(posixpath.basename(urllib.parse.urlparse(self.url).path))
+
+
+@dataclass(frozen=True)
+class LockedProject:
+    name: str
+    version: str
+    requires_dists: Tuple[Requirement, ...]
+    requires_python: SpecifierSet
+    artifacts: Tuple[Artifact, ...]
+
+
+@dataclass(frozen=True)
+class ChosenWheel:
+    """A locked project's wheel for the target: what to download and install."""
+
+    project: str
+    version: str
+    filename: str
+    url: str
+    sha256: str
+
+    def to_json(self) -> Dict[str, Any]:
+        return {
+            "project": self.project,
+            "version": self.version,
+            "filename": self.filename,
+            "url": self.url,
+            "sha256": self.sha256,
+        }
+
+
+@dataclass(frozen=True)
+class PexLock:
+    """The projects of one locked resolve, by canonical name."""
+
+    source: str
+    projects: Dict[str, LockedProject]
+
+    @classmethod
+    def load(cls, path: Path, target: Target) -> PexLock:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise LockError(f"{path}: cannot read the lockfile: {error.strerror}") from None
+        return cls.loads(text, str(path), target)
+
+    @classmethod
+    def loads(cls, text: str, source: str, target: Target) -> PexLock:
+        """Parse the JSON after Pants' `//` header; of several resolves (a pex lock made for
+        explicit platforms), take the first whose platform tag the target accepts."""
+        body = "".join(line for line in text.splitlines(True) if not line.startswith("//"))
+        try:
+            document = json.loads(body)
+            resolves = document["locked_resolves"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise LockError(f"{source}: not a pex lockfile ({error})") from None
+        supported = set(target.supported_tags())
+        for resolve in resolves:
+            tag = resolve.get("platform_tag")
+            if tag is None or tuple(tag) in supported:
+                return cls(source, _projects(resolve, source))
+        raise LockError(f"{source}: no locked resolve is for {target.describe()}")
+
+    def resolve(self, requirements: Sequence[str], target: Target) -> List[ChosenWheel]:
+        """The wheels of the requested requirements and their dependencies for `target`,
+        sorted by project name."""
+        environment = target.marker_environment()
+        requested = [
+            _parse_requirement(text, "the requested requirements") for text in requirements
+        ]
+        pending = [
+            (requirement, "the image")
+            for requirement in requested
+            if requirement.applies(environment)
+        ]
+        extras_seen: Dict[str, FrozenSet[str]] = {}
+        while pending:
+            requirement, wanted_by = pending.pop()
+            project = self._locked(requirement, wanted_by)
+            seen = extras_seen.get(project.name)
+            if seen is not None and requirement.extras <= seen:
+                continue
+            extras = requirement.extras | (seen or frozenset())
+            extras_seen[project.name] = extras
+            if not project.requires_python.contains(target.python_full_version):
+                raise LockError(
+                    f"{self.source}: {project.name} {project.version} requires Python"
+                    f" {project.requires_python}, but the image runs {target.describe()}"
+                )
+            for dependency in project.requires_dists:
+                if dependency.applies(environment, extras):
+                    pending.append((dependency, f"{project.name} {project.version}"))
+        return [self._wheel(self.projects[name], target) for name in sorted(extras_seen)]
+
+    def _locked(self, requirement: Requirement, wanted_by: str) -> LockedProject:
+        project = self.projects.get(requirement.name)
+        if project is None:
+            raise LockError(
+                f"{self.source}: {requirement.text} (wanted by {wanted_by}) is not in the lockfile;"
+                " add it to the resolve's requirements and regenerate the lockfile"
+            )
+        if not requirement.specifier.contains(project.version):
+            raise LockError(
+                f"{self.source}: {requirement.text} (wanted by {wanted_by}) is not satisfied by"
+                f" the locked {project.name} {project.version}; regenerate the lockfile"
+            )
+        return project
+
+    def _wheel(self, project: LockedProject, target: Target) -> ChosenWheel:
+        by_filename = {artifact.filename: artifact for artifact in project.artifacts}
+        wheel = best_wheel(sorted(by_filename), target)
+        if wheel is None:
+            raise NoCompatibleWheel(project.name, project.version, target, sorted(by_filename))
+        artifact = by_filename[wheel.filename]
+        if artifact.algorithm != "sha256":
+            raise LockError(
+                f"{self.source}: {wheel.filename} is locked with {artifact.algorithm};"
+                " only sha256 is accepted"
+            )
+        return ChosenWheel(
+            project.name, project.version, wheel.filename, artifact.url, artifact.hash
+        )
+
+
+def _projects(resolve: Dict[str, Any], source: str) -> Dict[str, LockedProject]:
+    projects = {}
+    for raw in resolve.get("locked_requirements", []):
+        try:
+            name = canonical_name(raw["project_name"])
+            where = f"{source}: {name}"
+            projects[name] = LockedProject(
+                name=name,
+                version=raw["version"],
+                requires_dists=tuple(
+                    _parse_requirement(text, where) for text in raw.get("requires_dists", [])
+                ),
+                requires_python=_specifier(raw.get("requires_python"), where),
+                artifacts=tuple(
+                    Artifact(artifact["url"], artifact["algorithm"], artifact["hash"])
+                    for artifact in raw["artifacts"]
+                ),
+            )
+        except (KeyError, TypeError) as error:
+            raise LockError(f"{source}: malformed locked requirement {raw!r}: {error}") from None
+    return projects
+
+
+def _parse_requirement(text: str, where: str) -> Requirement:
+    try:
+        return Requirement.parse(text)
+    except RequirementError as error:
+        raise LockError(f"{where}: {error}") from None
+
+
+def _specifier(text: Optional[str], where: str) -> SpecifierSet:
+    try:
+        return SpecifierSet.parse(text or "")
+    except RequirementError as error:
+        raise LockError(f"{where}: requires_python: {error}") from None

@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+
+from .conftest import TESTDATA
+from .pexlock import LockError, NoCompatibleWheel, PexLock
+from .tags import Target
+
+AMD64_39 = Target.parse("3.9", "linux/amd64", "2.36")
+AMD64_311 = Target.parse("3.11.2", "linux/amd64", "2.36")
+ARM64_311 = Target.parse("3.11.2", "linux/arm64", "2.36")
+
+
+def _project(name: str, version: str, requires: List[str], filenames: List[str]) -> Dict[str, Any]:
+    return {
+        "project_name": name,
+        "version": version,
+        "requires_dists": requires,
+        "requires_python": ">=3.8",
+        "artifacts": [
+            {"url": f"https://files.example/{filename}", "algorithm": "sha256", "hash": "ab" * 32}
+            for filename in filenames
+        ],
+    }
+
+
+def _lock(*projects: Dict[str, Any]) -> str:
+    document = {"locked_resolves": [{"locked_requirements": list(projects)}]}
+    return "// header line\n" + json.dumps(document)
+
+
+def _names(lock: PexLock, requirements: List[str], target: Target) -> List[str]:
+    return [wheel.project for wheel in lock.resolve(requirements, target)]
+
+
+def test_the_closure_of_pytest_in_the_pants_plugins_lock() -> None:
+    lock = PexLock.load(TESTDATA / "pants-plugins.lock", AMD64_39)
+    wheels = lock.resolve(["pytest==7.0.1"], AMD64_39)
+    # Not colorama/atomicwrites (win32), importlib-metadata (< 3.8) or the `testing` extra.
+    assert [wheel.project for wheel in wheels] == [
+        "attrs",
+        "iniconfig",
+        "packaging",
+        "pluggy",
+        "py",
+        "pyparsing",
+        "pytest",
+        "tomli",
+    ]
+    packaging = wheels[2]
+    assert packaging.filename == "packaging-21.3-py3-none-any.whl"
+    assert packaging.url.endswith("/packaging-21.3-py3-none-any.whl")
+    assert len(packaging.sha256) == 64
+
+
+def test_the_requires_python_of_a_locked_project_is_checked() -> None:
+    lock = PexLock.load(TESTDATA / "pants-plugins.lock", AMD64_311)
+    with pytest.raises(LockError, match=r"pantsbuild-pants 2.17.1 requires Python <3.10,>=3.7"):
+        lock.resolve(["pantsbuild.pants"], AMD64_311)
+
+
+def test_markers_of_a_foreign_platform_decide_the_closure() -> None:
+    text = _lock(
+        _project(
+            "agent-tools",
+            "1.0",
+            [
+                'uvloop>=0.19; platform_machine == "aarch64"',
+                'colorama; sys_platform == "win32"',
+                'httpx[http2]; python_version >= "3.10"',
+                'tomli; python_version < "3.11"',
+            ],
+            ["agent_tools-1.0-py3-none-any.whl"],
+        ),
+        _project("uvloop", "0.19.0", [], ["uvloop-0.19.0-cp311-cp311-manylinux_2_17_aarch64.whl"]),
+        _project("colorama", "0.4.6", [], ["colorama-0.4.6-py2.py3-none-any.whl"]),
+        _project("tomli", "2.0.1", [], ["tomli-2.0.1-py3-none-any.whl"]),
+        _project(
+            "httpx", "0.27.0", ['h2<5,>=3; extra == "http2"'], ["httpx-0.27.0-py3-none-any.whl"]
+        ),
+        _project("h2", "4.1.0", [], ["h2-4.1.0-py3-none-any.whl"]),
+    )
+    lock = PexLock.loads(text, "fixture.lock", AMD64_311)
+    assert _names(lock, ["agent-tools"], AMD64_311) == ["agent-tools", "h2", "httpx"]
+    assert _names(lock, ["agent-tools"], ARM64_311) == ["agent-tools", "h2", "httpx", "uvloop"]
+    assert _names(lock, ["httpx"], AMD64_311) == ["httpx"]
+    assert _names(lock, ["httpx", "httpx[http2]"], AMD64_311) == ["h2", "httpx"]
+    assert _names(lock, ['tomli; python_version < "3.11"'], AMD64_311) == []
+
+
+def test_a_project_without_a_wheel_for_the_target_is_named() -> None:
+    lock = PexLock.load(TESTDATA / "agents.lock", ARM64_311)
+    target = Target.parse("3.11", "linux/arm64", "2.12")
+    with pytest.raises(NoCompatibleWheel) as raised:
+        lock.resolve(["numpy>=1.26"], target)
+    message = str(raised.value)
+    assert "numpy 2.2.6 has no wheel for CPython 3.11 on linux/arm64 (glibc 2.12)" in message
+    assert "numpy-2.2.6-cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64.whl" in message
+    assert "numpy-2.2.6.tar.gz" in message
+    sdist_only = _lock(_project("pyjwt", "2.8.0", [], ["pyjwt-2.8.0.tar.gz"]))
+    with pytest.raises(NoCompatibleWheel, match="pyjwt 2.8.0 has no wheel"):
+        PexLock.loads(sdist_only, "fixture.lock", AMD64_311).resolve(["pyjwt"], AMD64_311)
+
+
+def test_requirements_the_lock_does_not_satisfy_are_refused() -> None:
+    lock = PexLock.load(TESTDATA / "agents.lock", AMD64_311)
+    with pytest.raises(LockError, match=r"numpy>=2.3 \(wanted by the image\) is not satisfied"):
+        lock.resolve(["numpy>=2.3"], AMD64_311)
+    with pytest.raises(LockError, match="torch .* is not in the lockfile"):
+        lock.resolve(["torch"], AMD64_311)
+
+
+def test_of_several_resolves_the_one_for_the_target_is_read(tmp_path: Path) -> None:
+    def resolve(platform: str) -> Dict[str, Any]:
+        filename = f"psutil-5.9.0-cp311-cp311-{platform}.whl"
+        return {
+            "platform_tag": ["cp311", "cp311", platform],
+            "locked_requirements": [_project("psutil", "5.9.0", [], [filename])],
+        }
+
+    path = tmp_path / "platforms.lock"
+    document = {"locked_resolves": [resolve("macosx_11_0_arm64"), resolve("manylinux2014_x86_64")]}
+    path.write_text(json.dumps(document))
+    wheels = PexLock.load(path, AMD64_311).resolve(["psutil"], AMD64_311)
+    assert wheels[0].filename == "psutil-5.9.0-cp311-cp311-manylinux2014_x86_64.whl"
+    with pytest.raises(LockError, match="no locked resolve is for CPython 3.11.2 on linux/arm64"):
+        PexLock.load(path, ARM64_311)
+
+
+def test_unreadable_locks_are_named(tmp_path: Path) -> None:
+    (tmp_path / "broken.lock").write_text("// only a header\n{")
+    with pytest.raises(LockError, match="broken.lock: not a pex lockfile"):
+        PexLock.load(tmp_path / "broken.lock", AMD64_311)
+    with pytest.raises(LockError, match="cannot read the lockfile"):
+        PexLock.load(tmp_path / "absent.lock", AMD64_311)

@@ -1,0 +1,179 @@
+"""Third-party wheels on the Debian base, end to end with the real dockerd: the base layer from
+the repo's bookworm lock, numpy's layers from the agents lock (its manylinux wheel downloaded
+from PyPI and verified against the lock), bytecode compiled at build time, and the image run as
+uid 65532 on a read-only root, where nothing can be compiled or written at import."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
+
+import pytest
+
+import ai_agent
+from ai_agent.oci.archive import write_archive
+from ai_agent.oci.image import ConfigUpdate, Image, Layer, build_image
+from ai_agent.oci.types import Descriptor, Platform
+from testkit.components import missing_component, require_binary
+
+pytestmark = pytest.mark.integration
+
+PACKAGE_ROOT = str(Path(ai_agent.__file__).resolve().parent.parent)
+LOCKFILES = Path(PACKAGE_ROOT).parent / "lockfiles"
+CACHE = Path.home() / ".cache" / "ai-agent-tests"
+SITE_PACKAGES = "/opt/agent/site-packages"
+TAG = "ai-agent-test/wheels:numpy"
+
+
+def _cli(package: str, *args: str) -> str:
+    """Run `python -m ai_agent.PACKAGE ARGS` as the build processes do."""
+    result = subprocess.run(
+        [sys.executable, "-m", f"ai_agent.{package}", *args],
+        env={**os.environ, "PYTHONPATH": PACKAGE_ROOT},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _layer(directory: Path) -> Layer:
+    descriptor = json.loads((directory / "descriptor.json").read_text())
+    return Layer(
+        Descriptor.from_json(descriptor),
+        descriptor["diffID"],
+        str(directory / descriptor["blob"]),
+        created_by=descriptor["createdBy"],
+    )
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("wheel-layers")
+
+
+@pytest.fixture(scope="module")
+def base_layer(workdir: Path) -> Path:
+    lock = LOCKFILES / "debian-bookworm-python.lock.json"
+    debs = CACHE / "debian-debs"
+    try:
+        _cli("debian", "fetch", "--lock", str(lock), "--output-dir", str(debs))
+    except AssertionError as error:
+        missing_component("the Debian mirror", f"network access to it ({error})")
+    output = workdir / "base"
+    _cli("debian", "layer", "--lock", str(lock), "--debs", str(debs), "--output-dir", str(output))
+    return output
+
+
+@pytest.fixture(scope="module")
+def numpy_wheels(workdir: Path) -> Path:
+    """The plan's wheels, downloaded once into the test cache (the CLI checks their sha256)."""
+    plan = _cli(
+        "wheels",
+        "plan",
+        "--lock",
+        str(LOCKFILES / "agents.lock"),
+        "--requirement",
+        "numpy>=1.26",
+        "--python",
+        "3.11",
+        "--platform",
+        "linux/amd64",
+    )
+    directory = CACHE / "wheels"
+    directory.mkdir(parents=True, exist_ok=True)
+    for wheel in json.loads(plan):
+        path = directory / wheel["filename"]
+        if not path.is_file():
+            try:
+                with urllib.request.urlopen(wheel["url"], timeout=120) as response:
+                    with open(f"{path}.partial", "wb") as stream:
+                        shutil.copyfileobj(response, stream)
+            except OSError as error:
+                missing_component(f"{wheel['url']}", f"network access to PyPI ({error})")
+            os.replace(f"{path}.partial", path)
+    return directory
+
+
+def _wheel_layers(wheels: Path, output: Path, python311: str) -> Dict[str, Any]:
+    _cli(
+        "wheels", "layers", "--lock", str(LOCKFILES / "agents.lock"),
+        "--requirement", "numpy>=1.26", "--python", "3.11.2", "--platform", "linux/amd64",
+        "--glibc", "2.36", "--wheels", str(wheels), "--prefix", "opt/agent",
+        "--interpreter", "/usr/bin/python3.11", "--bytecode-interpreter", python311,
+        "--threshold-mib", "16", "--source-date-epoch", "946684800", "--output-dir", str(output),
+    )  # fmt: skip
+    return json.loads((output / "layers.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def python311() -> str:
+    shim = require_binary("python3.11", "python3.11")
+    return subprocess.run(
+        [shim, "-c", "import sys; print(sys.executable)"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+@pytest.fixture
+def loaded_image(docker_client: Any) -> Iterator[List[str]]:
+    tags: List[str] = []
+    yield tags
+    for tag in tags:
+        docker_client.images.remove(tag, force=True)
+
+
+def test_numpy_imports_from_its_own_layer_on_a_read_only_root(
+    docker_client: Any,
+    base_layer: Path,
+    numpy_wheels: Path,
+    python311: str,
+    workdir: Path,
+    loaded_image: List[str],
+) -> None:
+    summary = _wheel_layers(numpy_wheels, workdir / "wheels", python311)
+    again = _wheel_layers(numpy_wheels, workdir / "elsewhere" / "wheels", python311)
+    assert summary == again
+    # numpy installs ~40 MB: above the 16 MiB threshold, so alone in its layer.
+    [layer] = summary["layers"]
+    assert (layer["name"], layer["kind"]) == ("site-packages-numpy", "big")
+    assert layer["distributions"][0]["installedSize"] > 16 << 20
+
+    layers = [_layer(base_layer), _layer(workdir / "wheels" / layer["name"])]
+    config = ConfigUpdate(
+        env={"PATH": "/opt/agent/bin:/usr/bin:/bin", "PYTHONPATH": SITE_PACKAGES}, user="65532"
+    )
+    image = build_image(Image.scratch(Platform("linux", "amd64")), layers, config)
+    archive = workdir / "image.tar"
+    write_archive(archive, image, [TAG])
+    with open(archive, "rb") as stream:
+        docker_client.images.load(stream.read())
+    loaded_image.append(TAG)
+
+    def run(command: List[str]) -> str:
+        output = docker_client.containers.run(
+            TAG, command, user="65532", read_only=True, remove=True, stdout=True, stderr=True
+        )
+        return output.decode()
+
+    assert run(["python3", "-c", "import numpy; print(numpy.arange(6).sum())"]) == "15\n"
+    # Every module came from a .pyc made at build time: none was compiled here, and the
+    # read-only root would have refused to store one.
+    check = (
+        "import sys, importlib.util, numpy, numpy.linalg;"
+        " mods = [m for m in sys.modules.values() if getattr(m, '__file__', '')"
+        f" and m.__file__.startswith('{SITE_PACKAGES}') and m.__file__.endswith('.py')];"
+        " missing = [m.__name__ for m in mods"
+        "  if not __import__('os').path.exists(importlib.util.cache_from_source(m.__file__))];"
+        " print(len(mods) > 50, missing, numpy.__file__)"
+    )
+    assert run(["python3", "-c", check]) == (f"True [] {SITE_PACKAGES}/numpy/__init__.py\n")
+    assert run(["f2py", "-v"]).strip() == "2.2.6"
