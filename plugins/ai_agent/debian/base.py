@@ -5,14 +5,12 @@ command stacks it like any other layer.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Dict
 
-from ..oci.layer import LayerOptions, write_layer
-from ..oci.types import canonical_json
+from ..oci.layer import LayerOptions, write_layer_directory
 from .fetch import fetched_debs
 from .lock import Lock
 from .rootfs import build_rootfs
@@ -36,26 +34,14 @@ def write_base_layer(
     packages = lock.packages_for(architecture)
     paths = fetched_debs(packages, debs)
     output_dir.mkdir(parents=True, exist_ok=True)
-    blob_name = "layer.tar.gz" if options.compression.algorithm == "gzip" else "layer.tar"
     scratch = Path(tempfile.mkdtemp(prefix=".rootfs-", dir=output_dir))
+    request = lock.request
+    created_by = (
+        f"debian {request.suite} {architecture} base ({request.variant}):"
+        f" {len(packages)} packages"
+    )
     try:
         entries = build_rootfs(lock, architecture, paths, scratch, bytecode)
-        # Written inside the scratch directory and moved into place only when complete.
-        result = write_layer(entries, scratch / blob_name, options)
-        os.replace(scratch / blob_name, output_dir / blob_name)
+        return write_layer_directory(entries, output_dir, options, created_by)
     finally:
         shutil.rmtree(scratch)
-    request = lock.request
-    descriptor = {
-        **result.descriptor.to_json(),
-        "diffID": result.diff_id,
-        "compression": result.compression.to_json(),
-        "createdBy": (
-            f"debian {request.suite} {architecture} base ({request.variant}):"
-            f" {len(packages)} packages"
-        ),
-        "entries": [member.to_json() for member in result.members],
-        "blob": blob_name,
-    }
-    (output_dir / "descriptor.json").write_bytes(canonical_json(descriptor))
-    return descriptor

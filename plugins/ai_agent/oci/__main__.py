@@ -106,7 +106,7 @@ from .layer import (
     LayerError,
     LayerOptions,
     expand_tree,
-    write_layer,
+    write_layer_directory,
 )
 from .registry import InvalidReference, RegistryClient, RegistryError, Repository
 from .types import Descriptor, InvalidDigest, Platform, canonical_json
@@ -209,21 +209,9 @@ def run_layer(spec_path: Path, output_dir: Path, discard_blob: bool) -> Dict[str
         entries += _layer_entries(spec.child(f"entries[{number}]", raw), spec_path.parent)
     created_by = spec.get("created_by", str, None) or _default_created_by(raw_entries)
 
-    output_dir.mkdir(parents=True, exist_ok=True)
-    blob_name = "layer.tar.gz" if compression.algorithm == "gzip" else "layer.tar"
-    blob_path: Union[str, Path] = os.devnull if discard_blob else output_dir / blob_name
-    result = write_layer(entries, blob_path, options)
-    descriptor = {
-        **result.descriptor.to_json(),
-        "diffID": result.diff_id,
-        "compression": result.compression.to_json(),
-        "createdBy": created_by,
-        "entries": [member.to_json() for member in result.members],
-    }
-    if not discard_blob:
-        descriptor["blob"] = blob_name
-    (output_dir / "descriptor.json").write_bytes(canonical_json(descriptor))
-    return descriptor
+    return write_layer_directory(
+        entries, output_dir, options, created_by, discard_blob=discard_blob
+    )
 
 
 def _layer_entries(spec: _Spec, base_dir: Path) -> List[Entry]:

@@ -41,6 +41,7 @@ import struct
 import threading
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import (
     Any,
     BinaryIO,
@@ -54,7 +55,7 @@ from typing import (
     Union,
 )
 
-from .types import OCI_LAYER_TAR, OCI_LAYER_TAR_GZIP, Descriptor, check_digest
+from .types import OCI_LAYER_TAR, OCI_LAYER_TAR_GZIP, Descriptor, canonical_json, check_digest
 
 # 2000-01-01T00:00:00Z: a fixed time that zip-based tools (wheels, jars) accept, unlike 0.
 DEFAULT_MTIME = 946684800
@@ -67,6 +68,10 @@ DIRECTORY = "directory"
 SYMLINK = "symlink"
 
 OutputTarget = Union[str, "os.PathLike[str]", BinaryIO]
+
+
+# The file, beside the blob, that describes a layer written by `write_layer_directory`.
+LAYER_DESCRIPTOR = "descriptor.json"
 
 
 class LayerError(Exception):
@@ -781,6 +786,47 @@ def write_layer(
         digest, diff_id, size = sink.finish()
     descriptor = Descriptor(options.compression.media_type, digest, size)
     return LayerResult(descriptor, diff_id, options.compression, tuple(members))
+
+
+def write_layer_directory(
+    entries: Iterable[Entry],
+    output_dir: Path,
+    options: LayerOptions,
+    created_by: str,
+    *,
+    discard_blob: bool = False,
+) -> Dict[str, Any]:
+    """Write a layer in the on-disk form that the `image` command stacks: the blob (`layer.tar` or
+    `layer.tar.gz`, or /dev/null with `discard_blob`), then `descriptor.json` with its digest,
+    diffID, size, compression, history text and members; return that descriptor.
+
+    The blob is renamed into place only when complete and the descriptor is written last, so a
+    failure never leaves a finished-looking layer behind.
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    blob_name = "layer.tar.gz" if options.compression.algorithm == "gzip" else "layer.tar"
+    if discard_blob:
+        result = write_layer(entries, os.devnull, options)
+    else:
+        partial = output_dir / f".{blob_name}.partial"
+        try:
+            result = write_layer(entries, partial, options)
+        except BaseException:
+            if partial.exists():
+                partial.unlink()
+            raise
+        os.replace(partial, output_dir / blob_name)
+    descriptor: Dict[str, Any] = {
+        **result.descriptor.to_json(),
+        "diffID": result.diff_id,
+        "compression": result.compression.to_json(),
+        "createdBy": created_by,
+        "entries": [member.to_json() for member in result.members],
+    }
+    if not discard_blob:
+        descriptor["blob"] = blob_name
+    (output_dir / LAYER_DESCRIPTOR).write_bytes(canonical_json(descriptor))
+    return descriptor
 
 
 def write_tar(members: Sequence[TarMember], output: OutputTarget) -> None:

@@ -31,14 +31,20 @@ On a bad input the exit status is 2 and stderr has one `error: …` line naming 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from ..oci.layer import DEFAULT_MTIME, Compression, LayerError, LayerOptions, write_layer
+from ..oci.layer import (
+    DEFAULT_MTIME,
+    LAYER_DESCRIPTOR,
+    Compression,
+    LayerError,
+    LayerOptions,
+    write_layer_directory,
+)
 from ..oci.types import canonical_json
 from .bytecode import BytecodeError, Compiler
 from .install import InstalledDistribution, InstallLayout, WheelError, install_wheel
@@ -102,29 +108,17 @@ def run_layers(args: argparse.Namespace, target: Target) -> Dict[str, Any]:
 
 def _write_layer(layer: PlannedLayer, output_dir: Path, options: LayerOptions) -> Dict[str, Any]:
     """Write OUT/<name>/ as the `oci layer` command would; the blob is moved in when complete."""
-    directory = output_dir / layer.name
-    directory.mkdir(exist_ok=True)
-    blob_name = "layer.tar.gz" if options.compression.algorithm == "gzip" else "layer.tar"
-    partial = directory / f".{blob_name}.partial"
-    result = write_layer(layer.entries(), partial, options)
-    os.replace(partial, directory / blob_name)
     names = ", ".join(f"{dist.project} {dist.version}" for dist in layer.distributions)
-    descriptor = {
-        **result.descriptor.to_json(),
-        "diffID": result.diff_id,
-        "compression": result.compression.to_json(),
-        "createdBy": f"wheels: {names}",
-        "entries": [member.to_json() for member in result.members],
-        "blob": blob_name,
-    }
-    (directory / "descriptor.json").write_bytes(canonical_json(descriptor))
+    descriptor = write_layer_directory(
+        layer.entries(), output_dir / layer.name, options, f"wheels: {names}"
+    )
     return {
         "name": layer.name,
         "kind": layer.kind,
-        "descriptor": f"{layer.name}/descriptor.json",
-        "digest": result.descriptor.digest,
-        "diffID": result.diff_id,
-        "size": result.descriptor.size,
+        "descriptor": f"{layer.name}/{LAYER_DESCRIPTOR}",
+        "digest": descriptor["digest"],
+        "diffID": descriptor["diffID"],
+        "size": descriptor["size"],
         "distributions": [_distribution_json(dist) for dist in layer.distributions],
     }
 
