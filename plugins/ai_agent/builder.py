@@ -23,7 +23,7 @@ from ai_agent.subsystem import AiAgentSubsystem
 # Where the core's sources are mounted inside each sandbox (read-only, shared between processes).
 _MOUNT = "__ai_agent_builder"
 # Packages of the plugin that run inside sandboxes; each is standard library only.
-_SANDBOXED_PACKAGES = ("oci", "debian")
+_SANDBOXED_PACKAGES = ("oci", "debian", "wheels")
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import IO, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ..oci.layer import DIRECTORY, FILE, SYMLINK, Entry
+from ..wheels.bytecode import compileall_arguments
 from .control import Stanza, format_stanza
 from .deb import Deb, DebError, open_deb
 from .ldcache import build_ld_cache
@@ -523,19 +524,9 @@ def _compile(
         # No user site, no stray bytecode of compileall's own imports (its paths would differ).
         "-s",
         "-B",
-        "-m",
-        "compileall",
-        "-q",
-        "-f",
-        "-j",
-        "0",
-        "--invalidation-mode",
-        "unchecked-hash",
-        "-s",
-        str(tree.root),
-        "-p",
-        "/",
-        *(str(tree.scratch_path(directory)) for directory in directories),
+        *compileall_arguments(
+            tree.root, (tree.scratch_path(directory) for directory in directories)
+        ),
     ]
     # A fixed hash seed: before 3.11, marshal wrote frozenset constants in hash order. The
     # working directory (on sys.path with -m) is the image root, never the host's.

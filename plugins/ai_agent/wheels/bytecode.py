@@ -18,7 +18,8 @@ import json
 import os
 import subprocess
 from dataclasses import dataclass, replace
-from typing import List, Sequence, Tuple
+from pathlib import Path
+from typing import Iterable, List, Sequence, Tuple
 
 from .install import InstalledDistribution, InstalledFile
 from .tags import Target
@@ -29,6 +30,28 @@ _PROBE = (
     " 'version': list(sys.version_info[:3]), 'cache_tag': sys.implementation.cache_tag}))"
 )
 _ENVIRONMENT = {"PYTHONHASHSEED": "0", "LC_ALL": "C.UTF-8", "PATH": "/usr/bin:/bin"}
+
+
+def compileall_arguments(root: Path, directories: Iterable[Path]) -> List[str]:
+    """`-m compileall` arguments that compile `directories` (inside the scratch tree `root`) the
+    one reproducible way: every file recompiled, hash-checked instead of timestamped
+    (`unchecked-hash`, so nothing is rewritten at run time), and in-image paths embedded (`root`
+    stripped, `/` prepended) instead of scratch paths."""
+    return [
+        "-m",
+        "compileall",
+        "-q",
+        "-f",
+        "-j",
+        "0",
+        "--invalidation-mode",
+        "unchecked-hash",
+        "-s",
+        str(root),
+        "-p",
+        "/",
+        *(str(directory) for directory in directories),
+    ]
 
 
 class BytecodeError(Exception):
@@ -85,19 +108,7 @@ class Compiler:
             *self.command,
             "-I",
             "-B",
-            "-m",
-            "compileall",
-            "-q",
-            "-f",
-            "-j",
-            "0",
-            "--invalidation-mode",
-            "unchecked-hash",
-            "-s",
-            str(root),
-            "-p",
-            "/",
-            str(root / site_packages),
+            *compileall_arguments(root, [root / site_packages]),
         ]
         result = subprocess.run(
             command, env=_ENVIRONMENT, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
