@@ -72,7 +72,8 @@ class Keychain(ABC):
     """Finds the credentials for a registry host (`host[:port]`, `docker.io` for Docker Hub)."""
 
     @abstractmethod
-    def credentials_for(self, registry: str) -> Optional[Credentials]: ...
+    def credentials_for(self, registry: str) -> Optional[Credentials]:
+        ...
 
 
 class AnonymousKeychain(Keychain):

@@ -491,9 +491,11 @@ def is_loopback(host: str) -> bool:
 class _Stream(Protocol):
     """A request body that is read once, in blocks, and then closed."""
 
-    def read(self, size: int = -1) -> bytes: ...
+    def read(self, size: int = -1) -> bytes:
+        ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        ...
 
 
 # A factory of request bodies, so that a request can be sent again after an auth challenge.
