@@ -37,6 +37,18 @@ def require_binary(name: str, debian_package: str) -> str:
     return path
 
 
+def host_interpreter(version: str) -> str:
+    """The real path of the host's CPython `version` (X.Y), not a pyenv shim, which needs PATH
+    and pyenv's environment to run."""
+    shim = require_binary(f"python{version}", f"python{version}")
+    return subprocess.run(
+        [shim, "-c", "import sys; print(sys.executable)"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
 def free_loopback_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

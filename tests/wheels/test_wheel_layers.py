@@ -20,7 +20,7 @@ import ai_agent
 from ai_agent.oci.archive import write_archive
 from ai_agent.oci.image import ConfigUpdate, Image, Layer, build_image
 from ai_agent.oci.types import Descriptor, Platform
-from testkit.components import missing_component, require_binary
+from testkit.components import host_interpreter, missing_component
 
 pytestmark = pytest.mark.integration
 
@@ -114,13 +114,7 @@ def _wheel_layers(wheels: Path, output: Path, python311: str) -> Dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def python311() -> str:
-    shim = require_binary("python3.11", "python3.11")
-    return subprocess.run(
-        [shim, "-c", "import sys; print(sys.executable)"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    return host_interpreter("3.11")
 
 
 @pytest.fixture

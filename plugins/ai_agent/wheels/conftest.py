@@ -14,7 +14,7 @@ from typing import Dict
 
 import pytest
 
-from testkit.components import missing_component, require_binary
+from testkit.components import host_interpreter, missing_component
 
 TESTDATA = Path(__file__).parent / "testdata"
 WHEEL_CACHE = Path.home() / ".cache" / "ai-agent-tests" / "wheels"
@@ -87,11 +87,4 @@ def real_wheels() -> Dict[str, RealWheel]:
 
 @pytest.fixture(scope="session")
 def host_python311() -> str:
-    """The real path of the host's CPython 3.11 (not a pyenv shim: it runs without PATH)."""
-    shim = require_binary("python3.11", "python3.11")
-    return subprocess.run(
-        [shim, "-c", "import sys; print(sys.executable)"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    return host_interpreter("3.11")
