@@ -10,6 +10,7 @@ import os
 import platform
 import stat
 import subprocess
+import sys
 import tarfile
 import uuid
 from dataclasses import dataclass
@@ -222,3 +223,23 @@ def test_pushed_image_keeps_its_digest_and_runs_when_pulled_by_digest(
         assert output.decode() == f"greeting=hello-from-config pwd=/app/data uid={AGENT_UID}\n"
     finally:
         docker_client.images.remove(pulled, force=True)  # type: ignore[attr-defined]
+
+
+def test_push_command_keeps_the_digest_and_uploads_nothing_the_second_time(
+    registry: RunningRegistry, built: BuiltArchive
+) -> None:
+    """`python -m ai_agent.oci push` (what `publish` runs): digest preserved, re-push is free."""
+    reference = f"{registry.address}/cli/{uuid.uuid4().hex[:12]}:v1"
+    command = [sys.executable, "-m", "ai_agent.oci", "push", "--archive", str(built.path)]
+    runs = [
+        subprocess.run(command + ["--ref", reference], capture_output=True, text=True)
+        for _ in range(2)
+    ]
+    assert [run.returncode for run in runs] == [0, 0], [run.stderr for run in runs]
+    first, second = (run.stdout.strip() for run in runs)
+    assert first.startswith(f"pushed {reference.rsplit(':', 1)[0]}@{built.image.digest}: uploaded")
+    assert " uploaded 0 blobs (0 B)," not in first
+    assert ": uploaded 0 blobs (0 B), skipped " in second
+    with RegistryClient() as client:
+        resolved = client.get_manifest(Reference.parse(reference))
+    assert resolved.descriptor.digest == built.image.digest

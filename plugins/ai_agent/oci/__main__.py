@@ -6,11 +6,16 @@
               [--insecure-registry HOST[:PORT] ...] --output LOCK.json
     pull-blob --repository REGISTRY/REPOSITORY --digest sha256:… --size N --output FILE
               [--insecure-registry HOST[:PORT] ...]
+    push --archive ARCHIVE.tar --ref REGISTRY/REPOSITORY[:TAG] [--ref ...]
+         [--insecure-registry HOST[:PORT] ...]
 
 `lock-base` resolves a registry base's tag and writes its lock (the format is in `base.py`).
 `pull-blob` downloads one blob by digest; FILE appears only once the bytes matched the digest.
-Both read registry credentials from `$DOCKER_CONFIG/config.json` (else `~/.docker/config.json`)
-and reach loopback registries, and those given with --insecure-registry, over plain HTTP.
+`push` pushes what an `image` archive holds, blobs as they are (so the digest is kept), skipping
+blobs the registry has, and prints per repository the bytes uploaded and skipped.
+All three read registry credentials from `$DOCKER_CONFIG/config.json` (else
+`~/.docker/config.json`) and reach loopback registries, and those given with --insecure-registry,
+over plain HTTP.
 
 Relative paths inside a spec are relative to the spec file's directory. Unknown keys are refused.
 On a bad spec, input or output the exit status is 2 and stderr has one `error: …` line naming the
@@ -70,7 +75,10 @@ import argparse
 import json
 import os
 import re
+import shutil
 import sys
+import tarfile
+import tempfile
 from pathlib import Path
 from typing import (
     Any,
@@ -108,8 +116,8 @@ from .layer import (
     expand_tree,
     write_layer_directory,
 )
-from .registry import InvalidReference, RegistryClient, RegistryError, Repository
-from .types import Descriptor, InvalidDigest, Platform, canonical_json
+from .registry import InvalidReference, Reference, RegistryClient, RegistryError, Repository
+from .types import Descriptor, InvalidDigest, Platform, canonical_json, digest_hex
 
 T = TypeVar("T")
 D = TypeVar("D")
@@ -397,6 +405,47 @@ def run_pull_blob(
         client.fetch_blob(Repository.parse(repository), Descriptor(_ANY_BLOB, digest, size), output)
 
 
+def run_push(archive: Path, references: Sequence[str], insecure_registries: Sequence[str]) -> None:
+    """Push the image (or index) an archive holds under each reference, blob bytes streamed from
+    the archive's OCI layout as they are, so the pushed digest is the built one; print, per
+    repository, what was uploaded and what the registry already had."""
+    parsed = [Reference.parse(reference) for reference in references]
+    with tempfile.TemporaryDirectory(prefix="push-") as scratch:
+        root, blobs = _unpack_layout_blobs(archive, Path(scratch))
+        with RegistryClient(insecure_registries=insecure_registries) as client:
+            for repository in sorted({ref.repository for ref in parsed}, key=str):
+                tags = [ref.tag for ref in parsed if ref.repository == repository and ref.tag]
+                stats = client.push(repository, root, blobs, tags=tags)
+                print(f"pushed {repository}@{root.digest}: {stats}")
+
+
+def _unpack_layout_blobs(archive: Path, scratch: Path) -> Tuple[Descriptor, Dict[str, Path]]:
+    """The root descriptor of an archive's OCI layout (`index.json`), and its blobs copied out to
+    `scratch` in bounded memory, by digest."""
+    blobs: Dict[str, Path] = {}
+    root: Optional[Descriptor] = None
+    with tarfile.open(archive) as layout:
+        for member in layout:
+            if not member.isfile():
+                continue
+            source = layout.extractfile(member)
+            assert source is not None
+            if member.name == "index.json":
+                manifests = json.loads(source.read()).get("manifests") or []
+                if not manifests:
+                    raise ArchiveError(f"{archive}: index.json lists no image")
+                root = Descriptor.from_json({**manifests[0], "annotations": {}})
+            elif member.name.startswith("blobs/sha256/"):
+                digest = "sha256:" + member.name.rsplit("/", 1)[1]
+                target = scratch / digest_hex(digest)
+                with open(target, "wb") as copy:
+                    shutil.copyfileobj(source, copy, 1 << 20)
+                blobs[digest] = target
+    if root is None:
+        raise ArchiveError(f"{archive}: no index.json; not an image archive written by `image`")
+    return root, blobs
+
+
 def _write_replacing(path: Path, data: bytes) -> None:
     """Write `path` beside itself, then rename: a failed run leaves the old file as it was."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -432,7 +481,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     pull.add_argument("--digest", required=True)
     pull.add_argument("--size", type=int, required=True)
     pull.add_argument("--output", type=Path, required=True)
-    for registry_command in (lock, pull):
+    push = commands.add_parser("push", help="push an image archive, digest preserved")
+    push.add_argument("--archive", type=Path, required=True, help="written by the image command")
+    push.add_argument(
+        "--ref", action="append", required=True, help="registry/repository[:tag]; repeatable"
+    )
+    for registry_command in (lock, pull, push):
         registry_command.add_argument(
             "--insecure-registry",
             action="append",
@@ -449,6 +503,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             run_image(args.spec, args.output, metadata)
         elif args.command == "lock-base":
             run_lock_base(args.image, args.platform, args.insecure_registry, args.output)
+        elif args.command == "push":
+            run_push(args.archive, args.ref, args.insecure_registry)
         else:
             run_pull_blob(
                 args.repository, args.digest, args.size, args.insecure_registry, args.output
