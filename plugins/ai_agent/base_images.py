@@ -52,9 +52,18 @@ from pants.engine.fs import (
     PathGlobs,
     Snapshot,
 )
+from pants.engine.internals.graph import Owners, OwnersRequest
 from pants.engine.process import ProcessCacheScope
 from pants.engine.rules import Get, collect_rules, rule
-from pants.engine.target import AllTargets, Target, WrappedTarget, WrappedTargetRequest
+from pants.engine.target import (
+    AllTargets,
+    FieldSet,
+    InferDependenciesRequest,
+    InferredDependencies,
+    Target,
+    WrappedTarget,
+    WrappedTargetRequest,
+)
 from pants.engine.unions import UnionRule
 from pants.util.docutil import bin_name
 from pants.util.frozendict import FrozenDict
@@ -67,6 +76,7 @@ from ai_agent.oci.base import BaseLock, BaseLockError
 from ai_agent.oci.types import Descriptor, Platform, canonical_json, digest_hex
 from ai_agent.subsystem import AiAgentSubsystem
 from ai_agent.target_types import (
+    BaseImageDependenciesField,
     BaseImageLockfileField,
     DebianArchitecturesField,
     DebianBaseTarget,
@@ -551,6 +561,26 @@ async def package_base_image(field_set: BaseImagePackageFieldSet) -> BuiltPackag
     )
 
 
+# Lock ownership ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BaseLockOwnerFieldSet(FieldSet):
+    required_fields = (BaseImageLockfileField, BaseImageDependenciesField)
+
+    lockfile: BaseImageLockfileField
+
+
+class InferBaseLockOwner(InferDependenciesRequest):
+    infer_from = BaseLockOwnerFieldSet
+
+
+@rule(desc="Finding the owner of a base image's lock", level=LogLevel.DEBUG)
+async def infer_base_lock_owner(request: InferBaseLockOwner) -> InferredDependencies:
+    owners = await Get(Owners, OwnersRequest((request.field_set.lockfile.value_or_default(),)))
+    return InferredDependencies(owners.keys())
+
+
 def rules():
     return [
         *collect_rules(),
@@ -558,5 +588,6 @@ def rules():
         UnionRule(GenerateLockfile, GenerateRegistryBaseLockfile),
         UnionRule(KnownUserResolveNamesRequest, KnownBaseImageResolveNamesRequest),
         UnionRule(RequestedUserResolveNames, RequestedBaseImageResolveNames),
+        UnionRule(InferDependenciesRequest, InferBaseLockOwner),
         UnionRule(PackageFieldSet, BaseImagePackageFieldSet),
     ]

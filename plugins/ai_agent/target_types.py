@@ -9,6 +9,7 @@ from pants.engine.addresses import Address
 from pants.engine.target import (
     COMMON_TARGET_FIELDS,
     AsyncFieldMixin,
+    Dependencies,
     InvalidFieldException,
     StringField,
     StringSequenceField,
@@ -71,6 +72,16 @@ class DebianVariantField(StringField):
     )
 
 
+class BaseImageDependenciesField(Dependencies):
+    help = softwrap(
+        """
+        Addresses this base depends on. The target that owns its lockfile (a `files` target in
+        `lockfiles/BUILD`) is added automatically, so that `--changed-since` treats a lock edit as
+        a change of the base and of every image built on it.
+        """
+    )
+
+
 class BaseImageLockfileField(StringField, AsyncFieldMixin):
     """The lock of a base image target; every kind of base has one (a subclass with its own
     default file name), which is how the generic base rules find base targets."""
@@ -99,6 +110,7 @@ class DebianBaseTarget(Target):
     alias = "debian_base"
     core_fields = (
         *COMMON_TARGET_FIELDS,
+        BaseImageDependenciesField,
         DebianSuiteField,
         DebianArchitecturesField,
         DebianPackagesField,
@@ -183,6 +195,7 @@ class OciBaseTarget(Target):
     alias = "oci_base"
     core_fields = (
         *COMMON_TARGET_FIELDS,
+        BaseImageDependenciesField,
         OciBaseImageField,
         OciBasePlatformsField,
         OciBaseLockfileField,
