@@ -12,7 +12,7 @@ from Debian's `busybox-static` package, and Pants itself run against a scratch r
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, List
 
 import pytest
 
@@ -48,6 +48,15 @@ def docker_client() -> Iterator[object]:
         )
     yield client
     client.close()
+
+
+@pytest.fixture
+def loaded_images(docker_client: Any) -> Iterator[List[str]]:
+    """Tags a test loads into dockerd; removed from it afterwards."""
+    tags: List[str] = []
+    yield tags
+    for tag in tags:
+        docker_client.images.remove(tag, force=True)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, List, Optional
 
 import pytest
 
@@ -183,14 +183,6 @@ def _load_image(docker_client: Any, layer_dir: Path, tag: str, archive: Path) ->
     with open(archive, "rb") as stream:
         docker_client.images.load(stream.read())
     return tag
-
-
-@pytest.fixture
-def loaded_images(docker_client: Any) -> Iterator[List[str]]:
-    tags: List[str] = []
-    yield tags
-    for tag in tags:
-        docker_client.images.remove(tag, force=True)
 
 
 def _run(docker_client: Any, tag: str, command: List[str]) -> str:

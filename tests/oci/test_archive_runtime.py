@@ -15,7 +15,7 @@ import tarfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Union
+from typing import Dict, List, Union
 
 import pytest
 
@@ -90,15 +90,6 @@ def built(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path, tag: s
     return build_archive(tmp_path_factory.mktemp("first"), busybox_rootfs, tag)
 
 
-@pytest.fixture
-def loaded_tags(docker_client: object) -> Iterator[List[str]]:
-    """Tags loaded into dockerd by a test; removed afterwards."""
-    tags: List[str] = []
-    yield tags
-    for name in tags:
-        docker_client.images.remove(name, force=True)  # type: ignore[attr-defined]
-
-
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -116,9 +107,9 @@ def docker_load_and_run(docker_client: object, archive: Path, tag: str) -> str:
 
 
 def test_docker_loads_and_runs_the_archive(
-    docker_client: object, built: BuiltArchive, loaded_tags: List[str]
+    docker_client: object, built: BuiltArchive, loaded_images: List[str]
 ) -> None:
-    loaded_tags.append(built.tag)
+    loaded_images.append(built.tag)
     result = docker_load_and_run(docker_client, built.path, built.tag)
     image_id, output = result.split(" ", 1)
     assert image_id == built.image.image_id
@@ -176,7 +167,7 @@ def test_index_archive_serves_each_platform(
     tmp_path: Path,
     docker_client: object,
     skopeo: str,
-    loaded_tags: List[str],
+    loaded_images: List[str],
 ) -> None:
     """Docker gets the image for the host; skopeo can pick any platform from the index."""
     other = build_image(Image.scratch(OTHER_PLATFORM), built.image.layers[:1])
@@ -184,7 +175,7 @@ def test_index_archive_serves_each_platform(
     tag = built.tag + "-index"
     index = Index([other, built.image])
     write_archive(archive, index, [tag], docker_platform=HOST_PLATFORM)
-    loaded_tags.append(tag)
+    loaded_images.append(tag)
     _, output = docker_load_and_run(docker_client, archive, tag).split(" ", 1)
     assert output.startswith("greeting=hello-from-config")
     inspected = json.loads(

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, List
 
 import pytest
 
@@ -117,21 +117,13 @@ def python311() -> str:
     return host_interpreter("3.11")
 
 
-@pytest.fixture
-def loaded_image(docker_client: Any) -> Iterator[List[str]]:
-    tags: List[str] = []
-    yield tags
-    for tag in tags:
-        docker_client.images.remove(tag, force=True)
-
-
 def test_numpy_imports_from_its_own_layer_on_a_read_only_root(
     docker_client: Any,
     base_layer: Path,
     numpy_wheels: Path,
     python311: str,
     workdir: Path,
-    loaded_image: List[str],
+    loaded_images: List[str],
 ) -> None:
     summary = _wheel_layers(numpy_wheels, workdir / "wheels", python311)
     again = _wheel_layers(numpy_wheels, workdir / "elsewhere" / "wheels", python311)
@@ -150,7 +142,7 @@ def test_numpy_imports_from_its_own_layer_on_a_read_only_root(
     write_archive(archive, image, [TAG])
     with open(archive, "rb") as stream:
         docker_client.images.load(stream.read())
-    loaded_image.append(TAG)
+    loaded_images.append(TAG)
 
     def run(command: List[str]) -> str:
         output = docker_client.containers.run(
