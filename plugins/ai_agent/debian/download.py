@@ -8,10 +8,14 @@ mirror that lacks a file will not grow it on the second try.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from typing import BinaryIO, Iterator
+from pathlib import Path
+from typing import BinaryIO, Iterator, Optional
 
 TIMEOUT_S = 60
 # Streamed downloads are read in chunks of this size.
@@ -30,6 +34,10 @@ class DownloadError(Exception):
 
 class NotFound(DownloadError):
     """The server answered that it does not have the file (HTTP 404 or 410)."""
+
+
+class UnexpectedContent(DownloadError):
+    """The server sent bytes other than the pinned ones (wrong size or sha256)."""
 
 
 @contextlib.contextmanager
@@ -63,3 +71,38 @@ def read_url(url: str) -> bytes:
             return response.read()
         except OSError as error:
             raise DownloadError(url, f"connection lost while reading: {error}") from None
+
+
+def download_verified(url: str, target: Path, sha256: str, size: Optional[int] = None) -> None:
+    """Stream `url` into a temporary file beside `target`, checking the size (when pinned) and
+    sha256 as it arrives, and rename it into place only if both match: an interrupted or refused
+    download leaves nothing behind."""
+    descriptor, temporary = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=".partial", dir=target.parent
+    )
+    try:
+        with os.fdopen(descriptor, "wb") as output, open_url(url) as response:
+            digest = hashlib.sha256()
+            received = 0
+            while True:
+                try:
+                    chunk = response.read(CHUNK_SIZE)
+                except OSError as error:
+                    raise DownloadError(url, f"connection lost: {error}") from None
+                if not chunk:
+                    break
+                received += len(chunk)
+                if size is not None and received > size:
+                    raise UnexpectedContent(url, f"serves more than the {size} pinned bytes")
+                digest.update(chunk)
+                output.write(chunk)
+        if (size is not None and received != size) or digest.hexdigest() != sha256.lower():
+            pinned = f"{size} bytes with sha256 {sha256}" if size is not None else f"sha256 {sha256}"
+            raise UnexpectedContent(
+                url, f"served {received} bytes with sha256 {digest.hexdigest()}, pinned: {pinned}"
+            )
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, target)
+    except BaseException:
+        os.unlink(temporary)
+        raise

@@ -10,12 +10,10 @@ refused download leaves nothing behind. A file already there is checked and reus
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Mapping, Sequence
 
-from .download import CHUNK_SIZE, DownloadError, NotFound, open_url
+from .download import CHUNK_SIZE, DownloadError, NotFound, download_verified
 from .index import archive_of
 from .lock import LockedPackage
 
@@ -55,15 +53,13 @@ def fetch_deb(
     for mirror in mirrors:
         url = f"{mirror.rstrip('/')}/{package.filename}"
         try:
-            _download_verified(url, package, target)
+            download_verified(url, target, package.sha256, package.size)
             return target
         except NotFound as error:
             not_found += 1
             reasons.append(str(error))
         except DownloadError as error:
             reasons.append(str(error))
-        except FetchError as error:
-            reasons.append(f"{url}: {error}")
     if mirrors and not_found == len(mirrors):
         raise PackageNotOnMirrors(package, mirrors, refresh_command)
     details = "; ".join(reasons) or "no mirror configured"
@@ -100,40 +96,6 @@ def file_matches(path: Path, package: LockedPackage) -> bool:
         for chunk in iter(lambda: stream.read(CHUNK_SIZE), b""):
             digest.update(chunk)
     return digest.hexdigest() == package.sha256
-
-
-def _download_verified(url: str, package: LockedPackage, target: Path) -> None:
-    """Stream `url` into a temporary file beside `target`, checking size and sha256 as it
-    arrives, and rename it into place only if both match."""
-    descriptor, temporary = tempfile.mkstemp(
-        prefix=f".{package.basename}.", suffix=".partial", dir=target.parent
-    )
-    try:
-        with os.fdopen(descriptor, "wb") as output, open_url(url) as response:
-            digest = hashlib.sha256()
-            size = 0
-            while True:
-                try:
-                    chunk = response.read(CHUNK_SIZE)
-                except OSError as error:
-                    raise DownloadError(url, f"connection lost: {error}") from None
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > package.size:
-                    raise FetchError(f"serves more than the {package.size} bytes the lock pins")
-                digest.update(chunk)
-                output.write(chunk)
-        if size != package.size or digest.hexdigest() != package.sha256:
-            raise FetchError(
-                f"served {size} bytes with sha256 {digest.hexdigest()}, the lock pins"
-                f" {package.size} bytes with sha256 {package.sha256}"
-            )
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
-    except BaseException:
-        os.unlink(temporary)
-        raise
 
 
 def fetched_debs(packages: Sequence[LockedPackage], directory: Path) -> Dict[str, Path]:

@@ -6,6 +6,7 @@
            [--interpreter /usr/bin/python3.11] [--bytecode-interpreter PYTHON]
            [--threshold-mib 64] [--compression gzip|none] [--gzip-level 6]
            [--source-date-epoch N]
+    fetch  --url URL --sha256 HEX --output FILE
 
 `plan` prints (JSON, one list sorted by project) the wheels the requirements need on the
 target: `project`, `version`, `filename`, `url`, `sha256`. The caller downloads them into DIR
@@ -24,6 +25,9 @@ the `oci layer` command), then OUT/layers.json:
                  "distributions": [{"project": …, "version": …, "wheel": …,
                                     "installedSize": N, "notes": […]}]}, …]}
 
+`fetch` downloads one wheel of the plan; FILE appears only once its bytes match the sha256 (so a
+build process per wheel caches each wheel by its hash, locally and remotely).
+
 Layers are listed in image order: big distributions (one each, by name), then the shared one.
 On a bad input the exit status is 2 and stderr has one `error: …` line naming the problem.
 """
@@ -37,6 +41,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from ..debian.download import DownloadError, download_verified
 from ..oci.layer import (
     DEFAULT_MTIME,
     LAYER_DESCRIPTOR,
@@ -139,6 +144,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Choose locked wheels for an image and turn them into layers.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    fetch = commands.add_parser("fetch", help="download one wheel, verified by sha256")
+    fetch.add_argument("--url", required=True)
+    fetch.add_argument("--sha256", required=True)
+    fetch.add_argument("--output", type=Path, required=True)
     plan = commands.add_parser("plan", help="print the wheels to download, as JSON")
     layers = commands.add_parser("layers", help="install downloaded wheels into layers")
     for command in (plan, layers):
@@ -165,6 +174,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "fetch":
+        try:
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            download_verified(args.url, args.output, args.sha256)
+        except (DownloadError, OSError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        return 0
     try:
         target = Target.parse(args.python, args.platform, args.glibc)
         if args.command == "plan":

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, Dict, List
@@ -115,3 +116,19 @@ def test_errors_are_one_line_and_exit_2(
         == 2
     )
     assert "--platform must be one of" in capsys.readouterr().err
+
+
+def test_fetch_keeps_only_verified_bytes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    served = tmp_path / "served" / "demo-1.0-py3-none-any.whl"
+    served.parent.mkdir()
+    served.write_bytes(b"wheel bytes")
+    sha256 = hashlib.sha256(b"wheel bytes").hexdigest()
+    output = tmp_path / "out" / served.name
+    url = served.as_uri()
+
+    assert main(["fetch", "--url", url, "--sha256", "0" * 64, "--output", str(output)]) == 2
+    assert "served 11 bytes with sha256" in capsys.readouterr().err
+    assert list(output.parent.iterdir()) == []
+
+    assert main(["fetch", "--url", url, "--sha256", sha256, "--output", str(output)]) == 0
+    assert output.read_bytes() == b"wheel bytes"
