@@ -13,7 +13,7 @@ Both kinds of lock are written by `./pants generate-lockfiles --resolve=<target 
 processes ask the live archive or registry and are therefore never cached; builds read only the
 lock, and a missing or stale one is an error that says how to refresh it.
 
-Registry processes find credentials through `DOCKER_CONFIG` (`[ai-agent].docker_config`, else
+Registry processes find credentials through `DOCKER_CONFIG` (`[ai-agents].docker_config`, else
 the environment's `DOCKER_CONFIG`, else `$HOME/.docker`): only that path enters their cache keys,
 never the credentials, and not HOME itself.
 """
@@ -71,7 +71,7 @@ from pants.util.logging import LogLevel
 
 from ai_agent.builder import BuildStep, BuildStepOutput, ImageBuilder
 from ai_agent.debian.lock import LockRequest
-from ai_agent.image import BaseImage, BaseLayer, ImageArchive, ImageArchiveRequest
+from ai_agent.image import BaseImage, BaseLayer, ImageArchive, ImageArchiveRequest, PlatformImage
 from ai_agent.oci.base import BaseLock, BaseLockError
 from ai_agent.oci.types import Descriptor, Platform, canonical_json, digest_hex
 from ai_agent.subsystem import AiAgentSubsystem
@@ -539,13 +539,14 @@ async def package_base_image(field_set: BaseImagePackageFieldSet) -> BuiltPackag
     output_path = field_set.output_path.value_or_default(file_ending="tar")
     archive = await Get(
         ImageArchive,
-        ImageArchiveRequest.create(
+        ImageArchiveRequest(
             owner=str(field_set.address),
-            tag=f"{field_set.address.target_name}:latest",
-            base=base,
-            inputs=EMPTY_DIGEST,
-            layer_descriptors=(),
-            config={},
+            tags=(f"{field_set.address.target_name}:latest",),
+            images=(
+                PlatformImage.create(
+                    base=base, inputs=EMPTY_DIGEST, layer_descriptors=(), config={}
+                ),
+            ),
             output_path=output_path,
         ),
     )

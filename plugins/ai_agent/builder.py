@@ -87,6 +87,7 @@ class BuildStep:
 @dataclass(frozen=True)
 class BuildStepOutput:
     digest: Digest
+    stdout: bytes
 
 
 def _sandboxed_sources() -> tuple[FileContent, ...]:
@@ -124,7 +125,7 @@ async def run_build_step(step: BuildStep) -> BuildStepOutput:
             f"{step.owner}: {step.process.description} failed (exit code {result.exit_code}):"
             f"\n{output}"
         )
-    return BuildStepOutput(result.output_digest)
+    return BuildStepOutput(result.output_digest, result.stdout)
 
 
 def rules():

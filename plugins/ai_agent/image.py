@@ -75,40 +75,43 @@ class BaseImage:
 
 
 @dataclass(frozen=True)
-class ImageArchiveRequest:
-    """One single-platform image to write as an archive at `output_path`: `base`, then the new
-    layers (`descriptor.json` paths in `inputs`, as the `layer` commands write them), then the
-    config update."""
+class PlatformImage:
+    """One platform's image: `base`, then the new layers (`descriptor.json` paths in `inputs`, as
+    the `layer` commands write them), then the config update."""
 
-    owner: str
-    tag: str
     base: BaseImage
     inputs: Digest
     layer_descriptors: Tuple[str, ...]
     config_json: str
-    output_path: str
 
     @classmethod
     def create(
         cls,
         *,
-        owner: str,
-        tag: str,
         base: BaseImage,
         inputs: Digest,
         layer_descriptors: Tuple[str, ...],
         config: Mapping[str, Any],
-        output_path: str,
-    ) -> ImageArchiveRequest:
-        return cls(
-            owner,
-            tag,
-            base,
-            inputs,
-            layer_descriptors,
-            canonical_json(config).decode(),
-            output_path,
-        )
+    ) -> PlatformImage:
+        return cls(base, inputs, layer_descriptors, canonical_json(config).decode())
+
+    def spec(self) -> Dict[str, Any]:
+        return {
+            "base": self.base.spec(),
+            "layers": list(self.layer_descriptors),
+            "config": json.loads(self.config_json),
+        }
+
+
+@dataclass(frozen=True)
+class ImageArchiveRequest:
+    """An archive at `output_path` holding one image, or an index of several platforms' images
+    (docker loads the first). `tags[0]` names it in the archive."""
+
+    owner: str
+    tags: Tuple[str, ...]
+    images: Tuple[PlatformImage, ...]
+    output_path: str
 
 
 @dataclass(frozen=True)
@@ -126,26 +129,26 @@ class ImageArchive:
 async def write_image_archive(
     request: ImageArchiveRequest, builder: ImageBuilder, subsystem: AiAgentSubsystem
 ) -> ImageArchive:
-    base = request.base
     spec = {
-        "tags": [request.tag],
+        "tags": list(request.tags),
         "source_date_epoch": subsystem.source_date_epoch,
-        "images": [
-            {
-                "base": base.spec(),
-                "layers": list(request.layer_descriptors),
-                "config": json.loads(request.config_json),
-            }
-        ],
+        "images": [image.spec() for image in request.images],
     }
     spec_digest = await Get(Digest, CreateDigest([FileContent(_SPEC, canonical_json(spec))]))
     base_blobs = await MultiGet(
-        Get(BuildStepOutput, BuildStep, step) for step in base.layer_blob_steps
+        Get(BuildStepOutput, BuildStep, step)
+        for image in request.images
+        for step in image.base.layer_blob_steps
     )
     inputs = await Get(
         Digest,
         MergeDigests(
-            [request.inputs, base.config, *(blobs.digest for blobs in base_blobs), spec_digest]
+            [
+                *(image.inputs for image in request.images),
+                *(image.base.config for image in request.images),
+                *(blobs.digest for blobs in base_blobs),
+                spec_digest,
+            ]
         ),
     )
     metadata_path = f"{request.output_path}.json"

@@ -1,12 +1,21 @@
 """Pants backend entry point for the `ai_agent` plugin: its rules and target types."""
 
-from ai_agent import base_images, builder, image
-from ai_agent.target_types import DebianBaseTarget, OciBaseTarget
+from ai_agent import agent, agent_image, base_images, builder, image, layers, publish, run
+from ai_agent.target_types import AiAgentTarget, DebianBaseTarget, OciBaseTarget
 
 
 def rules():
-    return [*builder.rules(), *image.rules(), *base_images.rules()]
+    return [
+        *builder.rules(),
+        *image.rules(),
+        *base_images.rules(),
+        *agent.rules(),
+        *layers.rules(),
+        *agent_image.rules(),
+        *publish.rules(),
+        *run.rules(),
+    ]
 
 
 def target_types():
-    return [DebianBaseTarget, OciBaseTarget]
+    return [AiAgentTarget, DebianBaseTarget, OciBaseTarget]

@@ -1,7 +1,11 @@
-"""The `[ai-agent]` options: settings shared by every `ai_agent` build in a repo."""
+"""The `[ai-agents]` options: settings shared by every `ai_agent` build in a repo."""
 
 from __future__ import annotations
 
+from pants.backend.python.subsystems.python_tool_base import (
+    LockfileRules,
+    PythonToolRequirementsBase,
+)
 from pants.option.option_types import IntOption, StrListOption, StrOption
 from pants.option.subsystem import Subsystem
 from pants.util.strutil import softwrap
@@ -10,7 +14,8 @@ DEFAULT_SOURCE_DATE_EPOCH = 946684800  # 2000-01-01T00:00:00Z: zip and wheel too
 
 
 class AiAgentSubsystem(Subsystem):
-    options_scope = "ai-agent"
+    # Not `ai-agent`: Pants refuses a subsystem named like a target type (`ai_agent`).
+    options_scope = "ai-agents"
     help = "Options for building `ai_agent` images."
 
     builder_interpreter_constraints = StrListOption(
@@ -21,6 +26,34 @@ class AiAgentSubsystem(Subsystem):
             OCI core). Their output is byte-identical under every allowed version; the chosen
             interpreter's path is part of each process's cache key, so machines sharing a remote
             cache should resolve it to the same path.
+            """
+        ),
+    )
+    default_base = StrOption(
+        default=None,
+        help=softwrap(
+            """
+            The address of the base target (`debian_base` or `oci_base`) for `ai_agent` targets
+            that set no `base`, e.g. `//agents/base:bookworm-python`.
+            """
+        ),
+    )
+    wheel_layer_threshold_mib = IntOption(
+        default=64,
+        help=softwrap(
+            """
+            A third-party distribution whose installed size is at least this many MiB gets an
+            image layer of its own (e.g. torch), so that bumping any other requirement leaves
+            its layer, and its cached and pushed blob, unchanged.
+            """
+        ),
+    )
+    weight_layer_threshold_mib = IntOption(
+        default=16,
+        help=softwrap(
+            """
+            A weight file of at least this many MiB gets an image layer of its own; smaller
+            weight files of an agent share one layer.
             """
         ),
     )
@@ -69,3 +102,19 @@ class AiAgentSubsystem(Subsystem):
             """
         ),
     )
+
+
+class AgentRunner(PythonToolRequirementsBase):
+    options_scope = "ai-agents-runner"
+    help = softwrap(
+        """
+        The docker-py client that `./pants run` of an `ai_agent` runs to load the image into the
+        local Docker daemon (`DOCKER_HOST`, else the local socket) and run it.
+        """
+    )
+    default_version = "docker>=7.1,<8"
+    default_requirements = ["docker>=7.1,<8"]
+    register_interpreter_constraints = True
+    default_interpreter_constraints = ["CPython>=3.9,<3.12"]
+    default_lockfile_resource = ("ai_agent", "runner.lock")
+    lockfile_rules_type = LockfileRules.SIMPLE

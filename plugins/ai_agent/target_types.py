@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Optional, Tuple
+import re
+from typing import Any, ClassVar, Iterable, Optional, Tuple
 
+from pants.backend.python.target_types import PythonResolveField
 from pants.core.goals.package import OutputPathField
 from pants.engine.addresses import Address
 from pants.engine.target import (
     COMMON_TARGET_FIELDS,
     AsyncFieldMixin,
     Dependencies,
+    DictStringToStringField,
+    Field,
     InvalidFieldException,
+    SingleSourceField,
     StringField,
     StringSequenceField,
     Target,
 )
 from pants.util.strutil import softwrap
 
+from ai_agent.agent_config import SCHEMA_HELP as AGENT_CONFIG_SCHEMA_HELP
 from ai_agent.debian.lock import PYTHON_RUNTIME_PACKAGES, VARIANTS
-from ai_agent.oci.registry import InvalidReference, Reference
+from ai_agent.oci.registry import InvalidReference, Reference, Repository
 from ai_agent.oci.types import Platform
 
 
@@ -206,8 +212,334 @@ class OciBaseTarget(Target):
         A base image from a registry, pinned by digest in a lockfile. Its config and layers are
         pulled by digest (each verified, each its own cacheable process) and carried byte for
         byte; a layer is downloaded only when a build needs its bytes. Registries other than
-        loopback ones are reached over HTTPS unless listed in `[ai-agent].insecure_registries`;
+        loopback ones are reached over HTTPS unless listed in `[ai-agents].insecure_registries`;
         credentials come from the Docker config (`docker login`). `./pants package` writes it as
         an image archive; `ai_agent` targets use it as `base`.
         """
     )
+
+
+# ai_agent ---------------------------------------------------------------------------------------
+
+_MODULE = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
+_ENTRY_POINT = re.compile(rf"^(?P<module>{_MODULE})(?::(?P<function>{_MODULE}))?$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _field_error(field: Any, address: Address, problem: str) -> InvalidFieldException:
+    return InvalidFieldException(f"The `{field.alias}` field of {address}: {problem}")
+
+
+class AgentDependenciesField(Dependencies):
+    help = softwrap(
+        """
+        The agent's code and data: `python_source(s)` (their third-party requirements come with
+        them, from the agent's `resolve`), `resource`/`file` targets (bundled into the code
+        layer), and anything those depend on. Weights go in `weights`, not here.
+        """
+    )
+
+
+class AgentEntryPointField(StringField):
+    alias = "entry_point"
+    help = softwrap(
+        """
+        What the container runs: a module (`router_agent`, run like `python -m router_agent`) or
+        `module:function` (the function is called with no arguments; its return value is the
+        exit status). The module must be among the agent's first-party sources. Exactly one of
+        `entry_point` and `command` is required.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
+        value = super().compute_value(raw_value, address)
+        if value is not None and not _ENTRY_POINT.match(value):
+            raise _field_error(
+                cls,
+                address,
+                f"{value!r} is not `module` or `module:function`, e.g. `app.main:serve`",
+            )
+        return value
+
+    def module(self) -> Optional[str]:
+        return None if self.value is None else self.value.split(":")[0]
+
+
+class AgentCommandField(StringSequenceField):
+    alias = "command"
+    help = softwrap(
+        """
+        The container's command in exec form, instead of `entry_point`, e.g.
+        `["python3.11", "-m", "uvicorn", "app:api"]`; it runs with the image's PATH and PYTHONPATH.
+        """
+    )
+
+
+class AgentBaseField(StringField):
+    alias = "base"
+    help = softwrap(
+        """
+        The address of the `debian_base` or `oci_base` target the image is stacked on.
+        Default: `[ai-agents].default_base`. The base's Python must be the one of the agent's
+        `resolve` (e.g. CPython 3.11 for both), since wheels and bytecode are built for it.
+        """
+    )
+
+
+class AgentAcceleratorField(StringField):
+    alias = "accelerator"
+    default = "cpu"
+    valid_choices = ("cpu",)
+    help = "The hardware the image is built for. `cpu` (the default) runs anywhere."
+
+
+class AgentResolveField(PythonResolveField):
+    help = softwrap(
+        """
+        The Python resolve (`[python].resolves`) whose lockfile pins the agent's third-party
+        packages. Its interpreter constraints must name the base's Python (e.g.
+        `CPython==3.11.*` on Debian bookworm). Only wheels are installed, each verified against
+        the lock's sha256. Default: `[python].default_resolve`.
+        """
+    )
+
+
+class AgentEnvField(DictStringToStringField):
+    alias = "env"
+    help = softwrap(
+        """
+        Environment variables of the container, added to those of `agent.yaml`'s `env` (a name
+        set in both is an error). `PYTHONPATH` and `PATH` are set by the image and cannot be
+        overridden here.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[Any], address: Address) -> Optional[Any]:
+        value = super().compute_value(raw_value, address)
+        for name in value or {}:
+            if not _ENV_NAME.match(name):
+                raise _field_error(cls, address, f"{name!r} is not a valid variable name")
+        return value
+
+
+class AgentPortsField(Field):
+    alias = "ports"
+    default: ClassVar[Tuple[str, ...]] = ()
+    value: Tuple[str, ...]
+    help = softwrap(
+        """
+        Ports the agent listens on, as numbers (`8080`, TCP) or `"8080/udp"`; added to
+        `agent.yaml`'s `ports`. They become the image's `ExposedPorts`, and `./pants run`
+        publishes them on the same host ports.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[Any], address: Address) -> Tuple[str, ...]:
+        value = super().compute_value(raw_value, address)
+        if value is None:
+            return ()
+        if isinstance(value, (str, int)) or not isinstance(value, Iterable):
+            raise _field_error(cls, address, f"expected a list of ports, got {value!r}")
+        return tuple(sorted({exposed_port(port, cls, address) for port in value}))
+
+
+def exposed_port(port: Any, field: type, address: Address) -> str:
+    """`8080` or `"8080/udp"` as the image config writes it (`8080/tcp`), range-checked."""
+    text = str(port) if isinstance(port, int) and not isinstance(port, bool) else port
+    if not isinstance(text, str):
+        raise _field_error(field, address, f"{port!r} is not a port number")
+    number, _, protocol = text.partition("/")
+    protocol = protocol or "tcp"
+    if not number.isdigit() or not 1 <= int(number) <= 65535 or protocol not in ("tcp", "udp"):
+        raise _field_error(
+            field,
+            address,
+            f"{port!r} is not a port: use a number from 1 to 65535, optionally with /tcp or /udp",
+        )
+    return f"{int(number)}/{protocol}"
+
+
+class AgentUserField(StringField):
+    alias = "user"
+    default = "65532"
+    help = softwrap(
+        """
+        The user the container runs as: `uid` or `uid:gid`. Default 65532, the distroless
+        `nonroot` user, so the agent does not run as root; numeric, so it works without an
+        /etc/passwd entry.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
+        value = super().compute_value(raw_value, address)
+        if value is not None and not re.match(r"^\d+(:\d+)?$", value):
+            raise _field_error(cls, address, f"{value!r} is not numeric `uid` or `uid:gid`")
+        return value
+
+
+class AgentWorkdirField(StringField):
+    alias = "workdir"
+    default = "/opt/agent/app"
+    help = "The container's working directory (absolute). Default: where the agent's code lies."
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
+        value = super().compute_value(raw_value, address)
+        if value is not None and not value.startswith("/"):
+            raise _field_error(cls, address, f"{value!r} must be an absolute path")
+        return value
+
+
+class AgentLabelsField(DictStringToStringField):
+    alias = "labels"
+    help = softwrap(
+        """
+        Image labels, added to those the build sets (`org.opencontainers.image.*` from
+        `agent.yaml`, and `ai-agent.*` provenance: target, resolve, lock hash).
+        """
+    )
+
+
+class AgentWeightsField(StringSequenceField):
+    alias = "weights"
+    help = softwrap(
+        """
+        Addresses of `file`, `resource` or `http_source`-backed targets holding model weights.
+        Their files land, by path below their source root, under `weights_dir`, uncompressed:
+        each file of `[ai-agents].weight_layer_threshold_mib` (16 MiB) or more in a layer of its
+        own, smaller ones together, so identical weights in two agents are the identical layer.
+        `agent.yaml`'s `models` must name exactly these files.
+        """
+    )
+
+
+class AgentWeightsDirField(StringField):
+    alias = "weights_dir"
+    default = "/models"
+    value: str
+    help = "The absolute directory in the image that weights land under (default `/models`)."
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
+        value = super().compute_value(raw_value, address)
+        if value is not None and (not value.startswith("/") or value.rstrip("/") == ""):
+            raise _field_error(cls, address, f"{value!r} must be an absolute directory, not /")
+        return value
+
+
+class AgentConfigSourceField(SingleSourceField):
+    alias = "agent_config"
+    required = False
+    default = "agent.yaml"
+    expected_file_extensions = (".yaml", ".yml")
+    help = softwrap(
+        f"""
+        The agent's description, `agent.yaml` beside the BUILD file by default. It is checked
+        against this schema (an unknown key or a wrong type is an error naming the line):
+
+        {AGENT_CONFIG_SCHEMA_HELP}
+
+        It is copied to `/etc/ai-agent/agent.yaml` in the image.
+        """
+    )
+
+
+class AgentRepositoryField(StringField):
+    alias = "repository"
+    help = softwrap(
+        """
+        Where `./pants publish` pushes the image, as `registry/repository`, e.g.
+        `registry.example.com/agents/router`. Default: the target name (a local image name;
+        publishing then needs this field).
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
+        value = super().compute_value(raw_value, address)
+        if value is not None:
+            if "@" in value or value.rfind(":") > value.rfind("/"):
+                raise _field_error(cls, address, "give the repository without a tag or digest")
+            try:
+                Repository.parse(value)
+            except InvalidReference as error:
+                raise _field_error(cls, address, str(error)) from None
+        return value
+
+
+class AgentImageTagsField(StringSequenceField):
+    alias = "image_tags"
+    default = ("latest",)
+    value: Tuple[str, ...]
+    help = softwrap(
+        """
+        Tags for the image: the first names it in the archive (what `docker load` tags) and
+        `./pants publish` pushes every one, all to the same digest.
+        """
+    )
+
+    @classmethod
+    def compute_value(
+        cls, raw_value: Optional[Iterable[str]], address: Address
+    ) -> Optional[Tuple[str, ...]]:
+        value = super().compute_value(raw_value, address)
+        for tag in value or ():
+            if not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", tag):
+                raise _field_error(cls, address, f"{tag!r} is not a valid tag")
+        if not value:
+            raise _field_error(cls, address, "list at least one tag")
+        return value
+
+
+class AgentPlatformsField(OciBasePlatformsField):
+    help = softwrap(
+        """
+        Platforms to build (`linux/amd64`, `linux/arm64`). Each needs the base for it and a wheel
+        for it of every locked requirement; several give one archive holding an image index.
+        """
+    )
+
+
+class AiAgentTarget(Target):
+    alias = "ai_agent"
+    core_fields = (
+        *COMMON_TARGET_FIELDS,
+        AgentDependenciesField,
+        AgentEntryPointField,
+        AgentCommandField,
+        AgentBaseField,
+        AgentAcceleratorField,
+        AgentResolveField,
+        AgentEnvField,
+        AgentPortsField,
+        AgentUserField,
+        AgentWorkdirField,
+        AgentLabelsField,
+        AgentWeightsField,
+        AgentWeightsDirField,
+        AgentConfigSourceField,
+        AgentRepositoryField,
+        AgentImageTagsField,
+        AgentPlatformsField,
+        OutputPathField,
+    )
+    help = softwrap(
+        """
+        An AI agent packaged as a reproducible OCI image: the base, then layers for big
+        third-party distributions, the other third-party packages, weights, first-party code and
+        config, each built by its own cacheable process. `./pants package` writes the archive and
+        a JSON describing it; `./pants run` runs it in the local Docker; `./pants publish` pushes
+        it to `repository`.
+        """
+    )
+
+    def validate(self) -> None:
+        if (self[AgentEntryPointField].value is None) == (self[AgentCommandField].value is None):
+            raise InvalidFieldException(
+                f"{self.address}: set exactly one of `entry_point` (a module of the agent, e.g."
+                " `router_agent` or `router_agent.server:main`) and `command`"
+            )

@@ -97,7 +97,9 @@ def download_verified(url: str, target: Path, sha256: str, size: Optional[int] =
                 digest.update(chunk)
                 output.write(chunk)
         if (size is not None and received != size) or digest.hexdigest() != sha256.lower():
-            pinned = f"{size} bytes with sha256 {sha256}" if size is not None else f"sha256 {sha256}"
+            pinned = (
+                f"{size} bytes with sha256 {sha256}" if size is not None else f"sha256 {sha256}"
+            )
             raise UnexpectedContent(
                 url, f"served {received} bytes with sha256 {digest.hexdigest()}, pinned: {pinned}"
             )

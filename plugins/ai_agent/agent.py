@@ -1,0 +1,343 @@
+"""What an `ai_agent` target is made of, gathered and checked before any layer is built: its
+`agent.yaml`, first-party code, weights, third-party requirements and the lock that pins them.
+
+Every check here fails with a message that names the target, the field and the fix, so a bad
+input stops the build before a single process runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+from pants.backend.python.subsystems.setup import PythonSetup
+from pants.backend.python.target_types import PythonRequirementsField
+from pants.backend.python.util_rules.pex_from_targets import (
+    ChosenPythonResolve,
+    ChosenPythonResolveRequest,
+)
+from pants.backend.python.util_rules.pex_requirements import PexRequirements
+from pants.backend.python.util_rules.python_sources import (
+    PythonSourceFilesRequest,
+    StrippedPythonSourceFiles,
+)
+from pants.base.glob_match_error_behavior import GlobMatchErrorBehavior
+from pants.core.target_types import FileSourceField, ResourceSourceField
+from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
+from pants.core.util_rules.stripped_source_files import StrippedSourceFiles
+from pants.engine.addresses import Address, Addresses, UnparsedAddressInputs
+from pants.engine.fs import Digest, DigestContents, PathGlobs, Snapshot
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.target import (
+    DependenciesRequest,
+    FieldSet,
+    HydratedSources,
+    HydrateSourcesRequest,
+    InferDependenciesRequest,
+    InferredDependencies,
+    SourcesField,
+    Target,
+    Targets,
+    TransitiveTargets,
+    TransitiveTargetsRequest,
+    WrappedTarget,
+    WrappedTargetRequest,
+)
+from pants.engine.unions import UnionRule
+from pants.util.logging import LogLevel
+
+from ai_agent.agent_config import AgentConfig, AgentConfigError, parse_agent_config
+from ai_agent.subsystem import AiAgentSubsystem
+from ai_agent.target_types import (
+    AgentBaseField,
+    AgentCommandField,
+    AgentConfigSourceField,
+    AgentDependenciesField,
+    AgentEntryPointField,
+    AgentEnvField,
+    AgentPortsField,
+    AgentWeightsDirField,
+    AgentWeightsField,
+    AiAgentTarget,
+    exposed_port,
+)
+
+
+class InvalidAgent(Exception):
+    """An `ai_agent` target cannot be built as written; the message says where and how to fix."""
+
+
+@dataclass(frozen=True)
+class AgentRequest:
+    address: Address
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """A weight file: where it is in `Agent.weights` and where it lands (relative to `/`)."""
+
+    source: str
+    image_path: str
+    sha256: Optional[str]
+
+
+@dataclass(frozen=True)
+class Agent:
+    """An `ai_agent` target's inputs, checked. Paths in digests are source-root relative."""
+
+    target: AiAgentTarget
+    config: AgentConfig
+    config_file: Digest
+    config_path: str
+    base: Address
+    resolve: str
+    interpreter_constraints: Tuple[str, ...]
+    lockfile_path: str
+    lockfile: Digest
+    lockfile_sha256: str
+    requirements: Tuple[str, ...]
+    code: Snapshot
+    weights: Digest
+    weight_files: Tuple[WeightFile, ...]
+    env: Tuple[Tuple[str, str], ...]
+    ports: Tuple[str, ...]
+
+    @property
+    def address(self) -> Address:
+        return self.target.address
+
+
+def entry_module_files(module: str) -> Tuple[str, ...]:
+    """The files any one of which makes `module` runnable (`python -m` or importable)."""
+    path = module.replace(".", "/")
+    return (f"{path}.py", f"{path}/__main__.py", f"{path}/__init__.py")
+
+
+def _merged_env(target: Target, config: AgentConfig, config_path: str) -> Dict[str, str]:
+    env = dict(config.env)
+    for name, value in (target[AgentEnvField].value or {}).items():
+        if name in env:
+            raise InvalidAgent(
+                f"{target.address}: `{name}` is set both by the `env` field and by {config_path};"
+                " set it in one place"
+            )
+        env[name] = value
+    for reserved in ("PATH", "PYTHONPATH"):
+        if reserved in env:
+            raise InvalidAgent(
+                f"{target.address}: `{reserved}` cannot be set (field `env` or {config_path}):"
+                " the image sets it so that the agent's code and packages import; put extra"
+                " code in the agent's `dependencies` instead"
+            )
+    return env
+
+
+def _check_weights(
+    target: Target, config: AgentConfig, config_path: str, files: Dict[str, str]
+) -> Tuple[WeightFile, ...]:
+    """Match `agent.yaml`'s `models` against the files of the `weights` targets, both ways."""
+    weights_dir = target[AgentWeightsDirField].value.strip("/")
+    declared = {model.name: model for model in config.models}
+    missing = sorted(set(declared) - set(files))
+    if missing:
+        model = declared[missing[0]]
+        known = ", ".join(sorted(files)) or "none"
+        raise InvalidAgent(
+            f"{target.address}: {config_path}:{model.line}: model file `{model.name}` is not"
+            f" provided by any target in the `weights` field (its files, below their source"
+            f" roots: {known}). Add the target that owns it to `weights`, or fix the name."
+        )
+    undeclared = sorted(set(files) - set(declared))
+    if undeclared and config.models:
+        raise InvalidAgent(
+            f"{target.address}: the `weights` field provides {', '.join(undeclared)}, which"
+            f" {config_path} does not list under `models`; list them there"
+        )
+    return tuple(
+        WeightFile(
+            source=files[name],
+            image_path=f"{weights_dir}/{name}",
+            sha256=declared[name].sha256 if name in declared else None,
+        )
+        for name in sorted(files)
+    )
+
+
+@rule(desc="Reading an ai_agent target", level=LogLevel.DEBUG)
+async def resolve_agent(
+    request: AgentRequest, python_setup: PythonSetup, subsystem: AiAgentSubsystem
+) -> Agent:
+    wrapped = await Get(
+        WrappedTarget,
+        WrappedTargetRequest(request.address, description_of_origin="an ai_agent build"),
+    )
+    target = wrapped.target
+    assert isinstance(target, AiAgentTarget)
+    address = target.address
+
+    config_sources = await Get(
+        HydratedSources, HydrateSourcesRequest(target[AgentConfigSourceField])
+    )
+    (config_content,) = await Get(DigestContents, Digest, config_sources.snapshot.digest)
+    config_path = config_content.path
+    try:
+        config = parse_agent_config(config_content.content.decode("utf-8"), config_path)
+    except (AgentConfigError, UnicodeDecodeError) as error:
+        raise InvalidAgent(f"{address}: field `agent_config`: {error}") from None
+
+    base_spec = target[AgentBaseField].value or subsystem.default_base
+    if not base_spec:
+        raise InvalidAgent(
+            f"{address}: no base image: set the `base` field (e.g."
+            ' base="//agents/base:bookworm-python") or `[ai-agents].default_base`'
+        )
+    weights_spec = target[AgentWeightsField].value or ()
+    base_addresses, weight_targets = await MultiGet(
+        Get(
+            Addresses,
+            UnparsedAddressInputs(
+                [base_spec],
+                owning_address=address,
+                description_of_origin=f"the `base` field of {address}",
+            ),
+        ),
+        Get(
+            Targets,
+            UnparsedAddressInputs(
+                weights_spec,
+                owning_address=address,
+                description_of_origin=f"the `weights` field of {address}",
+            ),
+        ),
+    )
+    for weight_target in weight_targets:
+        if not (
+            weight_target.has_field(FileSourceField) or weight_target.has_field(ResourceSourceField)
+        ):
+            raise InvalidAgent(
+                f"{address}: field `weights` names {weight_target.address}, a"
+                f" `{weight_target.alias}` target; weights must be `file` or `resource` targets"
+            )
+
+    # The code is what the agent depends on, minus the base (and its lock) and the weights, which
+    # are dependencies only so that `--changed-since` sees them.
+    direct = await Get(Addresses, DependenciesRequest(target[AgentDependenciesField]))
+    weight_addresses = {weight_target.address for weight_target in weight_targets}
+    excluded = {*weight_addresses, base_addresses[0]}
+    transitive = await Get(
+        TransitiveTargets,
+        TransitiveTargetsRequest([dep for dep in direct if dep not in excluded]),
+    )
+    code_targets = [
+        dependency for dependency in transitive.closure if dependency.address not in excluded
+    ]
+    resolve, code, weight_sources = await MultiGet(
+        Get(ChosenPythonResolve, ChosenPythonResolveRequest(Addresses([address]))),
+        Get(
+            StrippedPythonSourceFiles,
+            PythonSourceFilesRequest(code_targets, include_resources=True, include_files=True),
+        ),
+        Get(
+            SourceFiles,
+            SourceFilesRequest(
+                (weight_target.get(SourcesField) for weight_target in weight_targets),
+                for_sources_types=(FileSourceField, ResourceSourceField),
+                enable_codegen=True,
+            ),
+        ),
+    )
+    code_snapshot = code.stripped_source_files.snapshot
+    module = target[AgentEntryPointField].module()
+    if module is not None and not set(entry_module_files(module)) & set(code_snapshot.files):
+        raise InvalidAgent(
+            f"{address}: field `entry_point`: module `{module}` is not among the agent's"
+            f" first-party sources (looked for {' or '.join(entry_module_files(module))} below a"
+            " source root). Add the `python_sources` target that holds it to `dependencies`, or"
+            " fix the module name."
+        )
+    if module is None and not target[AgentCommandField].value:
+        raise InvalidAgent(f"{address}: field `command` is empty")
+
+    stripped_weights = await Get(StrippedSourceFiles, SourceFiles, weight_sources)
+    weight_paths = {path: path for path in stripped_weights.snapshot.files}
+    weight_files = _check_weights(target, config, config_path, weight_paths)
+
+    lockfile_path = resolve.lockfile.url
+    lockfile = await Get(
+        Snapshot,
+        PathGlobs(
+            [lockfile_path],
+            glob_match_error_behavior=GlobMatchErrorBehavior.error,
+            description_of_origin=f"the lockfile of resolve `{resolve.name}`",
+        ),
+    )
+    (lock_content,) = await Get(DigestContents, Digest, lockfile.digest)
+    requirements = PexRequirements.req_strings_from_requirement_fields(
+        dependency[PythonRequirementsField]
+        for dependency in transitive.closure
+        if dependency.has_field(PythonRequirementsField)
+    )
+
+    ports = {exposed_port(port, AgentPortsField, address) for port in config.ports}
+    ports.update(target[AgentPortsField].value)
+    return Agent(
+        target=target,
+        config=config,
+        config_file=config_sources.snapshot.digest,
+        config_path=config_path,
+        base=base_addresses[0],
+        resolve=resolve.name,
+        interpreter_constraints=tuple(
+            python_setup.resolves_to_interpreter_constraints.get(
+                resolve.name, python_setup.interpreter_constraints
+            )
+        ),
+        lockfile_path=lockfile_path,
+        lockfile=lockfile.digest,
+        lockfile_sha256=hashlib.sha256(lock_content.content).hexdigest(),
+        requirements=tuple(requirements),
+        code=code_snapshot,
+        weights=stripped_weights.snapshot.digest,
+        weight_files=weight_files,
+        env=tuple(sorted(_merged_env(target, config, config_path).items())),
+        ports=tuple(sorted(ports)),
+    )
+
+
+@dataclass(frozen=True)
+class AgentInferenceFieldSet(FieldSet):
+    required_fields = (AgentDependenciesField, AgentConfigSourceField)
+
+    base: AgentBaseField
+    weights: AgentWeightsField
+
+
+class InferAgentBaseAndWeights(InferDependenciesRequest):
+    infer_from = AgentInferenceFieldSet
+
+
+@rule(desc="Finding an agent's base and weights targets", level=LogLevel.DEBUG)
+async def infer_agent_base_and_weights(
+    request: InferAgentBaseAndWeights, subsystem: AiAgentSubsystem
+) -> InferredDependencies:
+    """The base and the weights are dependencies, so that `--changed-since` with dependents sees
+    an edit of either (or of the base's lock) as a change of the agent."""
+    field_set = request.field_set
+    specs = [*(field_set.weights.value or ())]
+    base = field_set.base.value or subsystem.default_base
+    if base:
+        specs.append(base)
+    addresses = await Get(
+        Addresses,
+        UnparsedAddressInputs(
+            specs,
+            owning_address=field_set.address,
+            description_of_origin=f"the `base` and `weights` fields of {field_set.address}",
+        ),
+    )
+    return InferredDependencies(addresses)
+
+
+def rules():
+    return [*collect_rules(), UnionRule(InferDependenciesRequest, InferAgentBaseAndWeights)]

@@ -1,0 +1,422 @@
+"""An `ai_agent` target as an image archive: its layers stacked on the base in the order of how
+often they change (base, big packages, packages, weights, code, config), the image config that
+runs the entry point, and `./pants package`, which writes the archive and a JSON describing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+from pants.backend.python.subsystems.setup import PythonSetup
+from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
+from pants.core.goals.package import (
+    BuiltPackage,
+    BuiltPackageArtifact,
+    OutputPathField,
+    PackageFieldSet,
+)
+from pants.engine.addresses import Address
+from pants.engine.fs import (
+    CreateDigest,
+    Digest,
+    DigestContents,
+    DigestEntries,
+    DigestSubset,
+    FileContent,
+    FileEntry,
+    MergeDigests,
+    PathGlobs,
+)
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.target import WrappedTarget, WrappedTargetRequest
+from pants.engine.unions import UnionRule
+from pants.util.logging import LogLevel
+
+from ai_agent.agent import Agent, AgentRequest, InvalidAgent
+from ai_agent.base_images import BaseImageRequest
+from ai_agent.image import BaseImage, ImageArchive, ImageArchiveRequest, PlatformImage
+from ai_agent.layers import (
+    APP_DIR,
+    CONFIG_PATH,
+    PACKAGES_PREFIX,
+    BuiltLayers,
+    FileLayerRequest,
+    LayerInfo,
+    ThirdPartyLayersRequest,
+)
+from ai_agent.subsystem import AiAgentSubsystem
+from ai_agent.target_types import (
+    AgentAcceleratorField,
+    AgentCommandField,
+    AgentConfigSourceField,
+    AgentEntryPointField,
+    AgentImageTagsField,
+    AgentLabelsField,
+    AgentPlatformsField,
+    AgentRepositoryField,
+    AgentUserField,
+    AgentWorkdirField,
+    BaseImageLockfileField,
+)
+
+MIB = 1 << 20
+_PYTHON_PACKAGE = re.compile(r"^python3\.(\d+)-minimal=(3\.\d+\.\d+)")
+_LIBC = re.compile(r"^libc6=(\d+\.\d+)")
+# A registry base says nothing of its glibc; manylinux2014's floor refuses no wheel it can run.
+_UNKNOWN_GLIBC = "2.17"
+
+
+@dataclass(frozen=True)
+class BaseRuntime:
+    """The base's Python, as wheels and bytecode must target it."""
+
+    python_version: str
+    interpreter: str
+    glibc: str
+
+    @classmethod
+    def of(cls, base: BaseImage, base_config: Dict[str, Any]) -> Optional[BaseRuntime]:
+        python = next(filter(None, map(_PYTHON_PACKAGE.match, base.packages)), None)
+        libc = next(filter(None, map(_LIBC.match, base.packages)), None)
+        if python:
+            glibc = libc.group(1) if libc else _UNKNOWN_GLIBC
+            return cls(python.group(2), f"/usr/bin/python3.{python.group(1)}", glibc)
+        # Official `python` images install from source into /usr/local and say so in Env.
+        env = dict(item.split("=", 1) for item in base_config.get("config", {}).get("Env") or ())
+        version = env.get("PYTHON_VERSION", "")
+        if re.match(r"^3\.\d+\.\d+$", version):
+            minor = ".".join(version.split(".")[:2])
+            return cls(version, f"/usr/local/bin/python{minor}", _UNKNOWN_GLIBC)
+        return None
+
+    @property
+    def major_minor(self) -> str:
+        return ".".join(self.python_version.split(".")[:2])
+
+
+@dataclass(frozen=True)
+class AgentImageRequest:
+    address: Address
+    output_path: str
+
+
+@dataclass(frozen=True)
+class AgentImage:
+    """The archive of an agent and `metadata` (what the JSON beside it says)."""
+
+    archive: ImageArchive
+    metadata_json: str
+    digest: Digest
+
+
+def _slug(platform: str) -> str:
+    return platform.replace("/", "-")
+
+
+def _entrypoint(agent: Agent, runtime: BaseRuntime) -> List[str]:
+    command = agent.target[AgentCommandField].value
+    if command:
+        return list(command)
+    entry_point = agent.target[AgentEntryPointField].value
+    assert entry_point is not None, "validated by the target"
+    module, _, function = entry_point.partition(":")
+    if not function:
+        return [runtime.interpreter, "-m", module]
+    return [
+        runtime.interpreter,
+        "-c",
+        f"import sys, {module} as entry; sys.exit(entry.{function}())",
+    ]
+
+
+def _image_config(agent: Agent, runtime: BaseRuntime, lock_hashes: Dict[str, str]) -> Dict:
+    target = agent.target
+    labels: Dict[str, str] = {
+        **agent.config.labels(),
+        "ai-agent.target": str(agent.address),
+        "ai-agent.accelerator": str(target[AgentAcceleratorField].value),
+        "ai-agent.resolve": agent.resolve,
+        "ai-agent.lock.sha256": lock_hashes[agent.lockfile_path],
+        "ai-agent.base": str(agent.base),
+        **dict(target[AgentLabelsField].value or {}),
+    }
+    config: Dict[str, Any] = {
+        "Env": {
+            "PATH": f"/{PACKAGES_PREFIX}/bin:${{PATH}}",
+            "PYTHONPATH": f"/{APP_DIR}:/{PACKAGES_PREFIX}/site-packages",
+            # Bytecode is compiled at build time; nothing may be written at run time.
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONUNBUFFERED": "1",
+            **dict(agent.env),
+        },
+        "Entrypoint": _entrypoint(agent, runtime),
+        "Cmd": [],
+        "User": target[AgentUserField].value,
+        "WorkingDir": target[AgentWorkdirField].value,
+        "Labels": labels,
+        "StopSignal": "SIGTERM",
+    }
+    if agent.ports:
+        config["ExposedPorts"] = list(agent.ports)
+    if agent.config.healthcheck:
+        config["Healthcheck"] = agent.config.healthcheck.to_oci()
+    return config
+
+
+def _check_overlaps(address: Address, layers: Tuple[LayerInfo, ...]) -> None:
+    """Two layers writing one path would silently shadow each other: refuse it."""
+    writer: Dict[str, LayerInfo] = {}
+    for layer in layers:
+        for path in layer.paths:
+            earlier = writer.setdefault(path, layer)
+            if earlier is not layer:
+                raise InvalidAgent(
+                    f"{address}: two layers write /{path}: the {earlier.kind} layer"
+                    f" ({earlier.holds}) and the {layer.kind} layer ({layer.holds}). Move one:"
+                    " e.g. set `weights_dir` to a directory the code does not use, or remove the"
+                    " duplicate file from `dependencies` or `weights`."
+                )
+
+
+async def _weight_layers(agent: Agent, threshold: int) -> List[BuiltLayers]:
+    # Sizes come from the digest's entries, without reading the files.
+    entries = await Get(DigestEntries, Digest, agent.weights)
+    sizes = {
+        entry.path: entry.file_digest.serialized_bytes_length
+        for entry in entries
+        if isinstance(entry, FileEntry)
+    }
+    big = [weight for weight in agent.weight_files if sizes[weight.source] >= threshold]
+    small = [weight for weight in agent.weight_files if sizes[weight.source] < threshold]
+    requests = []
+    for group in [[weight] for weight in big] + ([small] if small else []):
+        files = tuple((weight.image_path, weight.source, weight.sha256) for weight in group)
+        inputs = await Get(
+            Digest, DigestSubset(agent.weights, PathGlobs([weight.source for weight in group]))
+        )
+        key = hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16]
+        requests.append(
+            FileLayerRequest(
+                owner=str(agent.address),
+                directory=f"layers/weights-{key}",
+                kind="weights",
+                files=files,
+                inputs=inputs,
+                compression="none",
+            )
+        )
+    return list(await MultiGet(Get(BuiltLayers, FileLayerRequest, request) for request in requests))
+
+
+async def _platform_image(
+    agent: Agent,
+    platform: str,
+    shared: List[BuiltLayers],
+    subsystem: AiAgentSubsystem,
+    python_setup: PythonSetup,
+    lock_hashes: Dict[str, str],
+) -> Tuple[PlatformImage, Tuple[LayerInfo, ...], BaseImage]:
+    base = await Get(BaseImage, BaseImageRequest(agent.base, platform))
+    (base_config_file,) = await Get(DigestContents, Digest, base.config)
+    runtime = BaseRuntime.of(base, json.loads(base_config_file.content))
+    if runtime is None:
+        raise InvalidAgent(
+            f"{agent.address}: field `base`: cannot tell which Python {agent.base} runs (a"
+            " `debian_base` with python3.X-minimal, or a registry image whose Env sets"
+            " PYTHON_VERSION, like the official python images). Use such a base."
+        )
+    constraints = InterpreterConstraints(agent.interpreter_constraints)
+    if not constraints.contains(
+        InterpreterConstraints([f"CPython=={runtime.python_version}"]),
+        python_setup.interpreter_versions_universe,
+    ):
+        raise InvalidAgent(
+            f"{agent.address}: field `resolve`: the resolve `{agent.resolve}` is for"
+            f" {' or '.join(agent.interpreter_constraints)}, but the base {agent.base} runs"
+            f" CPython {runtime.python_version}. Use a resolve whose"
+            " `[python].resolves_to_interpreter_constraints` is"
+            f" `CPython=={runtime.major_minor}.*`, or a base with a matching Python."
+        )
+    packages: List[BuiltLayers] = []
+    if agent.requirements:
+        packages.append(
+            await Get(
+                BuiltLayers,
+                ThirdPartyLayersRequest(
+                    owner=str(agent.address),
+                    lockfile_path=agent.lockfile_path,
+                    lockfile=agent.lockfile,
+                    requirements=agent.requirements,
+                    python_version=runtime.python_version,
+                    platform=platform,
+                    glibc=runtime.glibc,
+                    interpreter=runtime.interpreter,
+                ),
+            )
+        )
+    built = packages + shared
+    layers = tuple(layer for group in built for layer in group.layers)
+    _check_overlaps(agent.address, layers)
+    inputs = await Get(Digest, MergeDigests(group.digest for group in built))
+    image = PlatformImage.create(
+        base=base,
+        inputs=inputs,
+        layer_descriptors=tuple(layer.descriptor_path for layer in layers),
+        config=_image_config(agent, runtime, lock_hashes),
+    )
+    return image, layers, base
+
+
+async def _lock_hashes(agent: Agent) -> Dict[str, str]:
+    """The sha256 of each lock the image is built from: the Python resolve's and the base's."""
+    wrapped = await Get(
+        WrappedTarget,
+        WrappedTargetRequest(agent.base, description_of_origin=f"the `base` of {agent.address}"),
+    )
+    hashes = {agent.lockfile_path: agent.lockfile_sha256}
+    if wrapped.target.has_field(BaseImageLockfileField):
+        base_lock = wrapped.target[BaseImageLockfileField].value_or_default()
+        contents = await Get(DigestContents, PathGlobs([base_lock]))
+        for content in contents:
+            hashes[content.path] = hashlib.sha256(content.content).hexdigest()
+    return hashes
+
+
+@rule(desc="Building an agent image", level=LogLevel.DEBUG)
+async def build_agent_image(
+    request: AgentImageRequest, subsystem: AiAgentSubsystem, python_setup: PythonSetup
+) -> AgentImage:
+    agent = await Get(Agent, AgentRequest(request.address))
+    owner = str(agent.address)
+    lock_hashes = await _lock_hashes(agent)
+    # Platform-independent layers, in order: weights, code, config.
+    shared = await _weight_layers(agent, subsystem.weight_layer_threshold_mib * MIB)
+    if agent.code.files:
+        shared.append(
+            await Get(
+                BuiltLayers,
+                FileLayerRequest(
+                    owner=owner,
+                    directory="layers/code",
+                    kind="code",
+                    files=tuple((f"{APP_DIR}/{path}", path, None) for path in agent.code.files),
+                    inputs=agent.code.digest,
+                    compression="gzip",
+                ),
+            )
+        )
+    shared.append(
+        await Get(
+            BuiltLayers,
+            FileLayerRequest(
+                owner=owner,
+                directory="layers/config",
+                kind="config",
+                files=((CONFIG_PATH, agent.config_path, None),),
+                inputs=agent.config_file,
+                compression="gzip",
+            ),
+        )
+    )
+    platforms = agent.target[AgentPlatformsField].value
+    built = [
+        await _platform_image(agent, platform, shared, subsystem, python_setup, lock_hashes)
+        for platform in platforms
+    ]
+    repository = agent.target[AgentRepositoryField].value or agent.address.target_name
+    tags = agent.target[AgentImageTagsField].value
+    archive = await Get(
+        ImageArchive,
+        ImageArchiveRequest(
+            owner=owner,
+            tags=tuple(f"{repository}:{tag}" for tag in tags),
+            images=tuple(image for image, _, _ in built),
+            output_path=request.output_path,
+        ),
+    )
+    (written,) = await Get(
+        DigestContents, DigestSubset(archive.digest, PathGlobs([archive.metadata_path]))
+    )
+    written_metadata = json.loads(written.content)
+    metadata = {
+        "target": owner,
+        "archive": archive.archive_path,
+        "mediaType": written_metadata["mediaType"],
+        "digest": archive.manifest_digest,
+        "size": written_metadata["size"],
+        "repository": repository,
+        "tags": list(tags),
+        "accelerator": agent.target[AgentAcceleratorField].value,
+        "exposedPorts": list(agent.ports),
+        "docker": written_metadata["docker"],
+        "locks": [{"path": path, "sha256": sha} for path, sha in sorted(lock_hashes.items())],
+        "images": [
+            {
+                "platform": image_metadata["platform"],
+                "manifest": image_metadata["manifest"],
+                "config": image_metadata["config"],
+                "imageID": image_metadata["imageID"],
+                "base": {
+                    "target": str(base.address),
+                    "layers": [
+                        {"digest": layer.digest, "size": layer.size, "mediaType": layer.media_type}
+                        for layer in base.layers
+                    ],
+                },
+                "layers": [
+                    {"kind": "base", "holds": str(base.address), **entry}
+                    for entry in image_metadata["layers"][: len(base.layers)]
+                ]
+                + [layer.to_json() for layer in layers],
+            }
+            for (_, layers, base), image_metadata in zip(built, written_metadata["images"])
+        ],
+    }
+    metadata_json = json.dumps(metadata, indent=2, sort_keys=True) + "\n"
+    metadata_digest = await Get(
+        Digest, CreateDigest([FileContent(archive.metadata_path, metadata_json.encode())])
+    )
+    archive_only = await Get(
+        Digest, DigestSubset(archive.digest, PathGlobs([archive.archive_path]))
+    )
+    digest = await Get(Digest, MergeDigests([archive_only, metadata_digest]))
+    return AgentImage(archive=archive, metadata_json=metadata_json, digest=digest)
+
+
+@dataclass(frozen=True)
+class AgentPackageFieldSet(PackageFieldSet):
+    required_fields = (AgentConfigSourceField,)
+
+    output_path: OutputPathField
+
+
+@rule(desc="Packaging an ai_agent image", level=LogLevel.DEBUG)
+async def package_agent(field_set: AgentPackageFieldSet) -> BuiltPackage:
+    output_path = field_set.output_path.value_or_default(file_ending="tar")
+    image = await Get(AgentImage, AgentImageRequest(field_set.address, output_path))
+    metadata = json.loads(image.metadata_json)
+    layers = metadata["images"][0]["layers"]
+    size = sum(layer["size"] for layer in layers)
+    tags = ", ".join(f"{metadata['repository']}:{tag}" for tag in metadata["tags"])
+    return BuiltPackage(
+        image.digest,
+        (
+            BuiltPackageArtifact(
+                image.archive.archive_path,
+                extra_log_lines=(
+                    f"{field_set.address}: {metadata['digest']} ({len(layers)} layers,"
+                    f" {size / MIB:.1f} MiB, tagged {tags};"
+                    f" details in {image.archive.metadata_path})",
+                ),
+            ),
+            BuiltPackageArtifact(image.archive.metadata_path),
+        ),
+    )
+
+
+def rules():
+    return [*collect_rules(), UnionRule(PackageFieldSet, AgentPackageFieldSet)]

@@ -1,0 +1,277 @@
+"""The layers of an agent image, each written by its own cacheable process running the OCI core,
+so that a change re-runs only the processes whose inputs it touches:
+
+- third-party packages (`ai_agent.wheels`): the locked wheels, each fetched by its own process
+  keyed by its sha256, installed for the base's Python and platform, distributions above
+  `[ai-agents].wheel_layer_threshold_mib` in layers of their own;
+- weights: uncompressed, one layer per big file and one for the small ones; the process sees only
+  those files and their image paths, so identical weights in two agents are one cached layer;
+- first-party code and resources, gzip;
+- config: `agent.yaml`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Tuple
+
+from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
+from pants.backend.python.util_rules.pex import PythonExecutable
+from pants.engine.fs import (
+    CreateDigest,
+    Digest,
+    DigestContents,
+    DigestSubset,
+    FileContent,
+    MergeDigests,
+    PathGlobs,
+)
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.util.logging import LogLevel
+
+from ai_agent.builder import BuildStep, BuildStepOutput, ImageBuilder
+from ai_agent.oci.types import canonical_json
+from ai_agent.subsystem import AiAgentSubsystem
+
+_LAYER_SPEC = "__layer_spec.json"
+APP_DIR = "opt/agent/app"
+PACKAGES_PREFIX = "opt/agent"
+CONFIG_PATH = "etc/ai-agent/agent.yaml"
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """A written layer: its descriptor's place in `BuiltLayers.digest` and what it holds."""
+
+    kind: str
+    holds: str
+    descriptor_path: str
+    media_type: str
+    digest: str
+    size: int
+    diff_id: str
+    # The non-directory paths it writes, for the check that no two layers write the same path.
+    paths: Tuple[str, ...]
+
+    def to_json(self) -> Dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "holds": self.holds,
+            "mediaType": self.media_type,
+            "digest": self.digest,
+            "size": self.size,
+            "diffID": self.diff_id,
+        }
+
+
+@dataclass(frozen=True)
+class BuiltLayers:
+    digest: Digest
+    layers: Tuple[LayerInfo, ...]
+
+
+def _layer_info(kind: str, holds: str, descriptor_path: str, descriptor: Mapping) -> LayerInfo:
+    return LayerInfo(
+        kind=kind,
+        holds=holds,
+        descriptor_path=descriptor_path,
+        media_type=descriptor["mediaType"],
+        digest=descriptor["digest"],
+        size=descriptor["size"],
+        diff_id=descriptor["diffID"],
+        paths=tuple(
+            entry["path"] for entry in descriptor["entries"] if entry["type"] != "directory"
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class LayerSpecRequest:
+    """One `oci layer` process: `spec` names files of `inputs` (paths relative to the root)."""
+
+    owner: str
+    directory: str
+    kind: str
+    holds: str
+    spec_json: str
+    inputs: Digest
+
+    @classmethod
+    def create(
+        cls, *, owner: str, directory: str, kind: str, holds: str, spec: Mapping, inputs: Digest
+    ) -> LayerSpecRequest:
+        return cls(owner, directory, kind, holds, canonical_json(spec).decode(), inputs)
+
+
+@rule(desc="Writing a layer", level=LogLevel.DEBUG)
+async def write_spec_layer(request: LayerSpecRequest, builder: ImageBuilder) -> BuiltLayers:
+    spec = await Get(Digest, CreateDigest([FileContent(_LAYER_SPEC, request.spec_json.encode())]))
+    inputs = await Get(Digest, MergeDigests([request.inputs, spec]))
+    output = await Get(
+        BuildStepOutput,
+        BuildStep(
+            builder.process(
+                "oci",
+                ["layer", "--spec", _LAYER_SPEC, "--output-dir", request.directory],
+                # Not naming the owner: agents with the same weights run one and the same process.
+                description=f"Writing the {request.kind} layer ({request.holds})",
+                input_digest=inputs,
+                output_directories=(request.directory,),
+            ),
+            owner=request.owner,
+        ),
+    )
+    descriptor_path = f"{request.directory}/descriptor.json"
+    (descriptor,) = await Get(
+        DigestContents, DigestSubset(output.digest, PathGlobs([descriptor_path]))
+    )
+    info = _layer_info(request.kind, request.holds, descriptor_path, json.loads(descriptor.content))
+    return BuiltLayers(output.digest, (info,))
+
+
+@dataclass(frozen=True)
+class ThirdPartyLayersRequest:
+    """The locked wheels of `requirements` for one image platform and the base's Python."""
+
+    owner: str
+    lockfile_path: str
+    lockfile: Digest
+    requirements: Tuple[str, ...]
+    python_version: str
+    platform: str
+    glibc: str
+    interpreter: str
+
+
+@rule(desc="Building the third-party layers", level=LogLevel.DEBUG)
+async def third_party_layers(
+    request: ThirdPartyLayersRequest, builder: ImageBuilder, subsystem: AiAgentSubsystem
+) -> BuiltLayers:
+    target_args = [
+        "--lock",
+        request.lockfile_path,
+        *(arg for requirement in request.requirements for arg in ("--requirement", requirement)),
+        "--python",
+        request.python_version,
+        "--platform",
+        request.platform,
+        "--glibc",
+        request.glibc,
+    ]
+    plan = await Get(
+        BuildStepOutput,
+        BuildStep(
+            builder.process(
+                "wheels",
+                ["plan", *target_args],
+                description=(
+                    f"Choosing the locked wheels of {request.owner} for {request.platform}"
+                    f" (CPython {request.python_version})"
+                ),
+                input_digest=request.lockfile,
+            ),
+            owner=f"{request.owner} (field `resolve`, lockfile {request.lockfile_path})",
+        ),
+    )
+    wheels: List[Dict[str, str]] = json.loads(plan.stdout)
+    fetched = await MultiGet(
+        Get(
+            BuildStepOutput,
+            BuildStep(
+                builder.process(
+                    "wheels",
+                    ["fetch", "--url", wheel["url"], "--sha256", wheel["sha256"]]
+                    + ["--output", f"wheels/{wheel['filename']}"],
+                    description=f"Fetching {wheel['filename']}",
+                    output_files=(f"wheels/{wheel['filename']}",),
+                ),
+                owner=request.owner,
+            ),
+        )
+        for wheel in wheels
+    )
+    major_minor = ".".join(request.python_version.split(".")[:2])
+    compiler = await Get(PythonExecutable, InterpreterConstraints([f"CPython=={major_minor}.*"]))
+    output_dir = f"layers/packages-{request.platform.replace('/', '-')}"
+    inputs = await Get(
+        Digest, MergeDigests([request.lockfile, *(result.digest for result in fetched)])
+    )
+    output = await Get(
+        BuildStepOutput,
+        BuildStep(
+            builder.process(
+                "wheels",
+                ["layers", *target_args, "--wheels", "wheels", "--output-dir", output_dir]
+                + ["--prefix", PACKAGES_PREFIX, "--interpreter", request.interpreter]
+                + ["--bytecode-interpreter", compiler.path]
+                + ["--threshold-mib", str(subsystem.wheel_layer_threshold_mib)]
+                + ["--source-date-epoch", str(subsystem.source_date_epoch)],
+                description=f"Installing the third-party packages of {request.owner}"
+                f" ({len(wheels)} wheels, {request.platform})",
+                input_digest=inputs,
+                output_directories=(output_dir,),
+            ),
+            owner=request.owner,
+        ),
+    )
+    contents = await Get(
+        DigestContents,
+        DigestSubset(
+            output.digest,
+            PathGlobs([f"{output_dir}/layers.json", f"{output_dir}/*/descriptor.json"]),
+        ),
+    )
+    by_path = {content.path: json.loads(content.content) for content in contents}
+    summary = by_path[f"{output_dir}/layers.json"]
+    layers = []
+    for layer in summary["layers"]:
+        path = f"{output_dir}/{layer['descriptor']}"
+        holds = ", ".join(f"{dist['project']} {dist['version']}" for dist in layer["distributions"])
+        kind = "big package" if layer["kind"] == "big" else "packages"
+        layers.append(_layer_info(kind, holds, path, by_path[path]))
+    return BuiltLayers(output.digest, tuple(layers))
+
+
+@dataclass(frozen=True)
+class FileLayerRequest:
+    """Files of `inputs` at their image paths (`(image path, input path, sha256 or None)`)."""
+
+    owner: str
+    directory: str
+    kind: str
+    files: Tuple[Tuple[str, str, Any], ...]
+    inputs: Digest
+    compression: str
+
+
+@rule(desc="Writing a file layer", level=LogLevel.DEBUG)
+async def file_layer(request: FileLayerRequest, subsystem: AiAgentSubsystem) -> BuiltLayers:
+    entries = []
+    for image_path, source, sha256 in request.files:
+        entry = {"path": image_path, "source": source, "mode": "0644"}
+        if sha256:
+            entry["digest"] = f"sha256:{sha256}"
+        entries.append(entry)
+    shown = [image_path for image_path, _, _ in request.files]
+    holds = ", ".join(shown[:3]) + (f" and {len(shown) - 3} more" if len(shown) > 3 else "")
+    return await Get(
+        BuiltLayers,
+        LayerSpecRequest.create(
+            owner=request.owner,
+            directory=request.directory,
+            kind=request.kind,
+            holds=holds,
+            spec={
+                "compression": request.compression,
+                "source_date_epoch": subsystem.source_date_epoch,
+                "created_by": f"ai_agent {request.kind}: {holds}",
+                "entries": entries,
+            },
+            inputs=request.inputs,
+        ),
+    )
+
+
+def rules():
+    return collect_rules()

@@ -1,0 +1,68 @@
+"""`./pants run` for `ai_agent` targets: the packaged archive loaded into the local Docker and run
+in the foreground by `run_image.py` (docker-py, installed as the `[ai-agents-runner]` tool)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from pants.backend.python.target_types import EntryPoint
+from pants.backend.python.util_rules.pex import PexRequest, VenvPex
+from pants.core.goals.package import OutputPathField
+from pants.core.goals.run import RunFieldSet, RunInSandboxBehavior, RunRequest
+from pants.engine.fs import CreateDigest, Digest, FileContent, MergeDigests
+from pants.engine.rules import Get, collect_rules, rule
+from pants.util.logging import LogLevel
+
+from ai_agent.agent_image import AgentImage, AgentImageRequest
+from ai_agent.subsystem import AgentRunner
+from ai_agent.target_types import AgentConfigSourceField
+
+_RUNNER = "run_image.py"
+
+
+@dataclass(frozen=True)
+class AgentRunFieldSet(RunFieldSet):
+    required_fields = (AgentConfigSourceField,)
+    # It talks to the Docker daemon: nothing to cache.
+    run_in_sandbox_behavior = RunInSandboxBehavior.NOT_SUPPORTED
+
+    output_path: OutputPathField
+
+
+@rule(desc="Preparing to run an agent image", level=LogLevel.DEBUG)
+async def run_agent(field_set: AgentRunFieldSet, runner: AgentRunner) -> RunRequest:
+    output_path = field_set.output_path.value_or_default(file_ending="tar")
+    image = await Get(AgentImage, AgentImageRequest(field_set.address, output_path))
+    script = await Get(
+        Digest,
+        CreateDigest([FileContent(_RUNNER, (Path(__file__).parent / _RUNNER).read_bytes())]),
+    )
+    pex = await Get(
+        VenvPex,
+        PexRequest,
+        runner.to_pex_request(main=EntryPoint(Path(_RUNNER).stem), sources=script),
+    )
+    metadata = json.loads(image.metadata_json)
+    config_ports = metadata["exposedPorts"]
+    digest = await Get(Digest, MergeDigests([image.digest, pex.digest]))
+    args = [
+        f"{{chroot}}/{pex.pex.argv0}",
+        "--archive",
+        f"{{chroot}}/{image.archive.archive_path}",
+        "--image-id",
+        image.archive.image_id,
+        *(arg for port in config_ports for arg in ("--publish", port)),
+    ]
+    if metadata["accelerator"] != "cpu":
+        args.append("--gpus")
+    return RunRequest(
+        digest=digest,
+        args=args,
+        append_only_caches=pex.append_only_caches,
+    )
+
+
+def rules():
+    return [*collect_rules(), *AgentRunFieldSet.rules()]
