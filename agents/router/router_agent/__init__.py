@@ -1,0 +1,1 @@
+"""HTTP service that routes one free-text request to a team with the bundled intent model."""
