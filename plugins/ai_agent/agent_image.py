@@ -306,6 +306,7 @@ async def build_agent_image(
                     files=tuple((f"{APP_DIR}/{path}", path, None) for path in agent.code.files),
                     inputs=agent.code.digest,
                     compression="gzip",
+                    root=APP_DIR,
                 ),
             )
         )

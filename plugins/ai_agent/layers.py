@@ -243,6 +243,17 @@ class FileLayerRequest:
     files: Tuple[Tuple[str, str, Any], ...]
     inputs: Digest
     compression: str
+    # Summarise the contents by the top-level names below this directory.
+    root: str = ""
+
+
+def _summary(paths: List[str], root: str) -> str:
+    """`router_agent, router_model (7 files)` below `root`, else the first paths themselves."""
+    if root:
+        names = sorted({path[len(root) + 1 :].split("/")[0] for path in paths})
+        return f"{', '.join(names)} ({len(paths)} files)"
+    shown = ", ".join(f"/{path}" for path in paths[:3])
+    return shown + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
 
 
 @rule(desc="Writing a file layer", level=LogLevel.DEBUG)
@@ -253,8 +264,7 @@ async def file_layer(request: FileLayerRequest, subsystem: AiAgentSubsystem) -> 
         if sha256:
             entry["digest"] = f"sha256:{sha256}"
         entries.append(entry)
-    shown = [image_path for image_path, _, _ in request.files]
-    holds = ", ".join(shown[:3]) + (f" and {len(shown) - 3} more" if len(shown) > 3 else "")
+    holds = _summary([image_path for image_path, _, _ in request.files], request.root)
     return await Get(
         BuiltLayers,
         LayerSpecRequest.create(
