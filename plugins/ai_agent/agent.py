@@ -50,6 +50,7 @@ from pants.util.logging import LogLevel
 from ai_agent.agent_config import AgentConfig, AgentConfigError, parse_agent_config
 from ai_agent.subsystem import AiAgentSubsystem
 from ai_agent.target_types import (
+    AgentAcceleratorField,
     AgentBaseField,
     AgentCommandField,
     AgentConfigSourceField,
@@ -90,7 +91,8 @@ class Agent:
     config: AgentConfig
     config_file: Digest
     config_path: str
-    base: Address
+    # None for a CUDA agent without `base`: the CUDA table chooses it once the lock is read.
+    base: Optional[Address]
     resolve: str
     interpreter_constraints: Tuple[str, ...]
     lockfile_path: str
@@ -106,6 +108,14 @@ class Agent:
     @property
     def address(self) -> Address:
         return self.target.address
+
+
+def _base_spec(target: Target, subsystem: AiAgentSubsystem) -> Optional[str]:
+    """The `base` field, else `[ai-agents].default_base` for CPU agents (a CUDA agent without
+    `base` gets its base from the CUDA table)."""
+    if target[AgentBaseField].value:
+        return target[AgentBaseField].value
+    return subsystem.default_base if target[AgentAcceleratorField].value == "cpu" else None
 
 
 def entry_module_files(module: str) -> Tuple[str, ...]:
@@ -186,8 +196,8 @@ async def resolve_agent(
     except (AgentConfigError, UnicodeDecodeError) as error:
         raise InvalidAgent(f"{address}: field `agent_config`: {error}") from None
 
-    base_spec = target[AgentBaseField].value or subsystem.default_base
-    if not base_spec:
+    base_spec = _base_spec(target, subsystem)
+    if not base_spec and target[AgentAcceleratorField].value == "cpu":
         raise InvalidAgent(
             f"{address}: no base image: set the `base` field (e.g."
             ' base="//agents/base:bookworm-python") or `[ai-agents].default_base`'
@@ -197,7 +207,7 @@ async def resolve_agent(
         Get(
             Addresses,
             UnparsedAddressInputs(
-                [base_spec],
+                [base_spec] if base_spec else [],
                 owning_address=address,
                 description_of_origin=f"the `base` field of {address}",
             ),
@@ -211,6 +221,7 @@ async def resolve_agent(
             ),
         ),
     )
+    base = base_addresses[0] if base_addresses else None
     for weight_target in weight_targets:
         if not (
             weight_target.has_field(FileSourceField) or weight_target.has_field(ResourceSourceField)
@@ -224,7 +235,7 @@ async def resolve_agent(
     # are dependencies only so that `--changed-since` sees them.
     direct = await Get(Addresses, DependenciesRequest(target[AgentDependenciesField]))
     weight_addresses = {weight_target.address for weight_target in weight_targets}
-    excluded = {*weight_addresses, base_addresses[0]}
+    excluded = {*weight_addresses, *base_addresses}
     transitive = await Get(
         TransitiveTargets,
         TransitiveTargetsRequest([dep for dep in direct if dep not in excluded]),
@@ -286,7 +297,7 @@ async def resolve_agent(
         config=config,
         config_file=config_sources.snapshot.digest,
         config_path=config_path,
-        base=base_addresses[0],
+        base=base,
         resolve=resolve.name,
         interpreter_constraints=tuple(
             python_setup.resolves_to_interpreter_constraints.get(
@@ -310,6 +321,7 @@ class AgentInferenceFieldSet(FieldSet):
     required_fields = (AgentDependenciesField, AgentConfigSourceField)
 
     base: AgentBaseField
+    accelerator: AgentAcceleratorField
     weights: AgentWeightsField
 
 
@@ -325,7 +337,10 @@ async def infer_agent_base_and_weights(
     an edit of either (or of the base's lock) as a change of the agent."""
     field_set = request.field_set
     specs = [*(field_set.weights.value or ())]
-    base = field_set.base.value or subsystem.default_base
+    if field_set.base.value:
+        base: Optional[str] = field_set.base.value
+    else:
+        base = subsystem.default_base if field_set.accelerator.value == "cpu" else None
     if base:
         specs.append(base)
     addresses = await Get(

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from pants.backend.python.subsystems.setup import PythonSetup
 from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
@@ -32,12 +33,15 @@ from pants.engine.fs import (
     PathGlobs,
 )
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
-from pants.engine.target import WrappedTarget, WrappedTargetRequest
+from pants.engine.target import AllTargets, AllTargetsRequest, WrappedTarget, WrappedTargetRequest
 from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 
 from ai_agent.agent import Agent, AgentRequest, InvalidAgent
 from ai_agent.base_images import BaseImageRequest
+from ai_agent.cuda.lock import LockedCuda
+from ai_agent.cuda.select import CudaChoice, select_cuda
+from ai_agent.cuda.table import BASE, DEFAULT_TABLE, CudaProblem, merge_table
 from ai_agent.image import BaseImage, ImageArchive, ImageArchiveRequest, PlatformImage
 from ai_agent.layers import (
     APP_DIR,
@@ -47,13 +51,17 @@ from ai_agent.layers import (
     FileLayerRequest,
     LayerInfo,
     ThirdPartyLayersRequest,
+    WheelPlan,
+    WheelPlanRequest,
 )
 from ai_agent.subsystem import AiAgentSubsystem
 from ai_agent.target_types import (
     AgentAcceleratorField,
     AgentCommandField,
     AgentConfigSourceField,
+    AgentCudaFlavourField,
     AgentEntryPointField,
+    AgentGpuArchsField,
     AgentImageTagsField,
     AgentLabelsField,
     AgentPlatformsField,
@@ -61,9 +69,15 @@ from ai_agent.target_types import (
     AgentUserField,
     AgentWorkdirField,
     BaseImageLockfileField,
+    OciBaseImageField,
+    OciBaseTarget,
 )
 
+logger = logging.getLogger(__name__)
+
 MIB = 1 << 20
+# The newest glibc of the CUDA table's Ubuntu bases (24.04), to read a lock before a base is known.
+_CUDA_TABLE_GLIBC = "2.39"
 _PYTHON_PACKAGE = re.compile(r"^python3\.(\d+)-minimal=(3\.\d+\.\d+)")
 _LIBC = re.compile(r"^libc6=(\d+\.\d+)")
 # A registry base says nothing of its glibc; manylinux2014's floor refuses no wheel it can run.
@@ -96,6 +110,24 @@ class BaseRuntime:
     @property
     def major_minor(self) -> str:
         return ".".join(self.python_version.split(".")[:2])
+
+
+@dataclass(frozen=True)
+class CudaTable:
+    """The built-in CUDA base table with `[ai-agents].cuda_bases` applied."""
+
+    entries_json: str
+
+    @classmethod
+    def create(cls, overrides: Mapping[str, str]) -> CudaTable:
+        try:
+            merged = merge_table(DEFAULT_TABLE, overrides)
+        except CudaProblem as problem:
+            raise InvalidAgent(f"`[ai-agents].cuda_bases`: {problem}") from None
+        return cls(json.dumps(merged, sort_keys=True))
+
+    def entries(self) -> Dict[str, Dict[str, str]]:
+        return dict(json.loads(self.entries_json))
 
 
 @dataclass(frozen=True)
@@ -133,15 +165,26 @@ def _entrypoint(agent: Agent, runtime: BaseRuntime) -> List[str]:
     ]
 
 
-def _image_config(agent: Agent, runtime: BaseRuntime, lock_hashes: Dict[str, str]) -> Dict:
+def _image_config(
+    agent: Agent,
+    base: Address,
+    runtime: BaseRuntime,
+    cuda: Optional[CudaChoice],
+) -> Dict:
     target = agent.target
     labels: Dict[str, str] = {
         **agent.config.labels(),
         "ai-agent.target": str(agent.address),
         "ai-agent.accelerator": str(target[AgentAcceleratorField].value),
         "ai-agent.resolve": agent.resolve,
-        "ai-agent.lock.sha256": lock_hashes[agent.lockfile_path],
-        "ai-agent.base": str(agent.base),
+        "ai-agent.lock.sha256": agent.lockfile_sha256,
+        "ai-agent.base": str(base),
+        # The table's base is named only where it is the base (not on an explicit `base`).
+        **{
+            name: value
+            for name, value in (cuda.labels if cuda else {}).items()
+            if name != "ai-agent.cuda.base" or agent.base is None
+        },
         **dict(target[AgentLabelsField].value or {}),
     }
     config: Dict[str, Any] = {
@@ -151,6 +194,7 @@ def _image_config(agent: Agent, runtime: BaseRuntime, lock_hashes: Dict[str, str
             # Bytecode is compiled at build time; nothing may be written at run time.
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONUNBUFFERED": "1",
+            **(cuda.env if cuda else {}),
             **dict(agent.env),
         },
         "Entrypoint": _entrypoint(agent, runtime),
@@ -212,50 +256,112 @@ async def _weight_layers(agent: Agent, threshold: int) -> List[BuiltLayers]:
     return list(await MultiGet(Get(BuiltLayers, FileLayerRequest, request) for request in requests))
 
 
+def _plan_request(agent: Agent, platform: str, python_version: str, glibc: str) -> WheelPlanRequest:
+    return WheelPlanRequest(
+        owner=str(agent.address),
+        lockfile_path=agent.lockfile_path,
+        lockfile=agent.lockfile,
+        requirements=agent.requirements,
+        python_version=python_version,
+        platform=platform,
+        glibc=glibc,
+    )
+
+
+async def _choose_cuda(
+    agent: Agent, plan_request: WheelPlanRequest, table: CudaTable
+) -> CudaChoice:
+    """Decide the CUDA of an image from the wheels locked for it, or refuse with the fix."""
+    plan = await Get(WheelPlan, WheelPlanRequest, plan_request)
+    target = agent.target
+    try:
+        choice = select_cuda(
+            target[AgentAcceleratorField].value,
+            LockedCuda.analyse(plan.wheels),
+            target[AgentCudaFlavourField].value,
+            target[AgentGpuArchsField].value or (),
+            table.entries(),
+        )
+    except CudaProblem as problem:
+        raise InvalidAgent(f"{agent.address}: {problem}") from None
+    for warning in choice.warnings:
+        logger.warning(f"{agent.address}: {warning}")
+    return choice
+
+
+async def _table_base(agent: Agent, reference: str) -> Address:
+    """The `oci_base` target that pins the CUDA table's image (tag-for-tag)."""
+    all_targets = await Get(AllTargets, AllTargetsRequest())
+    owners = sorted(
+        target.address
+        for target in all_targets
+        if isinstance(target, OciBaseTarget) and target[OciBaseImageField].value == reference
+    )
+    if not owners:
+        raise InvalidAgent(
+            f"{agent.address}: its CUDA base is `{reference}` (from the CUDA table; field"
+            " `accelerator`/`cuda_flavour`), but no `oci_base` target pins it. Add"
+            f' `oci_base(name="cuda", image="{reference}")` to a BUILD file and run'
+            " `./pants generate-lockfiles --resolve=cuda`, or set `base` on the agent."
+        )
+    return owners[0]
+
+
 async def _platform_image(
     agent: Agent,
     platform: str,
     shared: List[BuiltLayers],
-    subsystem: AiAgentSubsystem,
     python_setup: PythonSetup,
-    lock_hashes: Dict[str, str],
+    table: CudaTable,
 ) -> Tuple[PlatformImage, Tuple[LayerInfo, ...], BaseImage]:
-    base = await Get(BaseImage, BaseImageRequest(agent.base, platform))
+    constraints = InterpreterConstraints(agent.interpreter_constraints)
+    cuda: Optional[CudaChoice] = None
+    base_address = agent.base
+    if base_address is None:
+        # A CUDA agent without `base`: read the lock for the resolve's Python first (any glibc
+        # of the table's Ubuntu bases), then build on the table's base for that CUDA.
+        python = constraints.minimum_python_version(python_setup.interpreter_versions_universe)
+        request = _plan_request(agent, platform, python or "3.11", _CUDA_TABLE_GLIBC)
+        cuda = await _choose_cuda(agent, request, table)
+        base_address = await _table_base(agent, cuda.base_reference)
+    base = await Get(BaseImage, BaseImageRequest(base_address, platform))
     (base_config_file,) = await Get(DigestContents, Digest, base.config)
     runtime = BaseRuntime.of(base, json.loads(base_config_file.content))
     if runtime is None:
         raise InvalidAgent(
-            f"{agent.address}: field `base`: cannot tell which Python {agent.base} runs (a"
+            f"{agent.address}: field `base`: cannot tell which Python {base_address} runs (a"
             " `debian_base` with python3.X-minimal, or a registry image whose Env sets"
             " PYTHON_VERSION, like the official python images). Use such a base."
         )
-    constraints = InterpreterConstraints(agent.interpreter_constraints)
     if not constraints.contains(
         InterpreterConstraints([f"CPython=={runtime.python_version}"]),
         python_setup.interpreter_versions_universe,
     ):
         raise InvalidAgent(
             f"{agent.address}: field `resolve`: the resolve `{agent.resolve}` is for"
-            f" {' or '.join(agent.interpreter_constraints)}, but the base {agent.base} runs"
+            f" {' or '.join(agent.interpreter_constraints)}, but the base {base_address} runs"
             f" CPython {runtime.python_version}. Use a resolve whose"
             " `[python].resolves_to_interpreter_constraints` is"
             f" `CPython=={runtime.major_minor}.*`, or a base with a matching Python."
         )
+    plan_request = _plan_request(agent, platform, runtime.python_version, runtime.glibc)
+    if cuda is None and agent.target[AgentAcceleratorField].value != "cpu":
+        cuda = await _choose_cuda(agent, plan_request, table)
+        if base.packages and cuda.flavour != BASE:
+            # A Debian base carries no CUDA: only the "pip ships CUDA" route works on it.
+            raise InvalidAgent(
+                f"{agent.address}: field `base`: {base_address} has no CUDA libraries, but"
+                f" the agent needs the `{cuda.flavour}` flavour (nothing in the lock ships"
+                " them as `nvidia-*` wheels). Lock the CUDA wheels (e.g."
+                " `nvidia-cuda-runtime-cu12`), or remove `base` so that the CUDA table's"
+                f" `{cuda.base_reference}` is used."
+            )
     packages: List[BuiltLayers] = []
     if agent.requirements:
         packages.append(
             await Get(
                 BuiltLayers,
-                ThirdPartyLayersRequest(
-                    owner=str(agent.address),
-                    lockfile_path=agent.lockfile_path,
-                    lockfile=agent.lockfile,
-                    requirements=agent.requirements,
-                    python_version=runtime.python_version,
-                    platform=platform,
-                    glibc=runtime.glibc,
-                    interpreter=runtime.interpreter,
-                ),
+                ThirdPartyLayersRequest(plan=plan_request, interpreter=runtime.interpreter),
             )
         )
     built = packages + shared
@@ -266,19 +372,24 @@ async def _platform_image(
         base=base,
         inputs=inputs,
         layer_descriptors=tuple(layer.descriptor_path for layer in layers),
-        config=_image_config(agent, runtime, lock_hashes),
+        config=_image_config(agent, base_address, runtime, cuda),
     )
     return image, layers, base
 
 
-async def _lock_hashes(agent: Agent) -> Dict[str, str]:
-    """The sha256 of each lock the image is built from: the Python resolve's and the base's."""
-    wrapped = await Get(
-        WrappedTarget,
-        WrappedTargetRequest(agent.base, description_of_origin=f"the `base` of {agent.address}"),
-    )
+async def _lock_hashes(agent: Agent, bases: Sequence[Address]) -> Dict[str, str]:
+    """The sha256 of each lock the image is built from: the Python resolve's and the bases'."""
     hashes = {agent.lockfile_path: agent.lockfile_sha256}
-    if wrapped.target.has_field(BaseImageLockfileField):
+    wrapped_bases = await MultiGet(
+        Get(
+            WrappedTarget,
+            WrappedTargetRequest(base, description_of_origin=f"the base of {agent.address}"),
+        )
+        for base in bases
+    )
+    for wrapped in wrapped_bases:
+        if not wrapped.target.has_field(BaseImageLockfileField):
+            continue
         base_lock = wrapped.target[BaseImageLockfileField].value_or_default()
         contents = await Get(DigestContents, PathGlobs([base_lock]))
         for content in contents:
@@ -292,7 +403,7 @@ async def build_agent_image(
 ) -> AgentImage:
     agent = await Get(Agent, AgentRequest(request.address))
     owner = str(agent.address)
-    lock_hashes = await _lock_hashes(agent)
+    table = CudaTable.create(subsystem.cuda_bases)
     # Platform-independent layers, in order: weights, code, config.
     shared = await _weight_layers(agent, subsystem.weight_layer_threshold_mib * MIB)
     if agent.code.files:
@@ -325,11 +436,16 @@ async def build_agent_image(
     )
     platforms = agent.target[AgentPlatformsField].value
     built = [
-        await _platform_image(agent, platform, shared, subsystem, python_setup, lock_hashes)
+        await _platform_image(agent, platform, shared, python_setup, table)
         for platform in platforms
     ]
+    lock_hashes = await _lock_hashes(agent, sorted({base.address for _, _, base in built}))
     repository = agent.target[AgentRepositoryField].value or agent.address.target_name
     tags = agent.target[AgentImageTagsField].value
+    accelerator = agent.target[AgentAcceleratorField].value
+    if tags == AgentImageTagsField.default and accelerator != "cpu":
+        # The variants of `accelerator=parametrize(...)` must not load as the same image.
+        tags = (f"latest-{accelerator}",)
     archive = await Get(
         ImageArchive,
         ImageArchiveRequest(

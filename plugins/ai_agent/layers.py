@@ -131,7 +131,7 @@ async def write_spec_layer(request: LayerSpecRequest, builder: ImageBuilder) -> 
 
 
 @dataclass(frozen=True)
-class ThirdPartyLayersRequest:
+class WheelPlanRequest:
     """The locked wheels of `requirements` for one image platform and the base's Python."""
 
     owner: str
@@ -141,30 +141,42 @@ class ThirdPartyLayersRequest:
     python_version: str
     platform: str
     glibc: str
-    interpreter: str
+
+    def target_args(self) -> List[str]:
+        return [
+            "--lock",
+            self.lockfile_path,
+            *(arg for requirement in self.requirements for arg in ("--requirement", requirement)),
+            "--python",
+            self.python_version,
+            "--platform",
+            self.platform,
+            "--glibc",
+            self.glibc,
+        ]
 
 
-@rule(desc="Building the third-party layers", level=LogLevel.DEBUG)
-async def third_party_layers(
-    request: ThirdPartyLayersRequest, builder: ImageBuilder, subsystem: AiAgentSubsystem
-) -> BuiltLayers:
-    target_args = [
-        "--lock",
-        request.lockfile_path,
-        *(arg for requirement in request.requirements for arg in ("--requirement", requirement)),
-        "--python",
-        request.python_version,
-        "--platform",
-        request.platform,
-        "--glibc",
-        request.glibc,
-    ]
+@dataclass(frozen=True)
+class WheelPlan:
+    """What `wheels plan` chose: `project`, `version`, `filename`, `url`, `sha256` per wheel."""
+
+    wheels_json: str
+
+    @property
+    def wheels(self) -> List[Dict[str, str]]:
+        return list(json.loads(self.wheels_json))
+
+
+@rule(desc="Choosing locked wheels", level=LogLevel.DEBUG)
+async def plan_wheels(request: WheelPlanRequest, builder: ImageBuilder) -> WheelPlan:
+    if not request.requirements:
+        return WheelPlan("[]")
     plan = await Get(
         BuildStepOutput,
         BuildStep(
             builder.process(
                 "wheels",
-                ["plan", *target_args],
+                ["plan", *request.target_args()],
                 description=(
                     f"Choosing the locked wheels of {request.owner} for {request.platform}"
                     f" (CPython {request.python_version})"
@@ -174,7 +186,24 @@ async def third_party_layers(
             owner=f"{request.owner} (field `resolve`, lockfile {request.lockfile_path})",
         ),
     )
-    wheels: List[Dict[str, str]] = json.loads(plan.stdout)
+    return WheelPlan(plan.stdout.decode())
+
+
+@dataclass(frozen=True)
+class ThirdPartyLayersRequest:
+    """The planned wheels installed for the image's interpreter (`interpreter`, for scripts)."""
+
+    plan: WheelPlanRequest
+    interpreter: str
+
+
+@rule(desc="Building the third-party layers", level=LogLevel.DEBUG)
+async def third_party_layers(
+    third_party: ThirdPartyLayersRequest, builder: ImageBuilder, subsystem: AiAgentSubsystem
+) -> BuiltLayers:
+    request = third_party.plan
+    target_args = request.target_args()
+    wheels = (await Get(WheelPlan, WheelPlanRequest, request)).wheels
     fetched = await MultiGet(
         Get(
             BuildStepOutput,
@@ -203,7 +232,7 @@ async def third_party_layers(
             builder.process(
                 "wheels",
                 ["layers", *target_args, "--wheels", "wheels", "--output-dir", output_dir]
-                + ["--prefix", PACKAGES_PREFIX, "--interpreter", request.interpreter]
+                + ["--prefix", PACKAGES_PREFIX, "--interpreter", third_party.interpreter]
                 + ["--bytecode-interpreter", compiler.path]
                 + ["--threshold-mib", str(subsystem.wheel_layer_threshold_mib)]
                 + ["--source-date-epoch", str(subsystem.source_date_epoch)],

@@ -6,7 +6,7 @@ from pants.backend.python.subsystems.python_tool_base import (
     LockfileRules,
     PythonToolRequirementsBase,
 )
-from pants.option.option_types import IntOption, StrListOption, StrOption
+from pants.option.option_types import DictOption, IntOption, StrListOption, StrOption
 from pants.option.subsystem import Subsystem
 from pants.util.strutil import softwrap
 
@@ -54,6 +54,17 @@ class AiAgentSubsystem(Subsystem):
             """
             A weight file of at least this many MiB gets an image layer of its own; smaller
             weight files of an agent share one layer.
+            """
+        ),
+    )
+    cuda_bases = DictOption[str](
+        default={},
+        help=softwrap(
+            """
+            Entries of the CUDA base table to add or replace, as `"X.Y/flavour": "image"`, e.g.
+            `{"12.4/runtime": "registry.example.com/mirror/cuda:12.4.1-runtime-ubuntu22.04"}`
+            for a private mirror. A CUDA agent without `base` builds on the `oci_base` target
+            whose `image` is its entry, pinned by that target's lock.
             """
         ),
     )

@@ -23,6 +23,8 @@ from pants.engine.target import (
 from pants.util.strutil import softwrap
 
 from ai_agent.agent_config import SCHEMA_HELP as AGENT_CONFIG_SCHEMA_HELP
+from ai_agent.cuda.select import KNOWN_GPU_ARCHS, parse_accelerator
+from ai_agent.cuda.table import FLAVOURS, CudaProblem
 from ai_agent.debian.lock import PYTHON_RUNTIME_PACKAGES, VARIANTS
 from ai_agent.oci.registry import InvalidReference, Reference, Repository
 from ai_agent.oci.types import Platform
@@ -290,8 +292,55 @@ class AgentBaseField(StringField):
 class AgentAcceleratorField(StringField):
     alias = "accelerator"
     default = "cpu"
-    valid_choices = ("cpu",)
-    help = "The hardware the image is built for. `cpu` (the default) runs anywhere."
+    value: str
+    help = softwrap(
+        """
+        The hardware the image is built for. `cpu` (the default) runs anywhere. `cuda` takes the
+        CUDA version from the CUDA wheels locked for the agent (torch `+cuXYZ`,
+        `nvidia-cuda-runtime-cuXX`, onnxruntime-gpu, cupy-cudaXXx, jax-cudaXX); `cuda12.4` asks
+        for one version, which must agree with the lock. A CUDA image gets the NVIDIA runtime
+        environment (`NVIDIA_VISIBLE_DEVICES`, `NVIDIA_DRIVER_CAPABILITIES`,
+        `NVIDIA_REQUIRE_CUDA`) and `ai-agent.cuda.*` labels, and `./pants run` asks Docker for
+        the GPUs. Without a `base`, the base is the `oci_base` whose `image` is the CUDA table's
+        entry for the version and `cuda_flavour` (`[ai-agents].cuda_bases` overrides entries).
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
+        value = super().compute_value(raw_value, address)
+        assert value is not None, "has a default"
+        if value != "cpu":
+            try:
+                parse_accelerator(value)
+            except CudaProblem as error:
+                raise _field_error(cls, address, str(error)) from None
+        return value
+
+
+class AgentCudaFlavourField(StringField):
+    alias = "cuda_flavour"
+    valid_choices = FLAVOURS
+    help = softwrap(
+        """
+        Which `nvidia/cuda` flavour a CUDA agent's base is: `base` (the driver interface and
+        cudart), `runtime` (+ the CUDA libraries), `cudnn-runtime` (+ cuDNN), `devel`
+        (+ compilers and headers). Default: `base` when the lock already ships the CUDA
+        libraries as `nvidia-*` wheels (so CUDA is not installed twice), else `cudnn-runtime`
+        when a locked package needs cuDNN, else `runtime`.
+        """
+    )
+
+
+class AgentGpuArchsField(StringSequenceField):
+    alias = "gpu_archs"
+    help = softwrap(
+        f"""
+        GPU architectures the agent must run on ({', '.join(KNOWN_GPU_ARCHS)}), checked against
+        the locked CUDA and torch: Blackwell (sm_100, sm_120) needs CUDA >= 12.8 and torch >= 2.7,
+        Hopper (sm_90) CUDA >= 11.8.
+        """
+    )
 
 
 class AgentResolveField(PythonResolveField):
@@ -478,7 +527,9 @@ class AgentImageTagsField(StringSequenceField):
     help = softwrap(
         """
         Tags for the image: the first names it in the archive (what `docker load` tags) and
-        `./pants publish` pushes every one, all to the same digest.
+        `./pants publish` pushes every one, all to the same digest. The default is `latest`
+        for a `cpu` agent and `latest-<accelerator>` (e.g. `latest-cuda12.4`) otherwise, so
+        the variants of `accelerator=parametrize("cpu", "cuda12.4")` stay apart.
         """
     )
 
@@ -513,6 +564,8 @@ class AiAgentTarget(Target):
         AgentCommandField,
         AgentBaseField,
         AgentAcceleratorField,
+        AgentCudaFlavourField,
+        AgentGpuArchsField,
         AgentResolveField,
         AgentEnvField,
         AgentPortsField,

@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any
 
+from router_agent.accelerator import cuda_status
 from router_model import Router
 
 MAX_BODY_BYTES = 64 * 1024
@@ -40,7 +41,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path == "/healthz":
-            self.reply(HTTPStatus.OK, {"status": "ok"})
+            self.reply(HTTPStatus.OK, {"status": "ok", "cuda": self.server.cuda})
         else:
             self.reply(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: GET {self.path}"})
 
@@ -92,6 +93,8 @@ class RouterServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], router: Router) -> None:
         super().__init__(address, Handler)
         self.router = router
+        # Probed once: the GPUs a container sees do not change while it runs.
+        self.cuda = cuda_status()
 
 
 def main() -> int:
@@ -107,6 +110,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, stop)
     labels = ", ".join(router.labels)
     print(f"router: model {router.version} ({labels}), port {server.server_port}", file=sys.stderr)
+    print(f"router: CUDA {server.cuda}", file=sys.stderr)
     server.serve_forever()
     server.server_close()
     print("router: stopped", file=sys.stderr)
