@@ -245,7 +245,10 @@ async def _weight_layers(agent: Agent, threshold: int) -> List[BuiltLayers]:
         key = hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16]
         requests.append(
             FileLayerRequest(
-                owner=str(agent.address),
+                owner=(
+                    f"{agent.address} (field `weights`; a `sha256` in {agent.config_path}"
+                    " `models` must be the file's: fix the file or the pin)"
+                ),
                 directory=f"layers/weights-{key}",
                 kind="weights",
                 files=files,
@@ -307,13 +310,20 @@ async def _table_base(agent: Agent, reference: str) -> Address:
     return owners[0]
 
 
-async def _platform_image(
-    agent: Agent,
-    platform: str,
-    shared: List[BuiltLayers],
-    python_setup: PythonSetup,
-    table: CudaTable,
-) -> Tuple[PlatformImage, Tuple[LayerInfo, ...], BaseImage]:
+@dataclass(frozen=True)
+class _PlatformBase:
+    """One platform's base, its Python and CUDA: all checked before any layer is built."""
+
+    base: BaseImage
+    base_address: Address
+    runtime: BaseRuntime
+    cuda: Optional[CudaChoice]
+    plan_request: WheelPlanRequest
+
+
+async def _platform_base(
+    agent: Agent, platform: str, python_setup: PythonSetup, table: CudaTable
+) -> _PlatformBase:
     constraints = InterpreterConstraints(agent.interpreter_constraints)
     cuda: Optional[CudaChoice] = None
     base_address = agent.base
@@ -356,12 +366,20 @@ async def _platform_image(
                 " `nvidia-cuda-runtime-cu12`), or remove `base` so that the CUDA table's"
                 f" `{cuda.base_reference}` is used."
             )
+    return _PlatformBase(base, base_address, runtime, cuda, plan_request)
+
+
+async def _platform_image(
+    agent: Agent, chosen: _PlatformBase, shared: List[BuiltLayers]
+) -> Tuple[PlatformImage, Tuple[LayerInfo, ...], BaseImage]:
     packages: List[BuiltLayers] = []
     if agent.requirements:
         packages.append(
             await Get(
                 BuiltLayers,
-                ThirdPartyLayersRequest(plan=plan_request, interpreter=runtime.interpreter),
+                ThirdPartyLayersRequest(
+                    plan=chosen.plan_request, interpreter=chosen.runtime.interpreter
+                ),
             )
         )
     built = packages + shared
@@ -369,12 +387,12 @@ async def _platform_image(
     _check_overlaps(agent.address, layers)
     inputs = await Get(Digest, MergeDigests(group.digest for group in built))
     image = PlatformImage.create(
-        base=base,
+        base=chosen.base,
         inputs=inputs,
         layer_descriptors=tuple(layer.descriptor_path for layer in layers),
-        config=_image_config(agent, base_address, runtime, cuda),
+        config=_image_config(agent, chosen.base_address, chosen.runtime, chosen.cuda),
     )
-    return image, layers, base
+    return image, layers, chosen.base
 
 
 async def _lock_hashes(agent: Agent, bases: Sequence[Address]) -> Dict[str, str]:
@@ -404,6 +422,10 @@ async def build_agent_image(
     agent = await Get(Agent, AgentRequest(request.address))
     owner = str(agent.address)
     table = CudaTable.create(subsystem.cuda_bases)
+    platforms = agent.target[AgentPlatformsField].value
+    # Bases, Pythons and CUDA first: a bad `base`, `resolve` or `accelerator` fails before any
+    # layer of the agent's own is built.
+    chosen = [await _platform_base(agent, platform, python_setup, table) for platform in platforms]
     # Platform-independent layers, in order: weights, code, config.
     shared = await _weight_layers(agent, subsystem.weight_layer_threshold_mib * MIB)
     if agent.code.files:
@@ -434,11 +456,7 @@ async def build_agent_image(
             ),
         )
     )
-    platforms = agent.target[AgentPlatformsField].value
-    built = [
-        await _platform_image(agent, platform, shared, python_setup, table)
-        for platform in platforms
-    ]
+    built = [await _platform_image(agent, platform_base, shared) for platform_base in chosen]
     lock_hashes = await _lock_hashes(agent, sorted({base.address for _, _, base in built}))
     repository = agent.target[AgentRepositoryField].value or agent.address.target_name
     tags = agent.target[AgentImageTagsField].value
