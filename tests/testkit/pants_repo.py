@@ -15,7 +15,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 import toml
 
@@ -53,6 +53,17 @@ class ScratchRepo:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(content)
 
+    def copy_from_sandbox(self, *relpaths: str) -> None:
+        """Copy files or directories of the test sandbox (what the test's BUILD dependencies put
+        there, e.g. a `files` target's tree) to the same paths in the scratch repo."""
+        for relpath in relpaths:
+            source, target = _SANDBOX_ROOT / relpath, self.root / relpath
+            if source.is_dir():
+                shutil.copytree(source, target, dirs_exist_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, target)
+
     def run(
         self,
         *args: str,
@@ -61,6 +72,30 @@ class ScratchRepo:
         timeout: float = 900,
     ) -> subprocess.CompletedProcess:
         """Run `pants <args>` in the scratch repo (no pantsd) and return the finished process."""
+        return subprocess.run(
+            **self._process_kwargs(args, extra_env, umask),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def popen(
+        self,
+        *args: str,
+        extra_env: Optional[Mapping[str, str]] = None,
+        umask: Optional[int] = None,
+        **popen_kwargs: Any,
+    ) -> subprocess.Popen:
+        """Start `pants <args>` in the scratch repo (no pantsd), like `run`, without waiting;
+        `popen_kwargs` go to `subprocess.Popen` (e.g. `stdout`, `start_new_session`)."""
+        return subprocess.Popen(**self._process_kwargs(args, extra_env, umask), **popen_kwargs)
+
+    def _process_kwargs(
+        self,
+        args: Sequence[str],
+        extra_env: Optional[Mapping[str, str]],
+        umask: Optional[int],
+    ) -> Dict[str, Any]:
         env = {name: os.environ[name] for name in _PASSED_ENV if name in os.environ}
         env.update(
             LC_ALL="C.UTF-8",
@@ -68,12 +103,9 @@ class ScratchRepo:
             PYTHONPATH=os.pathsep.join(sys.path),
             **(extra_env or {}),
         )
-        return subprocess.run(
-            [sys.executable, "-m", "pants", "--no-pantsd", *args],
+        return dict(
+            args=[sys.executable, "-m", "pants", "--no-pantsd", *args],
             cwd=self.root,
             env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
             preexec_fn=None if umask is None else lambda: os.umask(umask),  # noqa: PLW1509
         )

@@ -1,0 +1,522 @@
+"""The example agents (`agents/router`, `agents/triage`) end to end through Pants: `package
+agents::` in a scratch repo, then each agent's CPU image loaded into dockerd, run read-only as its
+nonroot user and asked the known sentences; their layers (shared base and weights), locks and
+reproducibility (a no-op rebuild, and a rebuild elsewhere with no local cache, another umask, TZ
+and locale give the same bytes); `publish` to a real registry (the manifest digest `package`
+printed, every blob skipped on a second push); and `run` until Ctrl-C, which must leave no
+container behind.
+
+Needs real components, which CI (`.ci/run`) installs and starts: dockerd, Debian's
+`docker-registry` (started by the `registry` fixture), the network to PyPI (the wheels of the
+`agents` lock) and to deb.debian.org (the base's .debs). One scratch repo, built once for the
+module, serves most tests; the rebuild elsewhere runs in the background meanwhile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+
+import pytest
+
+from testkit.components import RunningRegistry, free_loopback_port
+from testkit.pants_repo import ScratchRepo
+
+pytestmark = pytest.mark.integration
+
+AGENTS = ("router", "triage")
+PORTS = {"router": 8080, "triage": 8081}
+# Sentences the bundled model is known to route, and the intent each must get.
+SENTENCES: Tuple[Tuple[str, str], ...] = (
+    ("I was charged twice on my credit card this month", "billing"),
+    ("The app keeps crashing when I open the settings page", "tech_support"),
+    ("My package still hasn't arrived, where is my delivery?", "shipping"),
+    ("I forgot my password and can't sign in", "account"),
+)
+LAYER_KINDS = ["base", "packages", "weights", "code", "config"]
+LOCKS = ("lockfiles/agents.lock", "lockfiles/debian-bookworm-python.lock.json")
+CENTROIDS = "agents/models/router/router-centroids.npy"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+UNCOMPRESSED_LAYER = "application/vnd.oci.image.layer.v1.tar"
+NONROOT = "65532"
+
+
+def _ok(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    return f"{result.stdout}\n{result.stderr}"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What `package agents::` left in a repo's dist/: every agent's metadata (by its target
+    address, which is what the summary line names) and the sha256 of every archive in dist/."""
+
+    metadata: Mapping[str, Dict[str, Any]]
+    archive_sha256: Mapping[str, str]
+
+    @classmethod
+    def read(cls, repo: ScratchRepo) -> Outputs:
+        dist = repo.root / "dist"
+        metadata = {}
+        for path in sorted(dist.glob("agents.*/*.tar.json")):
+            content = json.loads(path.read_text())
+            if "accelerator" in content:  # an agent's, not its base's
+                metadata[content["target"]] = content
+        hashes = {str(path.relative_to(dist)): _sha256(path) for path in dist.glob("*/*.tar")}
+        return cls(metadata=metadata, archive_sha256=hashes)
+
+    def agent(self, name: str) -> Dict[str, Any]:
+        """The CPU image of the example agent `name` (`agents/<name>`, whichever variants of it
+        the BUILD file parametrizes)."""
+        own = re.compile(rf"^agents/{name}(:{name})?(@|$)")
+        (metadata,) = (
+            metadata
+            for target, metadata in self.metadata.items()
+            if own.match(target) and metadata["accelerator"] == "cpu"
+        )
+        return metadata
+
+
+@dataclass(frozen=True)
+class Built:
+    """The scratch repo after `package agents::`, with what that run wrote and printed."""
+
+    repo: ScratchRepo
+    output: str
+    outputs: Outputs
+
+    def agent(self, name: str) -> Dict[str, Any]:
+        return self.outputs.agent(name)
+
+    def archive(self, metadata: Mapping[str, Any]) -> Path:
+        return self.repo.root / "dist" / metadata["archive"]
+
+
+@dataclass(frozen=True)
+class Background:
+    """A Pants run going on while other tests run: its own session (process group) and log."""
+
+    repo: ScratchRepo
+    process: subprocess.Popen
+    log: Path
+
+    def wait(self, timeout: float = 900) -> str:
+        self.process.wait(timeout=timeout)
+        output = self.log.read_text(errors="replace")
+        assert self.process.returncode == 0, output
+        return output
+
+
+def _scratch_repo_with_agents(root: Path) -> ScratchRepo:
+    repo = ScratchRepo.create(root)
+    repo.copy_from_sandbox("agents", "3rdparty")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def packaging_elsewhere(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Background]:
+    """`package agents::` in a second scratch repo at another path, with the local process cache
+    off (every step runs again), another umask, TZ and locale. The slowest build here, so it is
+    started in the background before the others (`built` asks for it) and awaited by its test."""
+    root = tmp_path_factory.mktemp("elsewhere") / "deeper" / "repo"
+    repo = _scratch_repo_with_agents(root)
+    log = root.parent / "package.log"
+    with open(log, "wb") as output:
+        process = repo.popen(
+            "--no-local-cache",
+            "package",
+            "agents::",
+            extra_env={"TZ": "Pacific/Kiritimati", "LANG": "tr_TR.UTF-8"},
+            umask=0o077,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield Background(repo=repo, process=process, log=log)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, packaging_elsewhere: Background) -> Built:
+    repo = _scratch_repo_with_agents(tmp_path_factory.mktemp("agents") / "repo")
+    output = _ok(repo.run("package", "agents::"))
+    return Built(repo=repo, output=output, outputs=Outputs.read(repo))
+
+
+def _layers(metadata: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    (image,) = metadata["images"]
+    return list(image["layers"])
+
+
+def _layer(metadata: Mapping[str, Any], kind: str) -> Dict[str, Any]:
+    (layer,) = (layer for layer in _layers(metadata) if layer["kind"] == kind)
+    return layer
+
+
+def _summary(metadata: Mapping[str, Any]) -> str:
+    """The start of the line `package` prints for an agent."""
+    return f"{metadata['target']}: {metadata['digest']} ({len(_layers(metadata))} layers, "
+
+
+# HTTP -------------------------------------------------------------------------------------------
+
+
+def _request(url: str, body: Optional[Any] = None, timeout: float = 10) -> Tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url, data=data, headers={"Content-Type": "application/json"} if data else {}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(errors="replace")
+
+
+def _wait_until_healthy(
+    url: str,
+    timeout: float,
+    still_running: Callable[[], bool],
+    diagnostics: Callable[[], str],
+) -> None:
+    """Poll `url` (a /healthz) until it answers 200; fail with `diagnostics()` if it does not
+    within `timeout`, or as soon as `still_running()` turns false."""
+    deadline = time.monotonic() + timeout
+    last_error: object = None
+    while time.monotonic() < deadline:
+        if not still_running():
+            pytest.fail(f"stopped before {url} answered:\n{diagnostics()}", pytrace=False)
+        try:
+            status, body = _request(url, timeout=2)
+            if status == 200:
+                assert body["status"] == "ok", body
+                return
+            last_error = f"HTTP {status}: {body}"
+        except (OSError, ValueError) as error:  # refused, reset, not JSON yet
+            last_error = error
+        time.sleep(0.25)
+    pytest.fail(
+        f"{url} did not answer 200 within {timeout:.0f}s ({last_error}):\n{diagnostics()}",
+        pytrace=False,
+    )
+
+
+def _ask(agent: str, base_url: str) -> str:
+    """Ask `agent` every known sentence, assert the intents; return the model version answering."""
+    if agent == "router":
+        versions = set()
+        for text, intent in SENTENCES:
+            status, body = _request(f"{base_url}/route", {"text": text})
+            assert status == 200, body
+            assert body["intent"] == intent, (text, body)
+            assert 0 < body["score"] <= 1, body
+            versions.add(body["model"])
+        (version,) = versions
+        return str(version)
+    status, body = _request(f"{base_url}/triage", {"tickets": [text for text, _ in SENTENCES]})
+    assert status == 200, body
+    for index, (text, intent) in enumerate(SENTENCES):
+        assert body["queues"][intent] == [index], (text, body)
+    assert body["counts"] == {intent: len(queue) for intent, queue in body["queues"].items()}
+    assert sum(body["counts"].values()) == len(SENTENCES), body
+    return str(body["model"])
+
+
+# package ----------------------------------------------------------------------------------------
+
+
+def test_package_prints_every_agent_digest_it_writes(built: Built) -> None:
+    assert {built.agent(name)["target"] for name in AGENTS} <= set(built.outputs.metadata)
+    for target, metadata in built.outputs.metadata.items():
+        digest = metadata["digest"]
+        assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest), target
+        assert _summary(metadata) in built.output, target
+        (image,) = metadata["images"]
+        assert image["manifest"]["digest"] == digest
+        assert image["manifest"]["size"] == metadata["size"]
+        assert built.archive(metadata).is_file()
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_metadata_describes_the_cpu_image(built: Built, agent: str) -> None:
+    metadata = built.agent(agent)
+    assert metadata["archive"].startswith(f"agents.{agent}/")
+    assert metadata["mediaType"] == OCI_MANIFEST
+    assert (metadata["repository"], metadata["tags"]) == (agent, ["latest"])
+    assert metadata["exposedPorts"] == [f"{PORTS[agent]}/tcp"]
+    (image,) = metadata["images"]
+    assert image["platform"] == metadata["docker"]["platform"] == "linux/amd64"
+    assert image["imageID"] == image["config"]["digest"] == metadata["docker"]["imageID"]
+    assert image["base"]["target"] == "agents/base:bookworm-python"
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_layers_are_ordered_by_change_rate_and_weights_are_uncompressed(
+    built: Built, agent: str
+) -> None:
+    metadata = built.agent(agent)
+    layers = _layers(metadata)
+    assert [layer["kind"] for layer in layers] == LAYER_KINDS
+    (image,) = metadata["images"]
+    base_digests = [layer["digest"] for layer in image["base"]["layers"]]
+    assert [layer["digest"] for layer in layers if layer["kind"] == "base"] == base_digests
+    weights = _layer(metadata, "weights")
+    assert weights["mediaType"] == UNCOMPRESSED_LAYER
+    # Uncompressed: the blob is the diff itself.
+    assert weights["digest"] == weights["diffID"]
+    assert "router-centroids.npy" in weights["holds"]
+    assert "numpy" in _layer(metadata, "packages")["holds"]
+    assert "etc/ai-agent/agent.yaml" in _layer(metadata, "config")["holds"]
+
+
+def test_agents_share_base_and_weights_layers_but_not_code_or_config(built: Built) -> None:
+    router, triage = built.agent("router"), built.agent("triage")
+    for kind in ("base", "weights"):
+        assert _layer(router, kind) == _layer(triage, kind), kind
+    # The packages layer is shared exactly when both agents install the same wheels.
+    router_packages, triage_packages = _layer(router, "packages"), _layer(triage, "packages")
+    assert (router_packages["holds"] == triage_packages["holds"]) == (
+        router_packages == triage_packages
+    ), (router_packages, triage_packages)
+    for kind in ("code", "config"):
+        assert _layer(router, kind)["digest"] != _layer(triage, kind)["digest"], kind
+    assert router["digest"] != triage["digest"]
+
+
+def test_metadata_records_the_locks_it_was_built_from(built: Built) -> None:
+    locks = [{"path": path, "sha256": _sha256(built.repo.root / path)} for path in LOCKS]
+    for target, metadata in built.outputs.metadata.items():
+        assert metadata["locks"] == locks, target
+
+
+# docker -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_image_runs_read_only_as_nonroot_and_answers_known_sentences(
+    built: Built, agent: str, docker_client: Any, loaded_images: List[str]
+) -> None:
+    metadata = built.agent(agent)
+    tag = f"{metadata['repository']}:{metadata['tags'][0]}"
+    loaded_images.append(tag)
+    with open(built.archive(metadata), "rb") as archive:
+        docker_client.images.load(archive)
+    image = docker_client.images.get(tag)
+    assert image.id == metadata["docker"]["imageID"]
+    config = image.attrs["Config"]
+    assert config["User"] == NONROOT
+    assert f"{PORTS[agent]}/tcp" in config["ExposedPorts"]
+    assert config["Healthcheck"]["Test"][0] == "CMD"
+
+    host_port = free_loopback_port()
+    container = docker_client.containers.run(
+        image.id,
+        detach=True,
+        read_only=True,
+        ports={f"{PORTS[agent]}/tcp": ("127.0.0.1", host_port)},
+    )
+    try:
+        container.reload()
+        assert container.attrs["HostConfig"]["ReadonlyRootfs"] is True
+        assert container.attrs["Config"]["User"] == NONROOT
+
+        def running() -> bool:
+            container.reload()
+            return bool(container.status == "running")
+
+        base_url = f"http://127.0.0.1:{host_port}"
+        _wait_until_healthy(
+            f"{base_url}/healthz",
+            timeout=30,
+            still_running=running,
+            diagnostics=lambda: container.logs().decode(errors="replace"),
+        )
+        version = _ask(agent, base_url)
+        # Both agents answer with the bundled weights (the model's version is their sha256).
+        assert version == _sha256(built.repo.root / CENTROIDS)[:12]
+    finally:
+        container.remove(force=True)
+
+
+# reproducibility --------------------------------------------------------------------------------
+
+
+def test_packaging_again_without_a_change_rewrites_the_same_bytes(built: Built) -> None:
+    output = _ok(built.repo.run("package", "agents::"))
+    again = Outputs.read(built.repo)
+    assert again == built.outputs
+    for metadata in again.metadata.values():
+        assert _summary(metadata) in output
+
+
+def test_another_repo_with_no_local_cache_umask_tz_and_locale_builds_the_same_bytes(
+    built: Built, packaging_elsewhere: Background
+) -> None:
+    output = packaging_elsewhere.wait()
+    elsewhere = Outputs.read(packaging_elsewhere.repo)
+    for target, metadata in built.outputs.metadata.items():
+        assert elsewhere.metadata[target]["digest"] == metadata["digest"], output
+    assert elsewhere == built.outputs
+
+
+# publish ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def router_with_repository(built: Built, registry: RunningRegistry) -> Iterator[str]:
+    """The scratch repo's router BUILD given `repository` on the test registry and two tags (put
+    back afterwards); yields the repository."""
+    path = built.repo.root / "agents/router/BUILD"
+    original = path.read_text()
+    repository = f"{registry.address}/agents/router"
+    assert 'name="router",' in original
+    path.write_text(
+        original.replace(
+            'name="router",',
+            f'name="router",\n    repository="{repository}",\n    image_tags=["1.0", "latest"],',
+        )
+    )
+    try:
+        yield repository
+    finally:
+        path.write_text(original)
+
+
+def _registry_manifest_digest(registry: RunningRegistry, name: str, tag: str) -> str:
+    request = urllib.request.Request(
+        f"{registry.url}/v2/{name}/manifests/{tag}", method="HEAD", headers={"Accept": OCI_MANIFEST}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["Content-Type"] == OCI_MANIFEST
+        return str(response.headers["Docker-Content-Digest"])
+
+
+def test_publish_pushes_the_packaged_digest_to_every_tag_then_skips_every_blob(
+    built: Built, registry: RunningRegistry, router_with_repository: str
+) -> None:
+    repository = router_with_repository
+    target, digest = built.agent("router")["target"], built.agent("router")["digest"]
+
+    # One Pants run packages (writing the archive with its new name and tags) and publishes.
+    first = _ok(built.repo.run("package", "publish", target))
+    metadata = Outputs.read(built.repo).agent("router")
+    # Repository and tags name the archive's image, not the manifest: its digest is unchanged.
+    assert metadata["digest"] == digest
+    assert (metadata["repository"], metadata["tags"]) == (repository, ["1.0", "latest"])
+    assert _summary(metadata) in first
+    assert f"tagged {repository}:1.0, {repository}:latest;" in first
+
+    blobs = len(_layers(metadata)) + 1  # the layers and the config
+    assert f"pushed {repository}@{digest}: uploaded {blobs} blobs (" in first, first
+    for tag in ("1.0", "latest"):
+        assert _registry_manifest_digest(registry, "agents/router", tag) == digest
+
+    again = _ok(built.repo.run("publish", target))
+    assert (
+        f"pushed {repository}@{digest}: uploaded 0 blobs (0 B), skipped {blobs} (" in again
+    ), again
+    assert f"{blobs} already present)" in again, again
+
+
+# run --------------------------------------------------------------------------------------------
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def _started_container(docker_client: Any, log: Callable[[], str], timeout: float = 10) -> Any:
+    """The container the runner announced in the log (`Running <image> as <short id>`)."""
+    deadline = time.monotonic() + timeout
+    while not (announced := re.search(r"^Running \S+ as ([0-9a-f]+)$", log(), re.MULTILINE)):
+        if time.monotonic() > deadline:
+            pytest.fail(f"the runner named no container:\n{log()}", pytrace=False)
+        time.sleep(0.2)
+    return docker_client.containers.get(announced.group(1))
+
+
+def _exists(docker_client: Any, container_id: str) -> bool:
+    return bool(docker_client.containers.list(all=True, sparse=True, filters={"id": container_id}))
+
+
+def test_pants_run_serves_on_the_agent_port_and_ctrl_c_removes_the_container(
+    built: Built, docker_client: Any, loaded_images: List[str], tmp_path: Path
+) -> None:
+    port = PORTS["router"]
+    if not _port_is_free(port):
+        pytest.skip(f"port {port}, which `pants run` of the router publishes, is in use")
+    metadata = built.agent("router")
+    loaded_images.append(f"{metadata['repository']}:{metadata['tags'][0]}")
+    log_path = tmp_path / "pants-run.log"
+
+    def log() -> str:
+        return log_path.read_text(errors="replace")
+
+    with open(log_path, "wb") as output:
+        # A session of its own, so that a failing test can kill whatever Pants started.
+        process = built.repo.popen(
+            "run",
+            metadata["target"],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    container = None
+    try:
+        _wait_until_healthy(
+            f"http://127.0.0.1:{port}/healthz",
+            timeout=300,
+            still_running=lambda: process.poll() is None,
+            diagnostics=log,
+        )
+        container = _started_container(docker_client, log)
+        assert container.image.id == metadata["docker"]["imageID"]
+        assert container.status == "running"
+        assert container.attrs["HostConfig"]["ReadonlyRootfs"] is True
+        bindings = container.attrs["HostConfig"]["PortBindings"]
+        assert [binding["HostPort"] for binding in bindings[f"{port}/tcp"]] == [str(port)]
+        status, body = _request(f"http://127.0.0.1:{port}/route", {"text": SENTENCES[0][0]})
+        assert (status, body["intent"]) == (200, SENTENCES[0][1]), body
+
+        # Pants runs the runner in a session of its own: Ctrl-C reaches it only through Pants.
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        left = False
+        if container is not None and _exists(docker_client, container.id):
+            left = True
+            container.remove(force=True)  # never leave it behind, even when failing
+    assert container is not None
+    assert not left, f"`pants run` left its container {container.short_id} behind:\n{log()}"
+    assert f"SIGINT: stopping {container.short_id}" in log(), log()
