@@ -1,0 +1,136 @@
+"""Incremental `./pants package` of an `ai_agent`: after a first-party source edit, the only layer
+process that executes is the code layer's (then the image archive), every other layer comes from
+Pants' local process cache with the same digest, and a rebuild without a change executes none.
+
+Real components: Pants 2.17 with this plugin (no pantsd, so reuse comes from the local cache in
+~/.cache/pants, not from memoization) against a scratch repo holding the real pants.toml and
+lockfiles. On a cold cache the first build downloads numpy's locked wheel from PyPI and the Debian
+base's .debs from deb.debian.org. No dockerd.
+
+Which processes executed is read from `--keep-sandboxes=always`, which logs
+`Preserving local process execution dir <dir> for <description>` for every process that runs
+(cache hits run nothing); the sandboxes go to the test's temporary directory.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+
+from testkit.pants_repo import ScratchRepo
+
+pytestmark = pytest.mark.integration
+
+AGENT = "agents/inc:agent"
+METADATA = "dist/agents.inc/agent.tar.json"
+ARCHIVE_PROCESS = f"Writing the image archive for {AGENT}"
+CODE_PROCESS = "Writing the code layer ("
+
+FILES = {
+    "agents/BUILD": """\
+__defaults__(
+    {
+        (python_sources, python_source): dict(
+            resolve="agents", interpreter_constraints=["CPython==3.11.*"]
+        ),
+        ai_agent: dict(resolve="agents", base="//agents/base:bookworm-python"),
+    }
+)
+""",
+    "agents/base/BUILD": 'debian_base(name="bookworm-python")\n',
+    # Pinned by the agents lock (numpy 2.2.6), so the image has a packages layer.
+    "3rdparty/BUILD": (
+        'python_requirement(name="numpy", requirements=["numpy>=1.26,<2.3"], resolve="agents")\n'
+    ),
+    "agents/inc/BUILD": """\
+python_sources(name="src", sources=["inc_agent/*.py"])
+resource(name="weights", source="w/small.bin")
+ai_agent(name="agent", entry_point="inc_agent", dependencies=[":src"], weights=[":weights"])
+""",
+    "agents/inc/inc_agent/__main__.py": 'import numpy\n\nprint("inc", numpy.__version__)\n',
+    "agents/inc/agent.yaml": "name: inc\nmodels:\n  - w/small.bin\n",
+    "agents/inc/w/small.bin": "small weights\n",
+}
+
+# Descriptions of the plugin's build processes (layers.py, image.py, base_images.py); other
+# processes (interpreter discovery, which Pants re-runs in every session, and dependency
+# inference of an edited file) build nothing of the image.
+BUILDER_PROCESSES = (
+    "Writing the ",
+    "Installing the third-party packages",
+    "Fetching ",
+    "Choosing the locked wheels",
+    "Pulling ",
+    "Locking ",
+)
+_PRESERVED = re.compile(r"Preserving local process execution dir \S+ for (.+)$", re.MULTILINE)
+
+
+def _ok(result: subprocess.CompletedProcess) -> None:
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+
+
+def _executed(result: subprocess.CompletedProcess) -> List[str]:
+    """The descriptions of the processes that executed (were not cache hits)."""
+    return _PRESERVED.findall(result.stderr)
+
+
+def _builder_processes(result: subprocess.CompletedProcess) -> List[str]:
+    return sorted(name for name in _executed(result) if name.startswith(BUILDER_PROCESSES))
+
+
+def _layers(repo: ScratchRepo) -> List[Dict[str, Any]]:
+    metadata = json.loads((repo.root / METADATA).read_text())
+    (image,) = metadata["images"]
+    return image["layers"]
+
+
+def test_code_edit_rebuilds_only_the_code_layer(tmp_path: Path) -> None:
+    repo = ScratchRepo.create(tmp_path / "repo")
+    repo.write(FILES)
+    _ok(repo.run("package", AGENT))
+    first = _layers(repo)
+    assert [layer["kind"] for layer in first] == ["base", "packages", "weights", "code", "config"]
+
+    # Unique every time, so that no earlier run of this test left the edited code layer cached.
+    with (repo.root / "agents/inc/inc_agent/__main__.py").open("a") as source:
+        source.write(f"# edited {uuid.uuid4().hex}\n")
+    sandboxes = tmp_path / "sandboxes"
+    sandboxes.mkdir()
+    keep = ("--keep-sandboxes=always", f"--local-execution-root-dir={sandboxes}")
+    edited = repo.run(*keep, "package", AGENT)
+    _ok(edited)
+    ran = _builder_processes(edited)
+    shown = f"executed: {_executed(edited)}"
+    assert len(ran) == 2, shown
+    assert ran[0].startswith(CODE_PROCESS), shown
+    assert ran[1] == ARCHIVE_PROCESS, shown
+    for cached in (
+        "Installing the third-party packages",
+        "Fetching",
+        "Writing the weights layer",
+        "Writing the config layer",
+        "Choosing the locked wheels",
+        "Writing the Debian base layer",
+    ):
+        assert not any(name.startswith(cached) for name in _executed(edited)), shown
+
+    second = _layers(repo)
+    assert [layer["kind"] for layer in second] == [layer["kind"] for layer in first]
+    for before, after in zip(first, second):
+        if before["kind"] == "code":
+            assert before["digest"] != after["digest"]
+        else:
+            assert before == after
+    second_metadata = (repo.root / METADATA).read_text()
+
+    unchanged = repo.run(*keep, "package", AGENT)
+    _ok(unchanged)
+    assert _builder_processes(unchanged) == [], f"executed: {_executed(unchanged)}"
+    assert (repo.root / METADATA).read_text() == second_metadata
