@@ -82,6 +82,17 @@ _PYTHON_PACKAGE = re.compile(r"^python3\.(\d+)-minimal=(3\.\d+\.\d+)")
 _LIBC = re.compile(r"^libc6=(\d+\.\d+)")
 # A registry base says nothing of its glibc; manylinux2014's floor refuses no wheel it can run.
 _UNKNOWN_GLIBC = "2.17"
+_UBUNTU_GLIBC = {"20.04": "2.31", "22.04": "2.35", "24.04": "2.39"}
+
+
+def _registry_glibc(base_config: Dict[str, Any]) -> str:
+    """A registry base's glibc, from the Ubuntu release its labels name (the `nvidia/cuda`
+    images inherit them from `ubuntu`); else manylinux2014's floor, which refuses no wheel the
+    base can run but may refuse a newer manylinux wheel it could."""
+    labels = base_config.get("config", {}).get("Labels") or {}
+    if labels.get("org.opencontainers.image.ref.name") == "ubuntu":
+        return _UBUNTU_GLIBC.get(labels.get("org.opencontainers.image.version", ""), _UNKNOWN_GLIBC)
+    return _UNKNOWN_GLIBC
 
 
 @dataclass(frozen=True)
@@ -104,7 +115,7 @@ class BaseRuntime:
         version = env.get("PYTHON_VERSION", "")
         if re.match(r"^3\.\d+\.\d+$", version):
             minor = ".".join(version.split(".")[:2])
-            return cls(version, f"/usr/local/bin/python{minor}", _UNKNOWN_GLIBC)
+            return cls(version, f"/usr/local/bin/python{minor}", _registry_glibc(base_config))
         return None
 
     @property
@@ -342,6 +353,12 @@ async def _platform_base(
             f"{agent.address}: field `base`: cannot tell which Python {base_address} runs (a"
             " `debian_base` with python3.X-minimal, or a registry image whose Env sets"
             " PYTHON_VERSION, like the official python images). Use such a base."
+            + (
+                " `nvidia/cuda` images carry no Python: point `[ai-agents].cuda_bases` at a"
+                " CUDA image that adds the resolve's CPython (and sets PYTHON_VERSION)."
+                if agent.base is None
+                else ""
+            )
         )
     if not constraints.contains(
         InterpreterConstraints([f"CPython=={runtime.python_version}"]),

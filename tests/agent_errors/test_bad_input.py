@@ -34,7 +34,7 @@ from typing import Dict, Iterator, Mapping, Optional, Tuple
 import pytest
 import toml
 
-from testkit.pants_repo import ScratchRepo
+from testkit.pants_repo import AGENTS_SKELETON, ScratchRepo
 
 pytestmark = pytest.mark.integration
 
@@ -110,17 +110,7 @@ def _nowheel_lock() -> str:
 
 # Source roots are `/agents/*` (the real pants.toml): each directory below agents/ is one.
 COMMON_FILES = {
-    "agents/BUILD": """\
-__defaults__(
-    {
-        (python_sources, python_source): dict(
-            resolve="agents", interpreter_constraints=["CPython==3.11.*"]
-        ),
-        ai_agent: dict(resolve="agents", base="//agents/base:bookworm-python"),
-    }
-)
-""",
-    "agents/base/BUILD": 'debian_base(name="bookworm-python")\n',
+    **AGENTS_SKELETON,
     "agents/weights/BUILD": (
         'resource(name="small", source="w/small.bin")\nresource(name="data", source="w/data.bin")\n'
     ),

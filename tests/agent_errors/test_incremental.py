@@ -23,7 +23,7 @@ from typing import Any, Dict, List
 
 import pytest
 
-from testkit.pants_repo import ScratchRepo
+from testkit.pants_repo import AGENTS_SKELETON, ScratchRepo
 
 pytestmark = pytest.mark.integration
 
@@ -33,17 +33,7 @@ ARCHIVE_PROCESS = f"Writing the image archive for {AGENT}"
 CODE_PROCESS = "Writing the code layer ("
 
 FILES = {
-    "agents/BUILD": """\
-__defaults__(
-    {
-        (python_sources, python_source): dict(
-            resolve="agents", interpreter_constraints=["CPython==3.11.*"]
-        ),
-        ai_agent: dict(resolve="agents", base="//agents/base:bookworm-python"),
-    }
-)
-""",
-    "agents/base/BUILD": 'debian_base(name="bookworm-python")\n',
+    **AGENTS_SKELETON,
     # Pinned by the agents lock (numpy 2.2.6), so the image has a packages layer.
     "3rdparty/BUILD": (
         'python_requirement(name="numpy", requirements=["numpy>=1.26,<2.3"], resolve="agents")\n'

@@ -27,6 +27,24 @@ _SANDBOX_ROOT = Path(__file__).resolve().parents[2]
 _PASSED_ENV = ("HOME", "PATH", "CI", "DOCKER_HOST", "PYENV_ROOT")
 
 
+# The skeleton of a scratch repo's agents: the real config's source roots are `/agents/*`, so each
+# directory below agents/ is one; code and agents use the `agents` resolve, on the Debian base of
+# the committed lock `lockfiles/debian-bookworm-python.lock.json`.
+AGENTS_SKELETON = {
+    "agents/BUILD": """\
+__defaults__(
+    {
+        (python_sources, python_source): dict(
+            resolve="agents", interpreter_constraints=["CPython==3.11.*"]
+        ),
+        ai_agent: dict(resolve="agents", base="//agents/base:bookworm-python"),
+    }
+)
+""",
+    "agents/base/BUILD": 'debian_base(name="bookworm-python")\n',
+}
+
+
 @dataclass(frozen=True)
 class ScratchRepo:
     root: Path
