@@ -334,7 +334,7 @@ def _debian_architecture(target: Target, platform: Optional[str]) -> Optional[st
     if platform is None:
         return None
     for architecture, known_platform in _PLATFORM_OF_ARCHITECTURE.items():
-        if Platform.parse(known_platform) == Platform.parse(platform):
+        if Platform.parse(known_platform).matches(Platform.parse(platform)):
             return architecture
     raise BasePlatformProblem(
         f"{target.address}: a `debian_base` has no {platform} image; it builds"

@@ -62,6 +62,9 @@ def canonical_json(document: Any) -> bytes:
     ).encode("utf-8")
 
 
+_DEFAULT_VARIANTS = {"arm64": "v8"}
+
+
 @dataclass(frozen=True)
 class Platform:
     os: str
@@ -88,6 +91,16 @@ class Platform:
 
     def __str__(self) -> str:
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+    def matches(self, other: Platform) -> bool:
+        """Equal once an omitted variant means the architecture's default (`linux/arm64` is
+        `linux/arm64/v8`), as containerd compares platforms."""
+        return self._normalized() == other._normalized()
+
+    def _normalized(self) -> Platform:
+        return Platform(
+            self.os, self.architecture, self.variant or _DEFAULT_VARIANTS.get(self.architecture)
+        )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,71 @@
+"""An agent for two platforms through Pants: a `debian_base` locked for amd64 and arm64 and an
+agent with `platforms=["linux/amd64", "linux/arm64"]` give one archive holding an image index,
+whose arm64 image carries the aarch64 numpy wheel and the arm64 base, and whose amd64 image is
+byte for byte the one a single-platform build gives. Needs deb.debian.org (the arm64 lock and
+.debs, gpgv) and PyPI (both numpy wheels)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any, Dict
+
+import pytest
+
+from testkit.pants_repo import AGENTS_SKELETON, ScratchRepo
+
+pytestmark = pytest.mark.integration
+
+AGENT_BUILD = """\
+python_sources(name="src", sources=["two/*.py"])
+ai_agent(name="agent", entry_point="two", dependencies=[":src"]{platforms})
+"""
+FILES = {
+    **AGENTS_SKELETON,
+    "agents/base/BUILD": 'debian_base(name="bookworm-python", architectures=["amd64", "arm64"])\n',
+    "3rdparty/BUILD": (
+        'python_requirement(name="numpy", requirements=["numpy>=1.26,<2.3"], resolve="agents")\n'
+    ),
+    "agents/two/two/__main__.py": 'import numpy\n\nprint("two", numpy.__version__)\n',
+    "agents/two/agent.yaml": "name: two\n",
+}
+METADATA = "dist/agents.two/agent.tar.json"
+
+
+def _ok(result: subprocess.CompletedProcess) -> None:
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+
+
+def _package(repo: ScratchRepo, platforms: str) -> Dict[str, Any]:
+    repo.write({"agents/two/BUILD": AGENT_BUILD.format(platforms=platforms)})
+    _ok(repo.run("package", "agents/two:agent"))
+    return dict(json.loads((repo.root / METADATA).read_text()))
+
+
+def test_two_platforms_give_an_index_of_per_platform_images(tmp_path: Path) -> None:
+    repo = ScratchRepo.create(tmp_path / "repo")
+    repo.write(FILES)
+    _ok(repo.run("generate-lockfiles", "--resolve=bookworm-python"))
+
+    both = _package(repo, ', platforms=["linux/amd64", "linux/arm64"]')
+    assert both["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    images = {image["platform"]: image for image in both["images"]}
+    assert list(images) == ["linux/amd64", "linux/arm64/v8"]
+    amd64, arm64 = images["linux/amd64"], images["linux/arm64/v8"]
+    layers = {
+        name: {layer["kind"]: layer for layer in image["layers"]} for name, image in images.items()
+    }
+    # Per platform: its own base and wheels; shared: the code and config.
+    for kind in ("base", "packages"):
+        assert layers["linux/amd64"][kind]["digest"] != layers["linux/arm64/v8"][kind]["digest"]
+    for kind in ("code", "config"):
+        assert layers["linux/amd64"][kind]["digest"] == layers["linux/arm64/v8"][kind]["digest"]
+    assert layers["linux/arm64/v8"]["packages"]["holds"] == "numpy 2.2.6"
+    # Docker loads the first platform.
+    assert both["docker"]["imageID"] == amd64["imageID"]
+    assert arm64["imageID"] != amd64["imageID"]
+
+    single = _package(repo, "")
+    assert single["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    assert single["digest"] == amd64["manifest"]["digest"]
