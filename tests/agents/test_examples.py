@@ -520,3 +520,21 @@ def test_pants_run_serves_on_the_agent_port_and_ctrl_c_removes_the_container(
     assert container is not None
     assert not left, f"`pants run` left its container {container.short_id} behind:\n{log()}"
     assert f"SIGINT: stopping {container.short_id}" in log(), log()
+
+
+def test_pants_run_of_the_cuda_variant_says_the_daemon_has_no_nvidia_runtime(
+    built: Built, docker_client: Any, loaded_images: List[str]
+) -> None:
+    if "nvidia" in docker_client.info().get("Runtimes", {}):
+        pytest.skip("this dockerd has the NVIDIA runtime: the CUDA variant would really run")
+    (cuda,) = (
+        metadata
+        for metadata in built.outputs.metadata.values()
+        if metadata["accelerator"] == "cuda12.4"
+    )
+    loaded_images.append(f"{cuda['repository']}:{cuda['tags'][0]}")
+    result = built.repo.run("run", cuda["target"], timeout=600)
+    assert result.returncode != 0, result.stdout
+    output = result.stdout + result.stderr
+    assert "asks for GPUs but the Docker daemon has no NVIDIA runtime" in output, output
+    assert "Install the NVIDIA Container Toolkit" in output, output
