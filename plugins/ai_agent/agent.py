@@ -47,7 +47,7 @@ from pants.engine.target import (
 from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 
-from ai_agent.agent_config import AgentConfig, AgentConfigError, parse_agent_config
+from ai_agent.agent_config import AgentConfig, AgentConfigError, decode_agent_config
 from ai_agent.subsystem import AiAgentSubsystem
 from ai_agent.target_types import (
     AgentAcceleratorField,
@@ -192,8 +192,8 @@ async def resolve_agent(
     (config_content,) = await Get(DigestContents, Digest, config_sources.snapshot.digest)
     config_path = config_content.path
     try:
-        config = parse_agent_config(config_content.content.decode("utf-8"), config_path)
-    except (AgentConfigError, UnicodeDecodeError) as error:
+        config = decode_agent_config(config_content.content, config_path)
+    except AgentConfigError as error:
         raise InvalidAgent(f"{address}: field `agent_config`: {error}") from None
 
     base_spec = _base_spec(target, subsystem)

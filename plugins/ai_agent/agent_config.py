@@ -138,11 +138,16 @@ def load_agent_config(
 ) -> AgentConfig:
     """Reads and parses `path`; errors name `display_path` (e.g. the build-root-relative path)."""
     shown = display_path if display_path is not None else str(path)
+    return decode_agent_config(pathlib.Path(path).read_bytes(), shown)
+
+
+def decode_agent_config(data: bytes, path: str) -> AgentConfig:
+    """Parses the bytes of an agent.yaml (as a build reads them from a digest)."""
     try:
-        text = pathlib.Path(path).read_text(encoding="utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise AgentConfigError(f"{shown}: is not UTF-8 text ({e.reason})") from e
-    return parse_agent_config(text, shown)
+        raise AgentConfigError(f"{path}: is not UTF-8 text ({e.reason})") from e
+    return parse_agent_config(text, path)
 
 
 def parse_agent_config(text: str, path: str) -> AgentConfig:

@@ -156,10 +156,6 @@ class AgentImage:
     digest: Digest
 
 
-def _slug(platform: str) -> str:
-    return platform.replace("/", "-")
-
-
 def _entrypoint(agent: Agent, runtime: BaseRuntime) -> List[str]:
     command = agent.target[AgentCommandField].value
     if command:
