@@ -39,6 +39,7 @@ from pants.util.logging import LogLevel
 
 from ai_agent.agent import Agent, AgentRequest, InvalidAgent
 from ai_agent.base_images import BaseImageRequest
+from ai_agent.builder import BuildStep
 from ai_agent.cuda.lock import LockedCuda
 from ai_agent.cuda.select import CudaChoice, select_cuda
 from ai_agent.cuda.table import BASE, DEFAULT_TABLE, CudaProblem, merge_table
@@ -154,6 +155,8 @@ class AgentImage:
     archive: ImageArchive
     metadata_json: str
     digest: Digest
+    # Every build step behind the archive's bytes, once each, the archive's own last.
+    steps: Tuple[BuildStep, ...]
 
 
 def _entrypoint(agent: Agent, runtime: BaseRuntime) -> List[str]:
@@ -382,9 +385,18 @@ async def _platform_base(
     return _PlatformBase(base, base_address, runtime, cuda, plan_request)
 
 
+@dataclass(frozen=True)
+class _BuiltPlatform:
+    image: PlatformImage
+    layers: Tuple[LayerInfo, ...]
+    base: BaseImage
+    # The steps behind the base and the layers, the shared ones included.
+    steps: Tuple[BuildStep, ...]
+
+
 async def _platform_image(
     agent: Agent, chosen: _PlatformBase, shared: List[BuiltLayers]
-) -> Tuple[PlatformImage, Tuple[LayerInfo, ...], BaseImage]:
+) -> _BuiltPlatform:
     packages: List[BuiltLayers] = []
     if agent.requirements:
         packages.append(
@@ -405,7 +417,8 @@ async def _platform_image(
         layer_descriptors=tuple(layer.descriptor_path for layer in layers),
         config=_image_config(agent, chosen.base_address, chosen.runtime, chosen.cuda),
     )
-    return image, layers, chosen.base
+    steps = (*chosen.base.steps, *(step for group in built for step in group.steps))
+    return _BuiltPlatform(image, layers, chosen.base, steps)
 
 
 async def _lock_hashes(agent: Agent, bases: Sequence[Address]) -> Dict[str, str]:
@@ -470,7 +483,7 @@ async def build_agent_image(
         )
     )
     built = [await _platform_image(agent, platform_base, shared) for platform_base in chosen]
-    lock_hashes = await _lock_hashes(agent, sorted({base.address for _, _, base in built}))
+    lock_hashes = await _lock_hashes(agent, sorted({platform.base.address for platform in built}))
     repository = agent.target[AgentRepositoryField].value or agent.address.target_name
     tags = agent.target[AgentImageTagsField].value
     accelerator = agent.target[AgentAcceleratorField].value
@@ -482,7 +495,7 @@ async def build_agent_image(
         ImageArchiveRequest(
             owner=owner,
             tags=tuple(f"{repository}:{tag}" for tag in tags),
-            images=tuple(image for image, _, _ in built),
+            images=tuple(platform.image for platform in built),
             output_path=request.output_path,
         ),
     )
@@ -509,19 +522,19 @@ async def build_agent_image(
                 "config": image_metadata["config"],
                 "imageID": image_metadata["imageID"],
                 "base": {
-                    "target": str(base.address),
+                    "target": str(platform.base.address),
                     "layers": [
                         {"digest": layer.digest, "size": layer.size, "mediaType": layer.media_type}
-                        for layer in base.layers
+                        for layer in platform.base.layers
                     ],
                 },
                 "layers": [
-                    {"kind": "base", "holds": str(base.address), **entry}
-                    for entry in image_metadata["layers"][: len(base.layers)]
+                    {"kind": "base", "holds": str(platform.base.address), **entry}
+                    for entry in image_metadata["layers"][: len(platform.base.layers)]
                 ]
-                + [layer.to_json() for layer in layers],
+                + [layer.to_json() for layer in platform.layers],
             }
-            for (_, layers, base), image_metadata in zip(built, written_metadata["images"])
+            for platform, image_metadata in zip(built, written_metadata["images"])
         ],
     }
     metadata_json = json.dumps(metadata, indent=2, sort_keys=True) + "\n"
@@ -532,7 +545,13 @@ async def build_agent_image(
         Digest, DigestSubset(archive.digest, PathGlobs([archive.archive_path]))
     )
     digest = await Get(Digest, MergeDigests([archive_only, metadata_digest]))
-    return AgentImage(archive=archive, metadata_json=metadata_json, digest=digest)
+    steps = (*(step for platform in built for step in platform.steps), archive.step)
+    return AgentImage(
+        archive=archive,
+        metadata_json=metadata_json,
+        digest=digest,
+        steps=tuple(dict.fromkeys(steps)),
+    )
 
 
 @dataclass(frozen=True)

@@ -368,22 +368,20 @@ async def build_debian_base(
             f" `{_refresh_command(resolve_name)}`."
         )
 
-    debs = await Get(
-        BuildStepOutput,
-        BuildStep(
-            builder.process(
-                "debian",
-                ["fetch", "--lock", lock_path, "--arch", request.architecture]
-                + ["--output-dir", "debs", *_mirror_args(subsystem)]
-                + ["--refresh-command", _refresh_command(resolve_name)],
-                description=f"Fetching the Debian packages of {owner} ({request.architecture})",
-                input_digest=lock_snapshot.digest,
-                output_directories=("debs",),
-                level=LogLevel.INFO,
-            ),
-            owner=owner,
+    fetch_step = BuildStep(
+        builder.process(
+            "debian",
+            ["fetch", "--lock", lock_path, "--arch", request.architecture]
+            + ["--output-dir", "debs", *_mirror_args(subsystem)]
+            + ["--refresh-command", _refresh_command(resolve_name)],
+            description=f"Fetching the Debian packages of {owner} ({request.architecture})",
+            input_digest=lock_snapshot.digest,
+            output_directories=("debs",),
+            level=LogLevel.INFO,
         ),
+        owner=owner,
     )
+    debs = await Get(BuildStepOutput, BuildStep, fetch_step)
     layer_dir = f"base/{target.address.path_safe_spec}/{request.architecture}"
     layer_inputs = await Get(Digest, MergeDigests([lock_snapshot.digest, debs.digest]))
     layer_step = BuildStep(
@@ -436,6 +434,7 @@ async def build_debian_base(
             f"{package['name']}={package['version']}"
             for package in lock["packages"][request.architecture]
         ),
+        described_by=(fetch_step, layer_step),
     )
 
 
@@ -493,11 +492,8 @@ async def build_registry_base(
         )
     locked = lock.image_for(request.platform)
     repository = str(lock.reference.repository)
-    config = await Get(
-        BuildStepOutput,
-        BuildStep,
-        _pull_blob_step(builder, access, repository, locked.config, owner),
-    )
+    config_step = _pull_blob_step(builder, access, repository, locked.config, owner)
+    config = await Get(BuildStepOutput, BuildStep, config_step)
     return BaseImage(
         address=target.address,
         platform=request.platform,
@@ -519,6 +515,7 @@ async def build_registry_base(
         ),
         # What a registry image holds is known only from its layers' bytes (a scanner's job).
         packages=(),
+        described_by=(config_step,),
     )
 
 

@@ -57,6 +57,13 @@ class BaseImage:
     layers: Tuple[BaseLayer, ...]
     layer_blob_steps: Tuple[BuildStep, ...]
     packages: Tuple[str, ...]
+    # The steps already run to describe the base (its config, its layers' digests).
+    described_by: Tuple[BuildStep, ...]
+
+    @property
+    def steps(self) -> Tuple[BuildStep, ...]:
+        """Every step that makes the base's bytes, once each."""
+        return tuple(dict.fromkeys((*self.described_by, *self.layer_blob_steps)))
 
     def spec(self) -> Dict[str, Any]:
         """The image spec's `base` section: the config and the layer blobs, carried as they are."""
@@ -123,6 +130,7 @@ class ImageArchive:
     metadata_path: str
     manifest_digest: str
     image_id: str
+    step: BuildStep
 
 
 @rule(desc="Writing an image archive", level=LogLevel.DEBUG)
@@ -152,20 +160,18 @@ async def write_image_archive(
         ),
     )
     metadata_path = f"{request.output_path}.json"
-    output = await Get(
-        BuildStepOutput,
-        BuildStep(
-            builder.process(
-                "oci",
-                ["image", "--spec", _SPEC, "--output", request.output_path]
-                + ["--metadata", metadata_path],
-                description=f"Writing the image archive for {request.owner}",
-                input_digest=inputs,
-                output_files=(request.output_path, metadata_path),
-            ),
-            owner=request.owner,
+    step = BuildStep(
+        builder.process(
+            "oci",
+            ["image", "--spec", _SPEC, "--output", request.output_path]
+            + ["--metadata", metadata_path],
+            description=f"Writing the image archive for {request.owner}",
+            input_digest=inputs,
+            output_files=(request.output_path, metadata_path),
         ),
+        owner=request.owner,
     )
+    output = await Get(BuildStepOutput, BuildStep, step)
     metadata_contents = await Get(
         DigestContents, DigestSubset(output.digest, PathGlobs([metadata_path]))
     )
@@ -176,6 +182,7 @@ async def write_image_archive(
         metadata_path=metadata_path,
         manifest_digest=metadata["digest"],
         image_id=metadata["docker"]["imageID"],
+        step=step,
     )
 
 

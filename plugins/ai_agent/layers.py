@@ -67,8 +67,12 @@ class LayerInfo:
 
 @dataclass(frozen=True)
 class BuiltLayers:
+    """Layers in `digest`, and every build step that went into them (`verify-reproducible`
+    runs them again)."""
+
     digest: Digest
     layers: Tuple[LayerInfo, ...]
+    steps: Tuple[BuildStep, ...]
 
 
 def _layer_info(kind: str, holds: str, descriptor_path: str, descriptor: Mapping) -> LayerInfo:
@@ -108,26 +112,24 @@ class LayerSpecRequest:
 async def write_spec_layer(request: LayerSpecRequest, builder: ImageBuilder) -> BuiltLayers:
     spec = await Get(Digest, CreateDigest([FileContent(_LAYER_SPEC, request.spec_json.encode())]))
     inputs = await Get(Digest, MergeDigests([request.inputs, spec]))
-    output = await Get(
-        BuildStepOutput,
-        BuildStep(
-            builder.process(
-                "oci",
-                ["layer", "--spec", _LAYER_SPEC, "--output-dir", request.directory],
-                # Not naming the owner: agents with the same weights run one and the same process.
-                description=f"Writing the {request.kind} layer ({request.holds})",
-                input_digest=inputs,
-                output_directories=(request.directory,),
-            ),
-            owner=request.owner,
+    step = BuildStep(
+        builder.process(
+            "oci",
+            ["layer", "--spec", _LAYER_SPEC, "--output-dir", request.directory],
+            # Not naming the owner: agents with the same weights run one and the same process.
+            description=f"Writing the {request.kind} layer ({request.holds})",
+            input_digest=inputs,
+            output_directories=(request.directory,),
         ),
+        owner=request.owner,
     )
+    output = await Get(BuildStepOutput, BuildStep, step)
     descriptor_path = f"{request.directory}/descriptor.json"
     (descriptor,) = await Get(
         DigestContents, DigestSubset(output.digest, PathGlobs([descriptor_path]))
     )
     info = _layer_info(request.kind, request.holds, descriptor_path, json.loads(descriptor.content))
-    return BuiltLayers(output.digest, (info,))
+    return BuiltLayers(output.digest, (info,), (step,))
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,7 @@ class WheelPlan:
     """What `wheels plan` chose: `project`, `version`, `filename`, `url`, `sha256` per wheel."""
 
     wheels_json: str
+    steps: Tuple[BuildStep, ...]
 
     @property
     def wheels(self) -> List[Dict[str, str]]:
@@ -170,23 +173,21 @@ class WheelPlan:
 @rule(desc="Choosing locked wheels", level=LogLevel.DEBUG)
 async def plan_wheels(request: WheelPlanRequest, builder: ImageBuilder) -> WheelPlan:
     if not request.requirements:
-        return WheelPlan("[]")
-    plan = await Get(
-        BuildStepOutput,
-        BuildStep(
-            builder.process(
-                "wheels",
-                ["plan", *request.target_args()],
-                description=(
-                    f"Choosing the locked wheels of {request.owner} for {request.platform}"
-                    f" (CPython {request.python_version})"
-                ),
-                input_digest=request.lockfile,
+        return WheelPlan("[]", ())
+    step = BuildStep(
+        builder.process(
+            "wheels",
+            ["plan", *request.target_args()],
+            description=(
+                f"Choosing the locked wheels of {request.owner} for {request.platform}"
+                f" (CPython {request.python_version})"
             ),
-            owner=f"{request.owner} (field `resolve`, lockfile {request.lockfile_path})",
+            input_digest=request.lockfile,
         ),
+        owner=f"{request.owner} (field `resolve`, lockfile {request.lockfile_path})",
     )
-    return WheelPlan(plan.stdout.decode())
+    plan = await Get(BuildStepOutput, BuildStep, step)
+    return WheelPlan(plan.stdout.decode(), (step,))
 
 
 @dataclass(frozen=True)
@@ -203,47 +204,44 @@ async def third_party_layers(
 ) -> BuiltLayers:
     request = third_party.plan
     target_args = request.target_args()
-    wheels = (await Get(WheelPlan, WheelPlanRequest, request)).wheels
-    fetched = await MultiGet(
-        Get(
-            BuildStepOutput,
-            BuildStep(
-                builder.process(
-                    "wheels",
-                    ["fetch", "--url", wheel["url"], "--sha256", wheel["sha256"]]
-                    + ["--output", f"wheels/{wheel['filename']}"],
-                    description=f"Fetching {wheel['filename']}",
-                    output_files=(f"wheels/{wheel['filename']}",),
-                ),
-                owner=request.owner,
+    plan = await Get(WheelPlan, WheelPlanRequest, request)
+    wheels = plan.wheels
+    fetch_steps = tuple(
+        BuildStep(
+            builder.process(
+                "wheels",
+                ["fetch", "--url", wheel["url"], "--sha256", wheel["sha256"]]
+                + ["--output", f"wheels/{wheel['filename']}"],
+                description=f"Fetching {wheel['filename']}",
+                output_files=(f"wheels/{wheel['filename']}",),
             ),
+            owner=request.owner,
         )
         for wheel in wheels
     )
+    fetched = await MultiGet(Get(BuildStepOutput, BuildStep, step) for step in fetch_steps)
     major_minor = ".".join(request.python_version.split(".")[:2])
     compiler = await Get(PythonExecutable, InterpreterConstraints([f"CPython=={major_minor}.*"]))
     output_dir = f"layers/packages-{request.platform.replace('/', '-')}"
     inputs = await Get(
         Digest, MergeDigests([request.lockfile, *(result.digest for result in fetched)])
     )
-    output = await Get(
-        BuildStepOutput,
-        BuildStep(
-            builder.process(
-                "wheels",
-                ["layers", *target_args, "--wheels", "wheels", "--output-dir", output_dir]
-                + ["--prefix", PACKAGES_PREFIX, "--interpreter", third_party.interpreter]
-                + ["--bytecode-interpreter", compiler.path]
-                + ["--threshold-mib", str(subsystem.wheel_layer_threshold_mib)]
-                + ["--source-date-epoch", str(subsystem.source_date_epoch)],
-                description=f"Installing the third-party packages of {request.owner}"
-                f" ({len(wheels)} wheels, {request.platform})",
-                input_digest=inputs,
-                output_directories=(output_dir,),
-            ),
-            owner=request.owner,
+    install_step = BuildStep(
+        builder.process(
+            "wheels",
+            ["layers", *target_args, "--wheels", "wheels", "--output-dir", output_dir]
+            + ["--prefix", PACKAGES_PREFIX, "--interpreter", third_party.interpreter]
+            + ["--bytecode-interpreter", compiler.path]
+            + ["--threshold-mib", str(subsystem.wheel_layer_threshold_mib)]
+            + ["--source-date-epoch", str(subsystem.source_date_epoch)],
+            description=f"Installing the third-party packages of {request.owner}"
+            f" ({len(wheels)} wheels, {request.platform})",
+            input_digest=inputs,
+            output_directories=(output_dir,),
         ),
+        owner=request.owner,
     )
+    output = await Get(BuildStepOutput, BuildStep, install_step)
     contents = await Get(
         DigestContents,
         DigestSubset(
@@ -259,7 +257,7 @@ async def third_party_layers(
         holds = ", ".join(f"{dist['project']} {dist['version']}" for dist in layer["distributions"])
         kind = "big package" if layer["kind"] == "big" else "packages"
         layers.append(_layer_info(kind, holds, path, by_path[path]))
-    return BuiltLayers(output.digest, tuple(layers))
+    return BuiltLayers(output.digest, tuple(layers), (*plan.steps, *fetch_steps, install_step))
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,16 @@
 """Pants backend entry point for the `ai_agent` plugin: its rules and target types."""
 
-from ai_agent import agent, agent_image, base_images, builder, image, layers, publish, run
+from ai_agent import (
+    agent,
+    agent_image,
+    base_images,
+    builder,
+    image,
+    layers,
+    publish,
+    run,
+    verify,
+)
 from ai_agent.target_types import AiAgentTarget, DebianBaseTarget, OciBaseTarget
 
 
@@ -14,6 +24,7 @@ def rules():
         *agent_image.rules(),
         *publish.rules(),
         *run.rules(),
+        *verify.rules(),
     ]
 
 

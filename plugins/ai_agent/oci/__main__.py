@@ -8,9 +8,13 @@
               [--insecure-registry HOST[:PORT] ...]
     push --archive ARCHIVE.tar --ref REGISTRY/REPOSITORY[:TAG] [--ref ...]
          [--insecure-registry HOST[:PORT] ...]
+    compare --first DIR --second DIR
 
 `lock-base` resolves a registry base's tag and writes its lock (the format is in `base.py`).
 `pull-blob` downloads one blob by digest; FILE appears only once the bytes matched the digest.
+`compare` prints, as a JSON list of {"path", "detail"}, every file of two output directories
+whose bytes differ, and where first: tar entry and header field, JSON field, or the manifest,
+config or layer of an image archive (`compare.py`).
 `push` pushes what an `image` archive holds, blobs as they are (so the digest is kept), skipping
 blobs the registry has, and prints per repository the bytes uploaded and skipped.
 All three read registry credentials from `$DOCKER_CONFIG/config.json` (else
@@ -98,6 +102,7 @@ from typing import (
 from .archive import ArchiveError, write_archive
 from .auth import CredentialError
 from .base import BaseLockError, lock_base
+from .compare import compare_directories
 from .image import (
     ConfigUpdate,
     Image,
@@ -486,6 +491,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     push.add_argument(
         "--ref", action="append", required=True, help="registry/repository[:tag]; repeatable"
     )
+    compare = commands.add_parser("compare", help="explain how two output directories differ")
+    compare.add_argument("--first", type=Path, required=True)
+    compare.add_argument("--second", type=Path, required=True)
     for registry_command in (lock, pull, push):
         registry_command.add_argument(
             "--insecure-registry",
@@ -505,6 +513,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             run_lock_base(args.image, args.platform, args.insecure_registry, args.output)
         elif args.command == "push":
             run_push(args.archive, args.ref, args.insecure_registry)
+        elif args.command == "compare":
+            differences = compare_directories(args.first, args.second)
+            print(json.dumps([difference.to_json() for difference in differences], indent=1))
         else:
             run_pull_blob(
                 args.repository, args.digest, args.size, args.insecure_registry, args.output
