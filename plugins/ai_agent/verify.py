@@ -82,6 +82,8 @@ async def rerun_step(request: StepRerun, builder: ImageBuilder) -> StepCompariso
             description=f"Again, without caches: {step.process.description}",
             # Neither read from nor written to any cache: this run is the check.
             cache_scope=ProcessCacheScope.PER_SESSION,
+            # Shown: a check that reruns every step takes a while.
+            level=LogLevel.INFO,
         ),
         owner=step.owner,
     )

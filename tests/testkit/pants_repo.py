@@ -45,12 +45,18 @@ __defaults__(
 }
 
 
+# Where the test sandbox's copy of the plugin package lives (a sys.path entry).
+_PLUGINS_DIR = Path(ai_agent.__file__).resolve().parents[1]
+
+
 @dataclass(frozen=True)
 class ScratchRepo:
     root: Path
+    # The directory holding the `ai_agent` package that Pants loads (default: the sandbox's).
+    plugins_dir: Path = _PLUGINS_DIR
 
     @classmethod
-    def create(cls, root: Path) -> ScratchRepo:
+    def create(cls, root: Path, plugins_dir: Path = _PLUGINS_DIR) -> ScratchRepo:
         pex_tool = os.environ.get("AI_AGENT_PEX_TOOL")
         if not pex_tool or not Path(pex_tool).is_file():
             missing_component(
@@ -58,12 +64,21 @@ class ScratchRepo:
                 "nothing: run the tests through `./pants test`, which sets AI_AGENT_PEX_TOOL",
             )
         config = toml.loads((_SANDBOX_ROOT / "pants.toml").read_text())
-        config["GLOBAL"]["pythonpath"] = [str(Path(ai_agent.__file__).resolve().parents[1])]
+        config["GLOBAL"]["pythonpath"] = [str(plugins_dir)]
         config["pex-cli"]["url_template"] = f"file://{pex_tool}"
         root.mkdir(parents=True)
         (root / "pants.toml").write_text(toml.dumps(config))
         shutil.copytree(_SANDBOX_ROOT / "lockfiles", root / "lockfiles")
-        return cls(root)
+        return cls(root, plugins_dir)
+
+    @classmethod
+    def with_example_agents(cls, root: Path) -> ScratchRepo:
+        """A scratch repo holding the real example agents (`agents/`) and the requirements their
+        BUILD files name (`3rdparty/`): the test's BUILD must depend on `//agents:tree` and
+        `//3rdparty/python:requirements-files`, which put them in the sandbox."""
+        repo = cls.create(root)
+        repo.copy_from_sandbox("agents", "3rdparty")
+        return repo
 
     def write(self, files: Mapping[str, str]) -> None:
         for relpath, content in files.items():
@@ -118,9 +133,13 @@ class ScratchRepo:
         env.update(
             LC_ALL="C.UTF-8",
             NO_SCIE_WARNING="1",
-            PYTHONPATH=os.pathsep.join(sys.path),
-            **(extra_env or {}),
+            # Pants appends `pythonpath` to sys.path: the plugin must not also come from here.
+            PYTHONPATH=os.pathsep.join(
+                str(self.plugins_dir) if Path(entry).resolve() == _PLUGINS_DIR else entry
+                for entry in sys.path
+            ),
         )
+        env.update(extra_env or {})
         return dict(
             args=[sys.executable, "-m", "pants", "--no-pantsd", *args],
             cwd=self.root,
