@@ -24,6 +24,11 @@ from ai_agent.subsystem import AiAgentSubsystem
 _MOUNT = "__ai_agent_builder"
 # Packages of the plugin that run inside sandboxes; each is standard library only.
 _SANDBOXED_PACKAGES = ("oci", "debian", "wheels")
+# With a remote cache, Pants starts a process locally if the cache has not answered within this
+# delay (default 0: at once), and cancels it on a hit. A miss answers at once either way; a hit
+# that downloads a big layer takes a while, and on a small build machine racing it with a local
+# rebuild of the same layer only takes CPU and disk from the steps that do need to run.
+_REMOTE_CACHE_SPECULATION_DELAY_MILLIS = 2000
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,7 @@ class ImageBuilder:
             },
             level=level,
             cache_scope=cache_scope,
+            remote_cache_speculation_delay_millis=_REMOTE_CACHE_SPECULATION_DELAY_MILLIS,
         )
 
 

@@ -15,7 +15,6 @@ Which processes executed is read from `--keep-sandboxes=always`, which logs
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import uuid
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any, Dict, List
 
 import pytest
 
+from testkit.pants_output import builder_processes, executed_processes
 from testkit.pants_repo import AGENTS_SKELETON, ScratchRepo
 
 pytestmark = pytest.mark.integration
@@ -48,31 +48,9 @@ ai_agent(name="agent", entry_point="inc_agent", dependencies=[":src"], weights=[
     "agents/inc/w/small.bin": "small weights\n",
 }
 
-# Descriptions of the plugin's build processes (layers.py, image.py, base_images.py); other
-# processes (interpreter discovery, which Pants re-runs in every session, and dependency
-# inference of an edited file) build nothing of the image.
-BUILDER_PROCESSES = (
-    "Writing the ",
-    "Installing the third-party packages",
-    "Fetching ",
-    "Choosing the locked wheels",
-    "Pulling ",
-    "Locking ",
-)
-_PRESERVED = re.compile(r"Preserving local process execution dir \S+ for (.+)$", re.MULTILINE)
-
 
 def _ok(result: subprocess.CompletedProcess) -> None:
     assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-
-
-def _executed(result: subprocess.CompletedProcess) -> List[str]:
-    """The descriptions of the processes that executed (were not cache hits)."""
-    return _PRESERVED.findall(result.stderr)
-
-
-def _builder_processes(result: subprocess.CompletedProcess) -> List[str]:
-    return sorted(name for name in _executed(result) if name.startswith(BUILDER_PROCESSES))
 
 
 def _layers(repo: ScratchRepo) -> List[Dict[str, Any]]:
@@ -96,8 +74,8 @@ def test_code_edit_rebuilds_only_the_code_layer(tmp_path: Path) -> None:
     keep = ("--keep-sandboxes=always", f"--local-execution-root-dir={sandboxes}")
     edited = repo.run(*keep, "package", AGENT)
     _ok(edited)
-    ran = _builder_processes(edited)
-    shown = f"executed: {_executed(edited)}"
+    ran = builder_processes(edited)
+    shown = f"executed: {executed_processes(edited)}"
     assert len(ran) == 2, shown
     assert ran[0].startswith(CODE_PROCESS), shown
     assert ran[1] == ARCHIVE_PROCESS, shown
@@ -109,7 +87,7 @@ def test_code_edit_rebuilds_only_the_code_layer(tmp_path: Path) -> None:
         "Choosing the locked wheels",
         "Writing the Debian base layer",
     ):
-        assert not any(name.startswith(cached) for name in _executed(edited)), shown
+        assert not any(name.startswith(cached) for name in executed_processes(edited)), shown
 
     second = _layers(repo)
     assert [layer["kind"] for layer in second] == [layer["kind"] for layer in first]
@@ -122,5 +100,5 @@ def test_code_edit_rebuilds_only_the_code_layer(tmp_path: Path) -> None:
 
     unchanged = repo.run(*keep, "package", AGENT)
     _ok(unchanged)
-    assert _builder_processes(unchanged) == [], f"executed: {_executed(unchanged)}"
+    assert builder_processes(unchanged) == [], f"executed: {executed_processes(unchanged)}"
     assert (repo.root / METADATA).read_text() == second_metadata

@@ -1,20 +1,18 @@
 """The example agents (`agents/router`, `agents/triage`) end to end through Pants: `package
 agents::` in a scratch repo, then each agent's CPU image loaded into dockerd, run read-only as its
-nonroot user and asked the known sentences; their layers (shared base and weights), locks and
-reproducibility (a no-op rebuild, and a rebuild elsewhere with no local cache, another umask, TZ
-and locale give the same bytes); `publish` to a real registry (the manifest digest `package`
-printed, every blob skipped on a second push); and `run` until Ctrl-C, which must leave no
-container behind.
+nonroot user and asked the known sentences; their layers (shared base and weights) and locks; a
+no-op rebuild (the same bytes; rebuilds elsewhere are `tests/reproducible`'s); `publish` to a real
+registry (the manifest digest `package` printed, every blob skipped on a second push); and `run`
+until Ctrl-C, which must leave no container behind.
 
 Needs real components, which CI (`.ci/run`) installs and starts: dockerd, Debian's
 `docker-registry` (started by the `registry` fixture), the network to PyPI (the wheels of the
 `agents` lock) and to deb.debian.org (the base's .debs). One scratch repo, built once for the
-module, serves most tests; the rebuild elsewhere runs in the background meanwhile.
+module, serves the tests.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -31,6 +29,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 import pytest
 
 from testkit.components import RunningRegistry, free_loopback_port
+from testkit.pants_output import PackagedOutputs, file_sha256
 from testkit.pants_repo import ScratchRepo
 
 pytestmark = pytest.mark.integration
@@ -57,52 +56,13 @@ def _ok(result: subprocess.CompletedProcess) -> str:
     return f"{result.stdout}\n{result.stderr}"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-@dataclass(frozen=True)
-class Outputs:
-    """What `package agents::` left in a repo's dist/: every agent's metadata (by its target
-    address, which is what the summary line names) and the sha256 of every archive in dist/."""
-
-    metadata: Mapping[str, Dict[str, Any]]
-    archive_sha256: Mapping[str, str]
-
-    @classmethod
-    def read(cls, repo: ScratchRepo) -> Outputs:
-        dist = repo.root / "dist"
-        metadata = {}
-        for path in sorted(dist.glob("agents.*/*.tar.json")):
-            content = json.loads(path.read_text())
-            if "accelerator" in content:  # an agent's, not its base's
-                metadata[content["target"]] = content
-        hashes = {str(path.relative_to(dist)): _sha256(path) for path in dist.glob("*/*.tar")}
-        return cls(metadata=metadata, archive_sha256=hashes)
-
-    def agent(self, name: str) -> Dict[str, Any]:
-        """The CPU image of the example agent `name` (`agents/<name>`, whichever variants of it
-        the BUILD file parametrizes)."""
-        own = re.compile(rf"^agents/{name}(:{name})?(@|$)")
-        (metadata,) = (
-            metadata
-            for target, metadata in self.metadata.items()
-            if own.match(target) and metadata["accelerator"] == "cpu"
-        )
-        return metadata
-
-
 @dataclass(frozen=True)
 class Built:
     """The scratch repo after `package agents::`, with what that run wrote and printed."""
 
     repo: ScratchRepo
     output: str
-    outputs: Outputs
+    outputs: PackagedOutputs
 
     def agent(self, name: str) -> Dict[str, Any]:
         return self.outputs.agent(name)
@@ -111,59 +71,11 @@ class Built:
         return self.repo.root / "dist" / metadata["archive"]
 
 
-@dataclass(frozen=True)
-class Background:
-    """A Pants run going on while other tests run: its own session (process group) and log."""
-
-    repo: ScratchRepo
-    process: subprocess.Popen
-    log: Path
-
-    def wait(self, timeout: float = 900) -> str:
-        self.process.wait(timeout=timeout)
-        output = self.log.read_text(errors="replace")
-        assert self.process.returncode == 0, output
-        return output
-
-
-def _scratch_repo_with_agents(root: Path) -> ScratchRepo:
-    repo = ScratchRepo.create(root)
-    repo.copy_from_sandbox("agents", "3rdparty")
-    return repo
-
-
 @pytest.fixture(scope="module")
-def packaging_elsewhere(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Background]:
-    """`package agents::` in a second scratch repo at another path, with the local process cache
-    off (every step runs again), another umask, TZ and locale. The slowest build here, so it is
-    started in the background before the others (`built` asks for it) and awaited by its test."""
-    root = tmp_path_factory.mktemp("elsewhere") / "deeper" / "repo"
-    repo = _scratch_repo_with_agents(root)
-    log = root.parent / "package.log"
-    with open(log, "wb") as output:
-        process = repo.popen(
-            "--no-local-cache",
-            "package",
-            "agents::",
-            extra_env={"TZ": "Pacific/Kiritimati", "LANG": "tr_TR.UTF-8"},
-            umask=0o077,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        yield Background(repo=repo, process=process, log=log)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory, packaging_elsewhere: Background) -> Built:
-    repo = _scratch_repo_with_agents(tmp_path_factory.mktemp("agents") / "repo")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    repo = ScratchRepo.with_example_agents(tmp_path_factory.mktemp("agents") / "repo")
     output = _ok(repo.run("package", "agents::"))
-    return Built(repo=repo, output=output, outputs=Outputs.read(repo))
+    return Built(repo=repo, output=output, outputs=PackagedOutputs.read(repo))
 
 
 def _layers(metadata: Mapping[str, Any]) -> List[Dict[str, Any]]:
@@ -307,7 +219,7 @@ def test_agents_share_base_and_weights_layers_but_not_code_or_config(built: Buil
 
 
 def test_metadata_records_the_locks_it_was_built_from(built: Built) -> None:
-    locks = [{"path": path, "sha256": _sha256(built.repo.root / path)} for path in LOCKS]
+    locks = [{"path": path, "sha256": file_sha256(built.repo.root / path)} for path in LOCKS]
     for target, metadata in built.outputs.metadata.items():
         assert metadata["locks"] == locks, target
 
@@ -356,7 +268,7 @@ def test_image_runs_read_only_as_nonroot_and_answers_known_sentences(
         )
         version = _ask(agent, base_url)
         # Both agents answer with the bundled weights (the model's version is their sha256).
-        assert version == _sha256(built.repo.root / CENTROIDS)[:12]
+        assert version == file_sha256(built.repo.root / CENTROIDS)[:12]
     finally:
         container.remove(force=True)
 
@@ -366,20 +278,10 @@ def test_image_runs_read_only_as_nonroot_and_answers_known_sentences(
 
 def test_packaging_again_without_a_change_rewrites_the_same_bytes(built: Built) -> None:
     output = _ok(built.repo.run("package", "agents::"))
-    again = Outputs.read(built.repo)
+    again = PackagedOutputs.read(built.repo)
     assert again == built.outputs
     for metadata in again.metadata.values():
         assert _summary(metadata) in output
-
-
-def test_another_repo_with_no_local_cache_umask_tz_and_locale_builds_the_same_bytes(
-    built: Built, packaging_elsewhere: Background
-) -> None:
-    output = packaging_elsewhere.wait()
-    elsewhere = Outputs.read(packaging_elsewhere.repo)
-    for target, metadata in built.outputs.metadata.items():
-        assert elsewhere.metadata[target]["digest"] == metadata["digest"], output
-    assert elsewhere == built.outputs
 
 
 # publish ----------------------------------------------------------------------------------------
@@ -422,7 +324,7 @@ def test_publish_pushes_the_packaged_digest_to_every_tag_then_skips_every_blob(
 
     # One Pants run packages (writing the archive with its new name and tags) and publishes.
     first = _ok(built.repo.run("package", "publish", target))
-    metadata = Outputs.read(built.repo).agent("router")
+    metadata = PackagedOutputs.read(built.repo).agent("router")
     # Repository and tags name the archive's image, not the manifest: its digest is unchanged.
     assert metadata["digest"] == digest
     assert (metadata["repository"], metadata["tags"]) == (repository, ["1.0", "latest"])

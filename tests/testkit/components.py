@@ -13,7 +13,7 @@ import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, Mapping, NoReturn, Optional
+from typing import Any, Dict, Iterator, List, Mapping, NoReturn, Optional
 
 import pytest
 
@@ -30,11 +30,16 @@ def missing_component(what: str, how_to_get_it: str) -> NoReturn:
     pytest.skip(message)
 
 
-def require_binary(name: str, debian_package: str) -> str:
+def require_program(name: str, how_to_get_it: str) -> str:
+    """The path of the program `name` on PATH; missing, see `missing_component`."""
     path = shutil.which(name)
     if path is None:
-        missing_component(f"`{name}`", f"the Debian package `{debian_package}`")
+        missing_component(f"`{name}`", how_to_get_it)
     return path
+
+
+def require_binary(name: str, debian_package: str) -> str:
+    return require_program(name, f"the Debian package `{debian_package}`")
 
 
 def host_interpreter(version: str) -> str:
@@ -139,6 +144,137 @@ def _wait_until_serving(
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"docker-registry did not answer on {address} within {timeout}s")
+
+
+# Installed by .ci/run's "Installing BuildGrid" step.
+_BUILDGRID_INSTALL = (
+    "BuildGrid 0.9.1 into a CPython 3.13 venv and link its `bgd` onto PATH, as .ci/run does: "
+    "`python3.13 -m venv /opt/buildgrid && /opt/buildgrid/bin/pip install buildgrid==0.9.1 && "
+    "ln -s /opt/buildgrid/bin/bgd /usr/local/bin/bgd`"
+)
+
+
+@dataclass(frozen=True)
+class RunningBuildGrid:
+    """A BuildGrid REAPI server on loopback serving a remote cache: CAS (on disk), ByteStream and
+    an action cache, which lives in memory, so a restarted server has forgotten every action."""
+
+    address: str
+    instance_name: str
+    log_file: Path
+
+    def pants_options(self, *, read: bool, write: bool) -> List[str]:
+        """The Pants 2.17 command-line options that read and/or write this remote cache."""
+        return [
+            f"--remote-store-address={self.address}",
+            f"--remote-instance-name={self.instance_name}",
+            f"--{'' if read else 'no-'}remote-cache-read",
+            f"--{'' if write else 'no-'}remote-cache-write",
+            # Uploads finish after the goal; past the default 3 s Pants drops them, with rc 0.
+            "--session-end-tasks-timeout=600",
+        ]
+
+
+def _buildgrid_config(address: str, instance_name: str, cas_dir: Path) -> str:
+    # YAML tags (`!channel`, ...) pick BuildGrid's classes, so this is YAML, not JSON; JSON
+    # strings are YAML double-quoted scalars, hence `json.dumps` for the values.
+    return f"""\
+server:
+  - !channel
+    address: {json.dumps(address)}
+    insecure-mode: true
+grpc-server-options:
+  # Without this a second (or stale) server silently shares the port.
+  grpc.so_reuseport: 0
+authorization:
+  method: none
+monitoring:
+  enabled: false
+instances:
+  - name: {json.dumps(instance_name)}
+    storages:
+      - !disk-storage &cas
+        path: {json.dumps(str(cas_dir))}
+    caches:
+      - !lru-action-cache &action-cache
+        storage: *cas
+        max-cached-refs: 100000
+        allow-updates: true
+        cache-failed-actions: false
+    services:
+      - !action-cache
+        cache: *action-cache
+      - !cas
+        storage: *cas
+      - !bytestream
+        storage: *cas
+"""
+
+
+@contextmanager
+def start_buildgrid(workdir: Path, timeout: float = 60.0) -> Iterator[RunningBuildGrid]:
+    """Run a BuildGrid server (`bgd server start`) with its CAS under `workdir` on a free loopback
+    port until the block exits; yields once the server answers a capabilities request."""
+    bgd = require_program("bgd", _BUILDGRID_INSTALL)
+    workdir.mkdir(parents=True, exist_ok=True)
+    host_port = f"127.0.0.1:{free_loopback_port()}"
+    instance_name = "main"
+    config_file = workdir / "buildgrid.yml"
+    config_file.write_text(_buildgrid_config(host_port, instance_name, workdir / "cas"))
+    log_file = workdir / "buildgrid.log"
+    with open(log_file, "wb") as log:
+        process = subprocess.Popen(
+            [bgd, "server", "start", str(config_file)], stdout=log, stderr=subprocess.STDOUT
+        )
+    running = RunningBuildGrid(
+        address=f"grpc://{host_port}", instance_name=instance_name, log_file=log_file
+    )
+    try:
+        _wait_until_buildgrid_answers(bgd, process, running, timeout)
+        yield running
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _log_tail(log_file: Path, lines: int = 40) -> str:
+    return "\n".join(log_file.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _wait_until_buildgrid_answers(
+    bgd: str, process: subprocess.Popen, server: RunningBuildGrid, timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    answer = ""
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"bgd server exited with {process.returncode}:\n{_log_tail(server.log_file)}"
+            )
+        capabilities = subprocess.run(
+            [
+                bgd,
+                "capabilities",
+                "--remote",
+                server.address,
+                "--instance-name",
+                server.instance_name,
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if capabilities.returncode == 0:
+            return
+        answer = capabilities.stderr.strip()
+        time.sleep(0.5)
+    raise RuntimeError(
+        f"BuildGrid did not answer on {server.address} within {timeout}s ({answer}):\n"
+        f"{_log_tail(server.log_file)}"
+    )
 
 
 def unpack_debian_package(package: str, workdir: Path) -> Path:

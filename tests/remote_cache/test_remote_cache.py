@@ -1,0 +1,149 @@
+"""A remote cache over REAPI: clone A packages the example agents with an empty local cache and
+writes every result to a real BuildGrid server; clone B, at another path with empty local caches
+of its own, reads them back: every remote lookup hits, no image-building process starts, and B
+packages the same images (manifest digests, archive bytes) as A.
+
+Both clones use one server process, since BuildGrid's action cache lives in memory. What happened
+is read from Pants itself, never from its exit code alone (a cache that is down or misnamed costs
+one warning and still exits 0): the counters of `--stats-log`, and in B `--keep-sandboxes=always`,
+which logs `Preserving local process execution dir <dir> for <description>` as it creates a
+process' sandbox. Pants 2.17 creates one for every process that starts locally, including one it
+starts while still asking the remote cache (after the process' `remote_cache_speculation_delay`)
+and then cancels on a hit: so B must not even start a builder process. Each clone's Pants output is
+kept in `<clone>/pants.log`.
+
+Real components: BuildGrid's `bgd` (CI's `.ci/run` installs BuildGrid 0.9.1 from PyPI into a
+CPython 3.13 venv at /opt/buildgrid and links `bgd` onto PATH; the `buildgrid` fixture starts the
+server on a free loopback port with its CAS in a temporary directory), Pants 2.17 with this plugin
+(no pantsd) against scratch repos holding the real example agents, pants.toml and lockfiles. A
+builds from nothing: it downloads the agents' locked wheels from PyPI and the base's .debs from
+deb.debian.org. No dockerd.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import pytest
+
+from testkit.components import RunningBuildGrid, start_buildgrid
+from testkit.pants_output import (
+    PackagedOutputs,
+    builder_processes,
+    executed_processes,
+    stats_counters,
+)
+from testkit.pants_repo import ScratchRepo
+
+pytestmark = pytest.mark.integration
+
+AGENTS = ("router", "triage")
+
+
+@dataclass(frozen=True)
+class Clone:
+    """A scratch repo after `package agents::`: what Pants printed, counted and wrote."""
+
+    result: subprocess.CompletedProcess
+    counters: Mapping[str, int]
+    outputs: PackagedOutputs
+    log: Path
+
+    def started(self) -> str:
+        """For failure messages: every process that started, and where the whole output is."""
+        return f"started: {executed_processes(self.result)}; Pants' output: {self.log}"
+
+
+def _package_with_empty_local_caches(root: Path, *options: str) -> Clone:
+    """`package agents::` in a new scratch repo under `root` whose local store, named caches and
+    sandboxes are its own and start empty, so that nothing comes from this machine's caches."""
+    repo = ScratchRepo.with_example_agents(root / "repo")
+    local = root / "local"
+    sandboxes = local / "sandboxes"
+    sandboxes.mkdir(parents=True)
+    result = repo.run(
+        f"--local-store-dir={local / 'store'}",
+        f"--named-caches-dir={local / 'named_caches'}",
+        f"--local-execution-root-dir={sandboxes}",
+        "--stats-log",
+        *options,
+        "package",
+        "agents::",
+        timeout=1800,
+    )
+    log = root / "pants.log"
+    log.write_text(f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+    assert result.returncode == 0, f"`package agents::` failed; Pants' output: {log}"
+    return Clone(
+        result=result, counters=stats_counters(result), outputs=PackagedOutputs.read(repo), log=log
+    )
+
+
+@pytest.fixture(scope="module")
+def buildgrid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBuildGrid]:
+    with start_buildgrid(tmp_path_factory.mktemp("buildgrid")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def writer(tmp_path_factory: pytest.TempPathFactory, buildgrid: RunningBuildGrid) -> Clone:
+    """Clone A: builds everything and writes every result to the remote cache."""
+    return _package_with_empty_local_caches(
+        tmp_path_factory.mktemp("writer"), *buildgrid.pants_options(read=False, write=True)
+    )
+
+
+@pytest.fixture(scope="module")
+def reader(
+    tmp_path_factory: pytest.TempPathFactory, buildgrid: RunningBuildGrid, writer: Clone
+) -> Clone:
+    """Clone B, once A is done: reads the remote cache, writes nothing, keeps its sandboxes."""
+    return _package_with_empty_local_caches(
+        tmp_path_factory.mktemp("reader"),
+        "--keep-sandboxes=always",
+        *buildgrid.pants_options(read=True, write=False),
+    )
+
+
+def test_the_writer_built_from_nothing_and_uploaded_every_result(writer: Clone) -> None:
+    counters = writer.counters
+    shown = f"counters: {dict(counters)}; Pants' output: {writer.log}"
+    assert counters["local_cache_requests_cached"] == 0, shown
+    assert counters["remote_cache_requests"] == 0, shown
+    assert counters["remote_cache_write_successes"] > 0, shown
+    assert (
+        counters["remote_cache_write_successes"] == counters["remote_cache_write_attempts"]
+    ), shown
+    assert counters["remote_cache_write_errors"] == 0, shown
+
+
+def test_every_lookup_of_the_reader_hits_the_remote_cache(writer: Clone, reader: Clone) -> None:
+    counters = reader.counters
+    shown = f"counters: {dict(counters)}; Pants' output: {reader.log}"
+    assert counters["local_cache_requests_cached"] == 0, shown
+    # Every result the writer uploaded is asked for, and served.
+    assert counters["remote_cache_requests"] == writer.counters["remote_cache_write_successes"], (
+        f"{shown}; the writer's: {dict(writer.counters)}"
+    )
+    assert counters["remote_cache_requests_cached"] == counters["remote_cache_requests"], shown
+    assert counters["remote_cache_requests_uncached"] == 0, shown
+    assert counters["remote_cache_read_errors"] == 0, shown
+    assert counters["remote_cache_request_timeouts"] == 0, shown
+    assert counters["remote_cache_speculation_local_completed_first"] == 0, shown
+    assert counters["remote_cache_write_attempts"] == 0, shown
+
+
+def test_the_reader_starts_no_image_building_process(reader: Clone) -> None:
+    # Some processes do start (interpreter discovery at least), so the log lines are there to see.
+    assert executed_processes(reader.result), reader.started()
+    assert builder_processes(reader.result) == [], reader.started()
+
+
+def test_the_reader_packages_the_writers_images(writer: Clone, reader: Clone) -> None:
+    for agent in AGENTS:
+        assert reader.outputs.agent(agent)["digest"] == writer.outputs.agent(agent)["digest"]
+    assert reader.outputs.metadata == writer.outputs.metadata
+    assert reader.outputs.archive_sha256 == writer.outputs.archive_sha256
