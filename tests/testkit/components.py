@@ -119,12 +119,17 @@ def start_registry(
         _wait_until_serving(process, address, log_file, timeout)
         yield RunningRegistry(address=address, storage_dir=storage_dir, log_file=log_file)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 10 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _wait_until_serving(
@@ -233,12 +238,7 @@ def start_buildgrid(workdir: Path, timeout: float = 60.0) -> Iterator[RunningBui
         _wait_until_buildgrid_answers(bgd, process, running, timeout)
         yield running
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process)
 
 
 def _log_tail(log_file: Path, lines: int = 40) -> str:
