@@ -125,9 +125,9 @@ def test_every_lookup_of_the_reader_hits_the_remote_cache(writer: Clone, reader:
     shown = f"counters: {dict(counters)}; Pants' output: {reader.log}"
     assert counters["local_cache_requests_cached"] == 0, shown
     # Every result the writer uploaded is asked for, and served.
-    assert counters["remote_cache_requests"] == writer.counters["remote_cache_write_successes"], (
-        f"{shown}; the writer's: {dict(writer.counters)}"
-    )
+    assert (
+        counters["remote_cache_requests"] == writer.counters["remote_cache_write_successes"]
+    ), f"{shown}; the writer's: {dict(writer.counters)}"
     assert counters["remote_cache_requests_cached"] == counters["remote_cache_requests"], shown
     assert counters["remote_cache_requests_uncached"] == 0, shown
     assert counters["remote_cache_read_errors"] == 0, shown
