@@ -1,0 +1,1361 @@
+"""Agent image builds with Pants and this plugin against `docker build` of an equivalent
+Dockerfile, side by side in one run. A script, not a test.
+
+    ./pants --concurrent run benchmarks/agent_builds.py -- [--only P1,P2,...] [--runs 3]
+        [--weights-mib 1024] [--workdir DIR] [--json PATH] [--docker-builder classic|buildkit]
+        [--docker docker]
+
+`./pants run` is the way to run it: it gives the script Pants, the plugin, the repo's
+configuration, the example agents and tests/testkit (its BUILD dependencies), and the launcher
+sets AI_AGENT_PEX_TOOL, which testkit's ScratchRepo needs. Every Pants build runs in a scratch
+repo under --workdir (default: the temporary directory) with Pants caches of its own there, never
+in this repo's dist/ or ~/.cache/pants. Docker images it makes are named `bench-agent-builds/...`
+and removed at the end; the warm Pants caches and the python-slim-style root filesystem stay in
+--workdir for the next run (delete it to reclaim the space).
+
+The equivalent Dockerfile. Our images build on a distroless-style `debian_base` (no pip inside),
+so docker's side is a Dockerfile `FROM` the very same base image (Pants' base archive loaded into
+dockerd) that COPYs, in our layer order: a site-packages directory installed on the host by
+`pip install --target` with CPython 3.11 from the agents lock's pins and sha256s (pip's time counts
+on docker's side in cold builds), the weights, the code and agent.yaml (the same files as our
+layers hold), then sets our image's config: Env, Entrypoint, Cmd, User, WorkingDir, Labels,
+ExposedPorts, Healthcheck, StopSignal (read from the config Pants wrote). Each figure is the median
+of --runs runs. Docker builds use dockerd's classic builder unless --docker-builder buildkit (its
+built-in BuildKit, which needs buildx or a 20.10-22.x CLI, e.g. Debian's /usr/bin/docker).
+
+    P1  fresh random weights (--weights-mib) in a `resources` target, everything else warm:
+        `package`, with pantsd (the headline: Pants' default for a developer) and without, vs
+        `docker build` COPYing them; the peak RSS of the Pants process and of its largest build
+        step (sampled from /proc), each against the same build with 1-byte weights (flat: <=1.25x).
+    P2  one-line code edit, warm caches: `package` of the router, with pantsd (headline) and
+        without, vs `docker build` with its layer cache.
+    P3  cold `package agents::` (fresh scratch repo, --local-store-dir and --named-caches-dir) vs
+        docker's cold path: `docker load` of the base archive (a cold docker pulls its FROM), pip
+        into a fresh cache, and `docker build --no-cache` of every example agent image.
+    P4  `package agents::` with empty local caches and a warm remote cache (a real BuildGrid) vs
+        the cold build that filled it (cold + uploads, as the CI job that writes the cache).
+    P5  no-op `package agents::`, with pantsd (headline) and without (target: 3 s); docker's fully
+        cached rebuild of the same images for reference.
+    P6  uncompressed (and pushed, compressed) size of the router image vs a python-slim-style one:
+        Debian bookworm minbase slimmed as debian:bookworm-slim is (no docs, manuals, locales) with
+        python3 and pip (mmdebstrap, `docker import`), whose Dockerfile pip-installs the locked
+        requirements in a RUN and COPYs the same weights, code and config.
+    P7  `publish` to a real registry of an unchanged image and of a code-only change vs `docker
+        push` of the docker-built image; blob uploads are read from the registry's access log and
+        sized from its storage, for both tools.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import toml
+
+from testkit.components import (
+    RunningRegistry,
+    host_interpreter,
+    require_binary,
+    start_buildgrid,
+    start_registry,
+)
+from testkit.pants_repo import AGENTS_SKELETON, ScratchRepo
+
+MIB = 1 << 20
+BENCHMARKS = ("P1", "P2", "P3", "P4", "P5", "P6", "P7")
+IMAGE_PREFIX = "bench-agent-builds"
+BASE = "agents/base:bookworm-python"
+BASE_ARCHIVE = "agents.base/bookworm-python.tar"
+ROUTER = "agents/router@accelerator=cpu"
+# The file the code-edit benchmarks change, in the repo and in the image.
+ROUTER_SOURCE = ("agents/router/router_agent/server.py", "opt/agent/app/router_agent/server.py")
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+# P1's agent: its code, agent.yaml and one weights file written per run.
+WEIGHTS = "agents/big/w/weights.bin"
+BIG_AGENT = "agents/big:agent"
+BIG_AGENT_FILES = {
+    **AGENTS_SKELETON,
+    "agents/big/BUILD": """\
+python_sources(name="src", sources=["big_agent/*.py"])
+resource(name="weights", source="w/weights.bin")
+ai_agent(name="agent", entry_point="big_agent", dependencies=[":src"], weights=[":weights"])
+""",
+    "agents/big/big_agent/__main__.py": 'print("big")\n',
+    "agents/big/agent.yaml": "name: big\nmodels:\n  - w/weights.bin\n",
+}
+
+
+# Results --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: our median against a baseline's (docker's, or as named)."""
+
+    benchmark: str
+    unit: str
+    ours: float
+    baseline: Optional[float]
+    baseline_is: str
+    target: str
+    passed: Optional[bool]
+    note: str = ""
+
+    @property
+    def ratio(self) -> Optional[float]:
+        return self.ours / self.baseline if self.baseline else None
+
+
+def _figure(value: Optional[float], unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "B":
+        return _size(value)
+    return f"{value:.1f} {unit}" if unit == "s" else f"{value:.0f} {unit}"
+
+
+def _size(size: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size:.0f} B"
+
+
+def print_table(rows: Sequence[Row]) -> None:
+    header = ("benchmark", "ours", "baseline", "baseline is", "ratio", "target", "result")
+    lines = [header] + [
+        (
+            row.benchmark,
+            _figure(row.ours, row.unit),
+            _figure(row.baseline, row.unit),
+            row.baseline_is,
+            "-" if row.ratio is None else f"{row.ratio:.2f}x",
+            row.target,
+            {True: "pass", False: "FAIL", None: "info"}[row.passed],
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
+    for line in lines:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+    for row in rows:
+        if row.note:
+            print(f"{row.benchmark}: {row.note}")
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _tail(text: str, chars: int = 4000) -> str:
+    return text[-chars:]
+
+
+# Pants ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Caches:
+    """A Pants local store and named caches of the benchmark's own."""
+
+    store: Path
+    named: Path
+
+    @classmethod
+    def under(cls, root: Path) -> Caches:
+        return cls(store=root / "store", named=root / "named")
+
+    @property
+    def options(self) -> List[str]:
+        return [f"--local-store-dir={self.store}", f"--named-caches-dir={self.named}"]
+
+
+def pants(repo: ScratchRepo, caches: Caches, *args: str, pantsd: bool = False) -> Tuple[float, str]:
+    """Run Pants in `repo` with `caches`; return its wall time and output (it must succeed)."""
+    command = [*caches.options, *args]
+    started = time.perf_counter()
+    if pantsd:
+        # ScratchRepo runs Pants without pantsd (and a later `--pantsd` does not override it):
+        # the same command line and environment with the daemon on.
+        kwargs = repo._process_kwargs(command, None, None)
+        kwargs["args"] = ["--pantsd" if arg == "--no-pantsd" else arg for arg in kwargs["args"]]
+        result = subprocess.run(**kwargs, capture_output=True, text=True, timeout=1800)
+    else:
+        result = repo.run(*command, timeout=1800)
+    seconds = time.perf_counter() - started
+    output = f"{result.stdout}\n{result.stderr}"
+    if result.returncode != 0:
+        raise SystemExit(f"pants {' '.join(args)} failed in {repo.root}:\n{_tail(output)}")
+    return seconds, output
+
+
+def stop_pantsd(repo: ScratchRepo) -> None:
+    for pid_file in repo.root.glob(".pids/*/pantsd/pid"):
+        try:
+            os.kill(int(pid_file.read_text()), signal.SIGTERM)
+        except (ProcessLookupError, ValueError):
+            pass
+
+
+def examples_repo(root: Path) -> ScratchRepo:
+    repo = ScratchRepo.create(root)
+    repo.copy_from_sandbox("agents", "3rdparty")
+    return repo
+
+
+def append_line(path: Path) -> None:
+    """A one-line code edit, unique so that no earlier run left its result cached."""
+    with path.open("a") as source:
+        source.write(f"# edited {uuid.uuid4().hex}\n")
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """An image `package` wrote: its metadata (the .tar.json beside the archive), its config and
+    archive, as they were when read (a later `package` rewrites the archive)."""
+
+    root: Path
+    archive_path: str
+    metadata: Mapping[str, Any]
+    config: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, repo: ScratchRepo, target: str) -> BuiltImage:
+        """The agent image `target` (its metadata names it)."""
+        for path in (repo.root / "dist").glob("*/*.tar.json"):
+            metadata = json.loads(path.read_text())
+            if metadata.get("target") == target:
+                return cls._read(repo, metadata["archive"], metadata)
+        raise SystemExit(f"no metadata for {target} in {repo.root / 'dist'}")
+
+    @classmethod
+    def base(cls, repo: ScratchRepo) -> BuiltImage:
+        """The example agents' base image (a base's metadata names no target)."""
+        metadata = json.loads((repo.root / "dist" / f"{BASE_ARCHIVE}.json").read_text())
+        return cls._read(repo, BASE_ARCHIVE, metadata)
+
+    @classmethod
+    def _read(cls, repo: ScratchRepo, archive_path: str, metadata: Mapping[str, Any]) -> BuiltImage:
+        (image,) = metadata["images"]
+        with tarfile.open(repo.root / "dist" / archive_path) as archive:
+            blob = archive.extractfile(f"blobs/sha256/{image['config']['digest'].split(':')[1]}")
+            assert blob is not None
+            config = json.loads(blob.read())
+        return cls(root=repo.root, archive_path=archive_path, metadata=metadata, config=config)
+
+    @classmethod
+    def agents(cls, repo: ScratchRepo) -> List[BuiltImage]:
+        """Every agent image in the repo's dist/ (those with an accelerator), by target."""
+        found = []
+        for path in sorted((repo.root / "dist").glob("*/*.tar.json")):
+            metadata = json.loads(path.read_text())
+            if "accelerator" in metadata:
+                found.append(cls.of(repo, metadata["target"]))
+        return found
+
+    @property
+    def archive(self) -> Path:
+        return self.root / "dist" / self.archive_path
+
+    @property
+    def lockfile(self) -> Path:
+        """The lockfile of the agent's resolve, as the repo's pants.toml names it."""
+        resolve = self.config["config"]["Labels"]["ai-agent.resolve"]
+        resolves = toml.loads((self.root / "pants.toml").read_text())["python"]["resolves"]
+        return self.root / resolves[resolve]
+
+    @property
+    def layers(self) -> List[Mapping[str, Any]]:
+        (image,) = self.metadata["images"]
+        return list(image["layers"])
+
+    def layer(self, kind: str) -> Mapping[str, Any]:
+        (layer,) = (layer for layer in self.layers if layer["kind"] == kind)
+        return layer
+
+    @property
+    def config_digest(self) -> str:
+        (image,) = self.metadata["images"]
+        return str(image["config"]["digest"])
+
+    @property
+    def compressed_size(self) -> int:
+        """What a registry stores: every layer blob (weights uncompressed), config, manifest."""
+        (image,) = self.metadata["images"]
+        return (
+            sum(layer["size"] for layer in self.layers)
+            + image["config"]["size"]
+            + int(self.metadata["size"])
+        )
+
+    def extract_layer(self, kind: str, destination: Path) -> None:
+        digest = self.layer(kind)["digest"].split(":", 1)[1]
+        destination.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(self.archive) as archive:
+            blob = archive.extractfile(f"blobs/sha256/{digest}")
+            assert blob is not None
+            with tarfile.open(fileobj=blob, mode="r|*") as layer:
+                layer.extractall(destination)
+
+    def locked_pins(self) -> List[Tuple[str, str]]:
+        """(name, version) of every third-party distribution the packages layers hold."""
+        pins = []
+        for layer in self.layers:
+            if layer["kind"] not in ("base", "weights", "code", "config"):
+                for held in str(layer["holds"]).split(", "):
+                    name, version = held.rsplit(" ", 1)
+                    pins.append((name, version))
+        return pins
+
+
+# Peak RSS of a process tree -------------------------------------------------------------------
+
+
+class PeakRss:
+    """Samples /proc while a process tree runs: the peak RSS (VmHWM) of its root and of each
+    build step below it (`python -m ai_agent.<module> <command>`), by that name."""
+
+    def __init__(self, root_pid: int, interval: float = 0.05) -> None:
+        self.root_pid = root_pid
+        self.interval = interval
+        self.peaks: Dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            for pid in [self.root_pid, *self._descendants(self.root_pid)]:
+                name = "pants" if pid == self.root_pid else self._step_name(pid)
+                peak = self._vm_hwm(pid)
+                if name and peak:
+                    self.peaks[name] = max(self.peaks.get(name, 0), peak)
+            self._stop.wait(self.interval)
+
+    def _descendants(self, pid: int) -> List[int]:
+        try:
+            children = [
+                int(child)
+                for task in Path(f"/proc/{pid}/task").iterdir()
+                for child in (task / "children").read_text().split()
+            ]
+        except (OSError, ValueError):
+            return []
+        return children + [
+            grandchild for child in children for grandchild in self._descendants(child)
+        ]
+
+    @staticmethod
+    def _step_name(pid: int) -> Optional[str]:
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        except OSError:
+            return None
+        if "-m" in argv and argv.index("-m") + 1 < len(argv):
+            module = argv[argv.index("-m") + 1]
+            if module.startswith("ai_agent."):
+                rest = argv[argv.index("-m") + 2 :]
+                return f"{module} {rest[0]}" if rest and not rest[0].startswith("-") else module
+        return None
+
+    @staticmethod
+    def _vm_hwm(pid: int) -> int:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return 0
+        found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+        return int(found.group(1)) * 1024 if found else 0
+
+
+def pants_with_peak_rss(
+    repo: ScratchRepo, caches: Caches, *args: str
+) -> Tuple[float, Dict[str, int]]:
+    """Like `pants`, sampling the peak RSS of the Pants process and of its build steps."""
+    log = repo.root.parent / f"{repo.root.name}-pants.log"
+    with open(log, "wb") as output:
+        started = time.perf_counter()
+        process = repo.popen(*caches.options, *args, stdout=output, stderr=subprocess.STDOUT)
+        with PeakRss(process.pid) as sampler:
+            process.wait(timeout=1800)
+        seconds = time.perf_counter() - started
+    if process.returncode != 0:
+        raise SystemExit(f"pants {' '.join(args)} failed:\n{_tail(log.read_text())}")
+    return seconds, sampler.peaks
+
+
+# Docker ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Docker:
+    """The docker CLI with one builder; remembers the tags and images it made, to remove them."""
+
+    cli: str
+    builder: str
+    tags: List[str] = field(default_factory=list)
+    images: List[str] = field(default_factory=list)
+
+    def run(self, *args: str) -> str:
+        env = {**os.environ, "DOCKER_BUILDKIT": "1" if self.builder == "buildkit" else "0"}
+        result = subprocess.run([self.cli, *args], env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise SystemExit(
+                f"docker {' '.join(args)} failed:\n{_tail(result.stdout + result.stderr)}"
+            )
+        return result.stdout
+
+    def build(self, context: Path, tag: str, no_cache: bool = False) -> float:
+        iid = context.parent / f"{context.name}.iid"
+        started = time.perf_counter()
+        self.run(
+            "build",
+            *(["--no-cache"] if no_cache else []),
+            "--iidfile",
+            str(iid),
+            "-t",
+            tag,
+            str(context),
+        )
+        seconds = time.perf_counter() - started
+        self.tags.append(tag)
+        self.images.append(iid.read_text().strip())
+        return seconds
+
+    def tag(self, image: str, tag: str) -> None:
+        self.run("tag", image, tag)
+        self.tags.append(tag)
+
+    def exists(self, image: str) -> bool:
+        return (
+            subprocess.run([self.cli, "image", "inspect", image], capture_output=True).returncode
+            == 0
+        )
+
+    def load(self, image: BuiltImage, tag: str) -> float:
+        """`docker load` of our archive naming the image `tag` only (its own tags could move
+        someone else's image of the same name)."""
+        image_id = image.metadata["docker"]["imageID"]
+        existed = self.exists(image_id)
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [self.cli, "load", "-q"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        assert process.stdin is not None
+        with tarfile.open(image.archive) as source, tarfile.open(
+            fileobj=process.stdin, mode="w|"
+        ) as retagged:
+            for member in source:
+                if member.name == "repositories":
+                    continue
+                content = source.extractfile(member) if member.isfile() else None
+                if member.name == "manifest.json" and content is not None:
+                    manifests = json.loads(content.read())
+                    for manifest in manifests:
+                        manifest["RepoTags"] = [tag]
+                    data = json.dumps(manifests).encode()
+                    member.size = len(data)
+                    retagged.addfile(member, io.BytesIO(data))
+                else:
+                    retagged.addfile(member, content)
+        process.stdin.close()
+        output = process.stdout.read().decode() if process.stdout else ""
+        if process.wait() != 0:
+            raise SystemExit(f"docker load of {image.archive} failed:\n{output}")
+        seconds = time.perf_counter() - started
+        self.tags.append(tag)
+        if not existed:
+            self.images.append(image_id)
+        return seconds
+
+    def image_size(self, image: str) -> int:
+        return int(self.run("image", "inspect", "-f", "{{.Size}}", image).strip())
+
+    def remove(self, *images: str) -> None:
+        """`docker rmi` (never forced): deletes images only this run named and nobody uses."""
+        subprocess.run([self.cli, "rmi", *images], capture_output=True, check=False)
+
+    def remove_all(self) -> None:
+        """Remove this run's tags, then the images it made that nothing else uses.
+
+        A tag is moved onto an empty image of our own, which is then deleted: `docker rmi` of
+        a tag refuses (or, forced, deletes the image) when the image is someone else's, untagged
+        otherwise and used by a stopped container, as the same bytes loaded twice can be."""
+        if self.tags:
+            empty = subprocess.run(
+                [self.cli, "import", "-"], input=bytes(1024), capture_output=True, check=True
+            )
+            scratch = empty.stdout.decode().strip()
+            for tag in dict.fromkeys(self.tags):
+                subprocess.run([self.cli, "tag", scratch, tag], capture_output=True, check=False)
+            self.run("rmi", "--force", scratch)
+        for image in reversed(list(dict.fromkeys(self.images))):
+            self.remove(image)
+        self.tags.clear()
+        self.images.clear()
+
+
+def _quoted(value: str) -> str:
+    """A Dockerfile string: JSON-quoted, with `$` escaped from variable substitution."""
+    return json.dumps(value).replace("$", "\\$")
+
+
+def config_instructions(config: Mapping[str, Any]) -> List[str]:
+    """Dockerfile instructions giving an image our image's config."""
+    own = config["config"]
+    variables = (item.partition("=") for item in own["Env"])
+    env = " ".join(f"{name}={_quoted(value)}" for name, _, value in variables)
+    lines = [f"ENV {env}", f"ENTRYPOINT {json.dumps(own['Entrypoint'])}"]
+    if own.get("Cmd") is not None:
+        lines.append(f"CMD {json.dumps(own['Cmd'])}")
+    labels = " ".join(
+        f"{_quoted(name)}={_quoted(value)}" for name, value in own.get("Labels", {}).items()
+    )
+    if labels:
+        lines.append(f"LABEL {labels}")
+    if own.get("ExposedPorts"):
+        lines.append(f"EXPOSE {' '.join(own['ExposedPorts'])}")
+    healthcheck = own.get("Healthcheck")
+    if healthcheck:
+        options = [
+            f"--interval={healthcheck['Interval'] / 1e9:g}s",
+            f"--timeout={healthcheck['Timeout'] / 1e9:g}s",
+        ]
+        if healthcheck.get("StartPeriod"):
+            options.append(f"--start-period={healthcheck['StartPeriod'] / 1e9:g}s")
+        options.append(f"--retries={healthcheck['Retries']}")
+        kind, *test = healthcheck["Test"]
+        command = json.dumps(test) if kind == "CMD" else " ".join(test)
+        lines.append(f"HEALTHCHECK {' '.join(options)} CMD {command}")
+    lines += [f"USER {own['User']}", f"WORKDIR {own['WorkingDir']}"]
+    if own.get("StopSignal"):
+        lines.append(f"STOPSIGNAL {own['StopSignal']}")
+    return lines
+
+
+# The layers docker's side COPYs, in our order (the packages layer is pip's, installed apart).
+COPIED_KINDS = ("weights", "code", "config")
+
+
+@dataclass(frozen=True)
+class DockerEquivalent:
+    """A docker build context equivalent to one of our agent images: `packages/` (pip's, on the
+    host), one directory per copied layer (the same files), and a Dockerfile `FROM` our base."""
+
+    context: Path
+    image: BuiltImage
+    tag: str
+
+    @classmethod
+    def prepare(cls, image: BuiltImage, context: Path, base_tag: str, tag: str) -> DockerEquivalent:
+        if context.exists():
+            shutil.rmtree(context)
+        context.mkdir(parents=True)
+        kinds = [layer["kind"] for layer in image.layers]
+        lines = [f"FROM {base_tag}"]
+        if image.locked_pins():
+            (context / "packages").mkdir()
+            lines.append("COPY packages/ /")
+        for kind in COPIED_KINDS:
+            if kind in kinds:
+                image.extract_layer(kind, context / kind)
+                lines.append(f"COPY {kind}/ /")
+        (context / "Dockerfile").write_text(
+            "\n".join(lines + config_instructions(image.config)) + "\n"
+        )
+        return cls(context=context, image=image, tag=tag)
+
+
+@dataclass(frozen=True)
+class Pip:
+    """pip of the image's CPython (3.11) on the host, installing an image's third-party
+    distributions as its resolve's lockfile pins them (versions and sha256s)."""
+
+    python: str
+
+    def requirements(self, image: BuiltImage) -> str:
+        lock = json.loads(
+            "\n".join(
+                line
+                for line in image.lockfile.read_text().splitlines()
+                if not line.startswith("//")
+            )
+        )
+        (resolve,) = lock["locked_resolves"]
+        hashes = {
+            (_normalized(locked["project_name"]), locked["version"]): " ".join(
+                f"--hash={artifact['algorithm']}:{artifact['hash']}"
+                for artifact in locked["artifacts"]
+            )
+            for locked in resolve["locked_requirements"]
+        }
+        return "".join(
+            f"{name}=={version} {hashes[(_normalized(name), version)]}\n"
+            for name, version in image.locked_pins()
+        )
+
+    def install(self, image: BuiltImage, prefix: Path, cache_dir: Path) -> float:
+        """Install into `prefix`/opt/agent/{site-packages,bin}, where our packages layer puts
+        them; return pip's wall time."""
+        if (prefix / "opt").exists():
+            shutil.rmtree(prefix / "opt")
+        target = prefix / "opt/agent/site-packages"
+        # This machine's pip.conf and find-links would bypass the index and a cold cache.
+        env = {name: value for name, value in os.environ.items() if not name.startswith("PIP_")}
+        env.update(
+            PIP_CONFIG_FILE=os.devnull, PIP_CERT=str(CA_BUNDLE), PIP_DISABLE_PIP_VERSION_CHECK="1"
+        )
+        with tempfile.NamedTemporaryFile("w", suffix="-requirements.txt") as requirements:
+            requirements.write(self.requirements(image))
+            requirements.flush()
+            started = time.perf_counter()
+            subprocess.run(
+                [
+                    self.python,
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--no-deps",
+                    "--only-binary=:all:",
+                    "--require-hashes",
+                    "--root-user-action=ignore",
+                    f"--cache-dir={cache_dir}",
+                    f"--target={target}",
+                    f"--requirement={requirements.name}",
+                ],
+                env=env,
+                check=True,
+            )
+            seconds = time.perf_counter() - started
+        if (target / "bin").is_dir():
+            (target / "bin").rename(prefix / "opt/agent/bin")
+        return seconds
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+# Registries -----------------------------------------------------------------------------------
+
+
+ACCESS_LOG = {"log": {"accesslog": {"disabled": False}}}
+_BLOB_PUT = re.compile(r'"PUT /v2/\S+/blobs/uploads/\S*?[?&]digest=sha256(?::|%3A)([0-9a-f]{64})')
+
+
+@dataclass
+class UploadLog:
+    """The blobs a registry received (completed uploads in its access log), since the last read."""
+
+    registry: RunningRegistry
+    offset: int = 0
+
+    def uploaded(self) -> List[str]:
+        text = self.registry.log_file.read_text(errors="replace")
+        new, self.offset = text[self.offset :], len(text)
+        return ["sha256:" + digest for digest in _BLOB_PUT.findall(new)]
+
+    def size(self, digest: str) -> int:
+        hexdigest = digest.split(":", 1)[1]
+        data = (
+            self.registry.storage_dir
+            / f"docker/registry/v2/blobs/sha256/{hexdigest[:2]}/{hexdigest}/data"
+        )
+        return data.stat().st_size
+
+
+def pushed_size(registry: RunningRegistry, repository: str, tag: str) -> int:
+    """Layers, config and manifest of `repository:tag` as the registry stores them."""
+    request = urllib.request.Request(
+        f"{registry.url}/v2/{repository}/manifests/{tag}",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        body = response.read()
+    manifest = json.loads(body)
+    return (
+        sum(layer["size"] for layer in manifest["layers"]) + manifest["config"]["size"] + len(body)
+    )
+
+
+# The benchmarks -------------------------------------------------------------------------------
+
+
+@dataclass
+class Session:
+    """What the benchmarks share: options, docker, and the warm examples repo (made on demand)."""
+
+    runs: int
+    weights_mib: int
+    workdir: Path
+    docker: Docker
+    pip: Pip
+    warm: Caches
+    built_examples: Optional[Examples] = None
+
+    def scratch(self, name: str) -> Path:
+        path = self.workdir / "scratch" / name
+        if path.exists():
+            shutil.rmtree(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def base_tag(self, repo: ScratchRepo) -> str:
+        base = BuiltImage.base(repo)
+        return f"{IMAGE_PREFIX}/base:{base.metadata['digest'].split(':')[1][:12]}"
+
+    def examples(self) -> Examples:
+        """The example agents built once with the warm caches, each with its docker context
+        (site-packages installed, built once by docker too)."""
+        if self.built_examples is None:
+            repo = examples_repo(self.scratch("examples"))
+            progress("examples: package agents:: (warming the caches)")
+            pants(repo, self.warm, "package", "agents::")
+            base = BuiltImage.base(repo)
+            base_tag = self.base_tag(repo)
+            self.docker.load(base, base_tag)
+            contexts = []
+            for image in BuiltImage.agents(repo):
+                name = re.sub(r"[^a-z0-9]+", "-", image.metadata["target"].split("/", 1)[1].lower())
+                context = self.workdir / "scratch" / "contexts" / name
+                equivalent = DockerEquivalent.prepare(
+                    image, context, base_tag, f"{IMAGE_PREFIX}/{name}"
+                )
+                self.pip.install(image, context / "packages", self.workdir / "warm-caches/pip")
+                progress(f"examples: docker build {equivalent.tag}")
+                self.docker.build(context, equivalent.tag)
+                contexts.append(equivalent)
+            self.built_examples = Examples(repo=repo, base_tag=base_tag, contexts=contexts)
+        return self.built_examples
+
+
+@dataclass(frozen=True)
+class Examples:
+    repo: ScratchRepo
+    base_tag: str
+    contexts: List[DockerEquivalent]
+
+    def context(self, target: str) -> DockerEquivalent:
+        (found,) = (c for c in self.contexts if c.image.metadata["target"] == target)
+        return found
+
+    def edit_router(self) -> None:
+        """The same one-line edit in the repo and in docker's context."""
+        repo_path, image_path = ROUTER_SOURCE
+        append_line(self.repo.root / repo_path)
+        shutil.copyfile(
+            self.repo.root / repo_path, self.context(ROUTER).context / "code" / image_path
+        )
+
+
+# P1 ---------------------------------------------------------------------------------------------
+
+
+def write_random(path: Path, size_mib: int) -> None:
+    with open(path, "wb") as handle:
+        for _ in range(size_mib):
+            handle.write(os.urandom(MIB))
+
+
+def largest_step(peaks: Mapping[str, int]) -> Tuple[str, int]:
+    steps = {name: peak for name, peak in peaks.items() if name != "pants"}
+    name = max(steps, key=lambda step: steps[step])
+    return name, steps[name]
+
+
+def p1_weights(session: Session) -> List[Row]:
+    mib = session.weights_mib
+    # A store of its own (every run stores the weights, their layer and the archive again).
+    caches = Caches(store=session.scratch("p1-store"), named=session.warm.named)
+    repo = ScratchRepo.create(session.scratch("p1-repo"))
+    repo.write(BIG_AGENT_FILES)
+    weights = repo.root / WEIGHTS
+    weights.parent.mkdir(parents=True)
+    progress("P1: warming the caches (base, code, config) with 1-byte weights")
+    weights.write_bytes(os.urandom(1))
+    pants(repo, caches, "package", BIG_AGENT, BASE)
+    # The control for "flat": the same build, weights 1 byte (new bytes, so the steps run again).
+    weights.write_bytes(os.urandom(1))
+    _, control = pants_with_peak_rss(repo, caches, "package", BIG_AGENT)
+    weights.write_bytes(os.urandom(1))
+    pants(repo, caches, "package", BIG_AGENT, pantsd=True)
+    base_tag = session.base_tag(repo)
+    session.docker.load(BuiltImage.base(repo), base_tag)
+    context = session.scratch("p1-context")
+    tag = f"{IMAGE_PREFIX}/big"
+    DockerEquivalent.prepare(BuiltImage.of(repo, BIG_AGENT), context, base_tag, tag)
+    session.docker.build(context, tag)
+
+    without, with_pantsd, theirs = [], [], []
+    pants_peaks, step_peaks, steps = [], [], set()
+    try:
+        for run in range(session.runs):
+            write_random(weights, mib)
+            seconds, peaks = pants_with_peak_rss(repo, caches, "package", BIG_AGENT)
+            DockerEquivalent.prepare(BuiltImage.of(repo, BIG_AGENT), context, base_tag, tag)
+            theirs.append(session.docker.build(context, tag))
+            session.docker.remove(tag)
+            write_random(weights, mib)
+            with_pantsd.append(pants(repo, caches, "package", BIG_AGENT, pantsd=True)[0])
+            step, step_peak = largest_step(peaks)
+            without.append(seconds)
+            pants_peaks.append(peaks["pants"])
+            step_peaks.append(step_peak)
+            steps.add(step)
+            progress(
+                f"P1 run {run + 1}: pants {seconds:.1f} s, with pantsd {with_pantsd[-1]:.1f} s,"
+                f" docker {theirs[-1]:.1f} s; peak RSS pants {_size(peaks['pants'])},"
+                f" {step} {_size(step_peak)}"
+            )
+    finally:
+        stop_pantsd(repo)
+    for path in (caches.store, repo.root, context):
+        shutil.rmtree(path)
+    size = mib * MIB
+    docker = median(theirs)
+    return [
+        Row(
+            f"P1 ingest {mib} MiB of weights, {label}",
+            "s",
+            median(seconds),
+            docker,
+            "docker build (COPY)",
+            "<= 0.5x",
+            median(seconds) <= 0.5 * docker,
+        )
+        for label, seconds in (("pantsd (headline)", with_pantsd), ("no pantsd", without))
+    ] + [
+        Row(
+            f"P1 peak RSS, {name}",
+            "B",
+            median(peaks),
+            baseline,
+            "same, 1-byte weights",
+            "<= 1.25x (flat)",
+            median(peaks) <= 1.25 * baseline,
+            note=f"{median(peaks) / size:.2f}x the weights' size ({_size(size)}){detail}",
+        )
+        for name, peaks, baseline, detail in (
+            ("Pants process", pants_peaks, control["pants"], ""),
+            (
+                "largest build step",
+                step_peaks,
+                largest_step(control)[1],
+                f"; the step: {', '.join(sorted(steps))}",
+            ),
+        )
+    ]
+
+
+# P2 ---------------------------------------------------------------------------------------------
+
+
+def p2_code_edit(session: Session) -> List[Row]:
+    examples = session.examples()
+    router = examples.context(ROUTER)
+    progress("P2: starting pantsd")
+    pants(examples.repo, session.warm, "package", ROUTER, pantsd=True)
+    without, with_pantsd, theirs = [], [], []
+    for run in range(session.runs):
+        examples.edit_router()
+        without.append(pants(examples.repo, session.warm, "package", ROUTER)[0])
+        theirs.append(session.docker.build(router.context, router.tag))
+        examples.edit_router()
+        with_pantsd.append(pants(examples.repo, session.warm, "package", ROUTER, pantsd=True)[0])
+        progress(
+            f"P2 run {run + 1}: pants {without[-1]:.1f} s, with pantsd {with_pantsd[-1]:.1f} s,"
+            f" docker {theirs[-1]:.1f} s"
+        )
+    docker = median(theirs)
+    return [
+        Row(
+            f"P2 code edit rebuild, {label}",
+            "s",
+            median(seconds),
+            docker,
+            "docker build, layer cache",
+            "<= 0.25x",
+            median(seconds) <= 0.25 * docker,
+        )
+        for label, seconds in (("pantsd (headline)", with_pantsd), ("no pantsd", without))
+    ]
+
+
+# P3 ---------------------------------------------------------------------------------------------
+
+
+def p3_cold(session: Session) -> List[Row]:
+    examples = session.examples()
+    base = BuiltImage.base(examples.repo)
+    ours, theirs = [], []
+    for run in range(session.runs):
+        root = session.scratch("p3")
+        seconds, _ = pants(
+            examples_repo(root / "repo"), Caches.under(root / "caches"), "package", "agents::"
+        )
+        shutil.rmtree(root)
+        # Docker's cold path; its images go first, and the base goes unless another tag names it.
+        session.docker.remove(*[context.tag for context in examples.contexts], examples.base_tag)
+        pip_cache = session.scratch("p3-pip-cache")
+        started = time.perf_counter()
+        session.docker.load(base, examples.base_tag)
+        for context in examples.contexts:
+            session.pip.install(context.image, context.context / "packages", pip_cache)
+            session.docker.build(context.context, context.tag, no_cache=True)
+        theirs.append(time.perf_counter() - started)
+        ours.append(seconds)
+        progress(f"P3 run {run + 1}: pants {seconds:.1f} s, docker {theirs[-1]:.1f} s")
+    images = ", ".join(context.tag.split("/", 1)[1] for context in examples.contexts)
+    return [
+        Row(
+            "P3 cold build of every example agent",
+            "s",
+            median(ours),
+            median(theirs),
+            "load base + pip + build --no-cache",
+            "<= 1.0x",
+            median(ours) <= median(theirs),
+            note=f"images: base, {images}",
+        )
+    ]
+
+
+# P4 ---------------------------------------------------------------------------------------------
+
+
+def _stat(output: str, counter: str) -> int:
+    found = re.search(rf"^\s*{counter}: (\d+)$", output, re.MULTILINE)
+    return int(found.group(1)) if found else 0
+
+
+def p4_remote_cache(session: Session) -> List[Row]:
+    cold, warm, hits = [], [], []
+    for run in range(session.runs):
+        root = session.scratch("p4")
+        with start_buildgrid(root / "buildgrid") as grid:
+            filling, _ = pants(
+                examples_repo(root / "filling"),
+                Caches.under(root / "filling-caches"),
+                *grid.pants_options(read=False, write=True),
+                "package",
+                "agents::",
+            )
+            reading, output = pants(
+                examples_repo(root / "reading"),
+                Caches.under(root / "reading-caches"),
+                *grid.pants_options(read=True, write=False),
+                "--stats-log",
+                "package",
+                "agents::",
+            )
+        shutil.rmtree(root)
+        cold.append(filling)
+        warm.append(reading)
+        cached, requests = (
+            _stat(output, f"remote_cache_{name}") for name in ("requests_cached", "requests")
+        )
+        hits.append(f"{cached}/{requests}")
+        progress(
+            f"P4 run {run + 1}: cold {filling:.1f} s, warm remote {reading:.1f} s ({hits[-1]})"
+        )
+    return [
+        Row(
+            "P4 empty local cache, warm remote cache",
+            "s",
+            median(warm),
+            median(cold),
+            "cold build filling it",
+            "<= 0.3x",
+            median(warm) <= 0.3 * median(cold),
+            note=f"remote cache hits/requests per run: {', '.join(hits)}",
+        )
+    ]
+
+
+# P5 ---------------------------------------------------------------------------------------------
+
+
+def p5_noop(session: Session) -> List[Row]:
+    examples = session.examples()
+    progress("P5: warming pantsd on `package agents::`")
+    pants(examples.repo, session.warm, "package", "agents::", pantsd=True)
+    with_pantsd = [
+        pants(examples.repo, session.warm, "package", "agents::", pantsd=True)[0]
+        for _ in range(session.runs)
+    ]
+    without = [
+        pants(examples.repo, session.warm, "package", "agents::")[0] for _ in range(session.runs)
+    ]
+    theirs = [
+        sum(session.docker.build(context.context, context.tag) for context in examples.contexts)
+        for _ in range(session.runs)
+    ]
+    progress(f"P5: pantsd {with_pantsd}, no pantsd {without}, docker {theirs}")
+    return [
+        Row(
+            f"P5 no-op package agents::, {label}",
+            "s",
+            median(seconds),
+            median(theirs),
+            "docker build, all cached",
+            "<= 3 s",
+            median(seconds) <= 3,
+        )
+        for label, seconds in (("pantsd (headline)", with_pantsd), ("no pantsd", without))
+    ]
+
+
+# P6 ---------------------------------------------------------------------------------------------
+
+
+# What makes debian:bookworm-slim (the base of python:3.11-slim) slim: dpkg skips documentation,
+# manuals and translations (as docker-library's debuerreotype configures it).
+SLIM_DPKG_OPTIONS = [
+    f"--dpkgopt=path-{action}={path}"
+    for action, path in (
+        ("exclude", "/usr/share/doc/*"),
+        ("include", "/usr/share/doc/*/copyright"),
+        ("exclude", "/usr/share/man/*"),
+        ("exclude", "/usr/share/groff/*"),
+        ("exclude", "/usr/share/info/*"),
+        ("exclude", "/usr/share/locale/*"),
+        ("exclude", "/usr/share/lintian/*"),
+        ("exclude", "/usr/share/linda/*"),
+    )
+]
+
+
+def python_slim_base(session: Session) -> str:
+    """A python-slim-style base (Docker Hub is out of reach): Debian bookworm minbase, slimmed
+    like debian:bookworm-slim, with python3 and pip from Debian's mirror, imported into dockerd.
+    The root filesystem is kept in --workdir for later runs."""
+    rootfs = session.workdir / "python-slim" / "bookworm-slim-python3-pip.tar"
+    if not rootfs.exists():
+        mmdebstrap = require_binary("mmdebstrap", "mmdebstrap")
+        rootfs.parent.mkdir(parents=True, exist_ok=True)
+        partial = rootfs.with_suffix(".partial")
+        progress("P6: mmdebstrap --variant=minbase --include=python3,python3-pip bookworm")
+        result = subprocess.run(
+            [
+                mmdebstrap,
+                "--quiet",
+                "--variant=minbase",
+                "--include=python3,python3-pip",
+                '--aptopt=APT::Install-Recommends "false"',
+                # Merged /usr as debootstrap makes it: no usrmerge package (nor the perl it needs).
+                "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
+                *SLIM_DPKG_OPTIONS,
+                "--format=tar",
+                "bookworm",
+                str(partial),
+                DEBIAN_MIRROR,
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise SystemExit(f"mmdebstrap failed:\n{_tail(result.stdout + result.stderr)}")
+        partial.rename(rootfs)
+    tag = f"{IMAGE_PREFIX}/python-slim:bookworm"
+    imported = session.docker.run(
+        "import",
+        "--change",
+        "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8",
+        "--change",
+        'CMD ["python3"]',
+        str(rootfs),
+        tag,
+    )
+    session.docker.tags.append(tag)
+    session.docker.images.append(imported.strip())
+    return tag
+
+
+def p6_size(session: Session) -> List[Row]:
+    examples = session.examples()
+    router = examples.context(ROUTER)
+    # As the repo has it now (other benchmarks may have edited its code).
+    image = BuiltImage.of(examples.repo, ROUTER)
+    slim_base = python_slim_base(session)
+    context = session.scratch("p6-context")
+    context.mkdir()
+    for kind in COPIED_KINDS:
+        shutil.copytree(router.context / kind, context / kind)
+    shutil.copyfile(CA_BUNDLE, context / "ca-certificates.crt")
+    (context / "requirements.txt").write_text(session.pip.requirements(image))
+    pip = (
+        "PIP_CERT=/tmp/pip/ca-certificates.crt python3 -m pip install --no-cache-dir"
+        " --break-system-packages --no-deps --only-binary=:all: --require-hashes"
+        " -r /tmp/pip/requirements.txt"
+    )
+    lines = [
+        f"FROM {slim_base}",
+        # The proxy's CA, which pip needs here (about 0.2 MB of the image).
+        "COPY ca-certificates.crt requirements.txt /tmp/pip/",
+        f"RUN {pip}",
+        *[f"COPY {kind}/ /" for kind in COPIED_KINDS],
+        *config_instructions(image.config),
+    ]
+    (context / "Dockerfile").write_text("\n".join(lines) + "\n")
+    slim_tag = f"{IMAGE_PREFIX}/router-python-slim"
+    progress("P6: docker build of the python-slim-style router")
+    session.docker.build(context, slim_tag)
+    ours_tag = f"{IMAGE_PREFIX}/router-ours:latest"
+    session.docker.load(image, ours_tag)
+    ours, theirs = session.docker.image_size(ours_tag), session.docker.image_size(slim_tag)
+    with start_registry(session.scratch("p6-registry")) as registry:
+        pushed = f"{registry.address}/python-slim/router:1"
+        session.docker.tag(slim_tag, pushed)
+        session.docker.run("push", pushed)
+        theirs_compressed = pushed_size(registry, "python-slim/router", "1")
+    ours_compressed = image.compressed_size
+    base_size = session.docker.image_size(slim_base)
+    return [
+        Row(
+            "P6 router image size, uncompressed",
+            "B",
+            ours,
+            theirs,
+            "python-slim-style image",
+            "<= 0.8x",
+            ours <= 0.8 * theirs,
+            note=f"the python-slim-style base alone: {_size(base_size)}",
+        ),
+        Row(
+            "P6 router image size, as pushed",
+            "B",
+            ours_compressed,
+            theirs_compressed,
+            "python-slim-style, docker push",
+            "<= 0.8x",
+            ours_compressed <= 0.8 * theirs_compressed,
+            note="ours: gzip layers, weights uncompressed (what `publish` uploads); docker's:"
+            " the pushed manifest's gzip layers",
+        ),
+    ]
+
+
+# P7 ---------------------------------------------------------------------------------------------
+
+
+def p7_publish(session: Session) -> List[Row]:
+    examples = session.examples()
+    repo, router = examples.repo, examples.context(ROUTER)
+    build_file = repo.root / "agents/router/BUILD"
+    original = build_file.read_text()
+    with start_registry(session.scratch("p7-ours"), ACCESS_LOG) as ours_registry, start_registry(
+        session.scratch("p7-docker"), ACCESS_LOG
+    ) as docker_registry:
+        repository = f"{ours_registry.address}/agents/router"
+        build_file.write_text(
+            original.replace(
+                'name="router",',
+                f'name="router",\n    repository="{repository}",\n    image_tags=["1"],',
+            )
+        )
+        pushed = f"{docker_registry.address}/docker/router:1"
+        ours_log, docker_log = UploadLog(ours_registry), UploadLog(docker_registry)
+
+        def uploaded_bytes(log: UploadLog) -> Tuple[int, List[str]]:
+            digests = log.uploaded()
+            return sum(log.size(digest) for digest in digests), digests
+
+        def docker_push() -> Tuple[int, List[str]]:
+            session.docker.tag(router.tag, pushed)
+            session.docker.run("push", pushed)
+            return uploaded_bytes(docker_log)
+
+        try:
+            progress("P7: first push of both images")
+            pants(repo, session.warm, "package", "publish", ROUTER)
+            first_ours = uploaded_bytes(ours_log)
+            first_docker = docker_push()
+            unchanged: Dict[str, List[int]] = {"ours": [], "docker": []}
+            changed: Dict[str, List[int]] = {"ours": [], "docker": []}
+            blobs: Dict[str, List[int]] = {"ours": [], "docker": []}
+            only_expected = True
+            for run in range(session.runs):
+                pants(repo, session.warm, "publish", ROUTER)
+                unchanged["ours"].append(uploaded_bytes(ours_log)[0])
+                unchanged["docker"].append(docker_push()[0])
+                examples.edit_router()
+                pants(repo, session.warm, "package", "publish", ROUTER)
+                ours_bytes, ours_digests = uploaded_bytes(ours_log)
+                image = BuiltImage.of(repo, ROUTER)
+                expected = {image.layer("code")["digest"], image.config_digest}
+                only_expected = only_expected and set(ours_digests) == expected
+                session.docker.build(router.context, router.tag)
+                docker_bytes, docker_digests = docker_push()
+                changed["ours"].append(ours_bytes)
+                changed["docker"].append(docker_bytes)
+                blobs["ours"].append(len(ours_digests))
+                blobs["docker"].append(len(docker_digests))
+                progress(
+                    f"P7 run {run + 1}: unchanged {unchanged['ours'][-1]} B / docker"
+                    f" {unchanged['docker'][-1]} B; code change {ours_bytes} B in"
+                    f" {len(ours_digests)} blobs / docker {docker_bytes} B in {len(docker_digests)}"
+                )
+        finally:
+            build_file.write_text(original)
+    return [
+        Row(
+            "P7 first push",
+            "B",
+            first_ours[0],
+            first_docker[0],
+            "docker push",
+            "-",
+            None,
+            note=f"blobs: ours {len(first_ours[1])}, docker {len(first_docker[1])}",
+        ),
+        Row(
+            "P7 re-publish unchanged: blob bytes uploaded",
+            "B",
+            median(unchanged["ours"]),
+            median(unchanged["docker"]),
+            "docker push",
+            "0 B",
+            max(unchanged["ours"]) == 0,
+        ),
+        Row(
+            "P7 code-only change: blob bytes uploaded",
+            "B",
+            median(changed["ours"]),
+            median(changed["docker"]),
+            "docker build + push",
+            "code layer + config",
+            only_expected,
+            note=f"blobs per run: ours {blobs['ours']}, docker {blobs['docker']} (manifests are"
+            " PUT besides)",
+        ),
+    ]
+
+
+# Main -------------------------------------------------------------------------------------------
+
+RUNNERS: Dict[str, Callable[[Session], List[Row]]] = {
+    "P1": p1_weights,
+    "P2": p2_code_edit,
+    "P3": p3_cold,
+    "P4": p4_remote_cache,
+    "P5": p5_noop,
+    "P6": p6_size,
+    "P7": p7_publish,
+}
+
+
+def machine(docker: Docker) -> Dict[str, str]:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
+    memory = re.search(r"^MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text(), re.MULTILINE)
+    return {
+        "cpus": str(os.cpu_count()),
+        "cpu": model.group(1) if model else "?",
+        "memory": _size(int(memory.group(1)) * 1024) if memory else "?",
+        "dockerd": docker.run("version", "--format", "{{.Server.Version}}").strip(),
+        "docker builder": docker.builder,
+        "load average": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+    }
+
+
+def main(argv: Sequence[str] = ()) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default=",".join(BENCHMARKS), help="e.g. P1,P3")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--weights-mib", type=int, default=1024)
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()))
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--docker", default="docker", help="the docker CLI")
+    parser.add_argument(
+        "--docker-builder",
+        choices=("classic", "buildkit"),
+        default="classic",
+        help="buildkit needs buildx or a CLI with BuildKit built in (20.10-22.x)",
+    )
+    args = parser.parse_args(argv or None)
+    chosen = [key.strip().upper() for key in args.only.split(",") if key.strip()]
+    unknown = set(chosen) - set(BENCHMARKS)
+    if unknown:
+        raise SystemExit(
+            f"unknown benchmarks {sorted(unknown)}; choose from {', '.join(BENCHMARKS)}"
+        )
+
+    workdir = args.workdir / "agent-builds"
+    docker = Docker(cli=args.docker, builder=args.docker_builder)
+    before = machine(docker)
+    session = Session(
+        runs=args.runs,
+        weights_mib=args.weights_mib,
+        workdir=workdir,
+        docker=docker,
+        pip=Pip(host_interpreter("3.11")),
+        warm=Caches.under(workdir / "warm-caches"),
+    )
+    rows: List[Row] = []
+    try:
+        # P4 last: it runs BuildGrid, the others do not.
+        for key in sorted(chosen, key=lambda key: (key == "P4", key)):
+            progress(f"{key}: start")
+            rows += RUNNERS[key](session)
+    finally:
+        if session.built_examples is not None:
+            stop_pantsd(session.built_examples.repo)
+        docker.remove_all()
+        shutil.rmtree(workdir / "scratch", ignore_errors=True)
+    after = machine(docker)
+    description = {**before, "load average": f"{before['load average']} -> {after['load average']}"}
+    print("; ".join(f"{name}: {value}" for name, value in description.items()))
+    print(f"median of {args.runs} runs; MB = 10^6 bytes; ratio = ours / baseline")
+    print_table(rows)
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": description,
+                    "command": sys.argv,
+                    "runs": args.runs,
+                    "weights_mib": args.weights_mib,
+                    "rows": [{**asdict(row), "ratio": row.ratio} for row in rows],
+                },
+                indent=2,
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
