@@ -33,7 +33,7 @@ from pants.engine.fs import (
     PathGlobs,
 )
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
-from pants.engine.target import AllTargets, AllTargetsRequest, WrappedTarget, WrappedTargetRequest
+from pants.engine.target import AllTargets, WrappedTarget, WrappedTargetRequest
 from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 
@@ -304,7 +304,7 @@ async def _choose_cuda(
 
 async def _table_base(agent: Agent, reference: str) -> Address:
     """The `oci_base` target that pins the CUDA table's image (tag-for-tag)."""
-    all_targets = await Get(AllTargets, AllTargetsRequest())
+    all_targets = await Get(AllTargets)
     owners = sorted(
         target.address
         for target in all_targets

@@ -28,12 +28,11 @@ from ai_agent.debian.lock import PYTHON_RUNTIME_PACKAGES, Lock, LockRequest, loc
 from ai_agent.oci.archive import write_archive
 from ai_agent.oci.image import ConfigUpdate, Image, Layer, build_image
 from ai_agent.oci.types import Descriptor, Platform
-from testkit.components import missing_component, require_binary
+from testkit.components import download_cache, missing_component, require_binary
 
 pytestmark = pytest.mark.integration
 
 ARCHITECTURE = "amd64"
-DEB_CACHE = Path.home() / ".cache" / "ai-agent-tests" / "debian-debs"
 PYTHON_CHECK = "import ssl, sqlite3, zlib, ctypes, json, zoneinfo; print('ok')"
 PACKAGE_ROOT = str(Path(ai_agent.__file__).resolve().parent.parent)
 
@@ -85,14 +84,22 @@ def minimal_lock(live_mirror: None, workdir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def debs(minimal_lock: Path) -> Path:
-    _cli("fetch", "--lock", str(minimal_lock), "--output-dir", str(DEB_CACHE))
-    return DEB_CACHE
+    _cli("fetch", "--lock", str(minimal_lock), "--output-dir", str(download_cache("debian-debs")))
+    return download_cache("debian-debs")
 
 
 def _build_layer(
     lock: Path, output: Path, env: Optional[Dict[str, str]] = None, umask: int = 0o022
 ) -> Dict[str, Any]:
-    args = ["layer", "--lock", str(lock), "--debs", str(DEB_CACHE), "--output-dir", str(output)]
+    args = [
+        "layer",
+        "--lock",
+        str(lock),
+        "--debs",
+        str(download_cache("debian-debs")),
+        "--output-dir",
+        str(output),
+    ]
     _cli(*args, "--bytecode", "yes", env=env, umask=umask)
     return json.loads((output / "descriptor.json").read_text())
 
@@ -215,7 +222,7 @@ def test_the_shell_variant_runs_sh_and_finds_libraries(
     request = LockRequest("bookworm", (ARCHITECTURE,), PYTHON_RUNTIME_PACKAGES, variant="shell")
     lock_path = workdir / "shell.lock.json"
     lock_path.write_bytes(lock_from_indexes(request, live_indexes).dumps())
-    _cli("fetch", "--lock", str(lock_path), "--output-dir", str(DEB_CACHE))
+    _cli("fetch", "--lock", str(lock_path), "--output-dir", str(download_cache("debian-debs")))
     layer_dir = workdir / "shell-layer"
     _build_layer(lock_path, layer_dir)
     tag = "ai-agent-test/debian-base:shell"

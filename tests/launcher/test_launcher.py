@@ -26,7 +26,7 @@ def _copy_launcher(repo: Path) -> None:
     )
 
 
-def _launch(repo: Path, *args: str, **env: str) -> subprocess.Popen:
+def _launch(repo: Path, *args: str, umask: int = 0o022, **env: str) -> subprocess.Popen:
     return subprocess.Popen(
         [str(repo / "pants"), "--no-pantsd", *args],
         cwd=repo,
@@ -34,6 +34,7 @@ def _launch(repo: Path, *args: str, **env: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: os.umask(umask),  # noqa: PLW1509
     )
 
 
@@ -59,7 +60,7 @@ def test_missing_python39_is_one_clear_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_concurrent_first_runs_bootstrap_once_and_redo_a_half_finished_one(
+def test_concurrent_first_runs_under_umask_077_bootstrap_once_and_redo_a_half_finished_one(
     tmp_path: Path,
 ) -> None:
     repo = tmp_path / "repo"
@@ -69,7 +70,12 @@ def test_concurrent_first_runs_bootstrap_once_and_redo_a_half_finished_one(
     (half_finished / "venv").mkdir(parents=True)
     (half_finished / "venv" / "leftover").write_text("from an interrupted run")
 
-    first, second = _launch(repo, "--version"), _launch(repo, "--version")
+    # Whichever run bootstraps does so under a strict umask and another TZ and locale: the pex
+    # tool it builds must still match the sha256 pinned in pants.toml.
+    first, second = (
+        _launch(repo, "--version", umask=0o077, TZ="Pacific/Kiritimati", LC_ALL="C")
+        for _ in range(2)
+    )
     results = [process.communicate(timeout=600) for process in (first, second)]
 
     assert [p.returncode for p in (first, second)] == [0, 0], results

@@ -22,6 +22,16 @@ def running_in_ci() -> bool:
     return os.environ.get("CI") == "true"
 
 
+def download_cache(name: str) -> Path:
+    """A directory where tests keep what they download (wheels, .debs) between runs:
+    `$AI_AGENT_TEST_CACHE/<name>`, else `~/.cache/ai-agent-tests/<name>`. CI points the variable
+    at an empty directory, so that no test passes on what an earlier run left behind."""
+    root = os.environ.get("AI_AGENT_TEST_CACHE") or Path.home() / ".cache" / "ai-agent-tests"
+    path = Path(root) / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def missing_component(what: str, how_to_get_it: str) -> NoReturn:
     """Skip the test on a developer machine; fail it in CI, where everything must be present."""
     message = f"{what} is not available: install {how_to_get_it}"

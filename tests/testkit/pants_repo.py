@@ -104,13 +104,18 @@ class ScratchRepo:
         umask: Optional[int] = None,
         timeout: float = 900,
     ) -> subprocess.CompletedProcess:
-        """Run `pants <args>` in the scratch repo (no pantsd) and return the finished process."""
-        return subprocess.run(
+        """Run `pants <args>` in the scratch repo (no pantsd) and return the finished process.
+        Every such run also checks that nothing printed a Pants deprecation warning: the
+        repo's config ignores only the launcher's, so any other comes from the plugin."""
+        result = subprocess.run(
             **self._process_kwargs(args, extra_env, umask),
             capture_output=True,
             text=True,
             timeout=timeout,
         )
+        deprecations = [line for line in result.stderr.splitlines() if "DEPRECATED" in line]
+        assert not deprecations, f"`pants {' '.join(args)}` warned:\n" + "\n".join(deprecations)
+        return result
 
     def popen(
         self,

@@ -7,26 +7,24 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
 
 import ai_agent
+from ai_agent.debian.download import DownloadError, download_verified
 from ai_agent.oci.archive import write_archive
 from ai_agent.oci.image import ConfigUpdate, Image, Layer, build_image
 from ai_agent.oci.types import Descriptor, Platform
-from testkit.components import host_interpreter, missing_component
+from testkit.components import download_cache, host_interpreter, missing_component
 
 pytestmark = pytest.mark.integration
 
 PACKAGE_ROOT = str(Path(ai_agent.__file__).resolve().parent.parent)
 LOCKFILES = Path(PACKAGE_ROOT).parent / "lockfiles"
-CACHE = Path.home() / ".cache" / "ai-agent-tests"
 SITE_PACKAGES = "/opt/agent/site-packages"
 TAG = "ai-agent-test/wheels:numpy"
 
@@ -61,7 +59,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def base_layer(workdir: Path) -> Path:
     lock = LOCKFILES / "debian-bookworm-python.lock.json"
-    debs = CACHE / "debian-debs"
+    debs = download_cache("debian-debs")
     try:
         _cli("debian", "fetch", "--lock", str(lock), "--output-dir", str(debs))
     except AssertionError as error:
@@ -86,18 +84,14 @@ def numpy_wheels(workdir: Path) -> Path:
         "--platform",
         "linux/amd64",
     )
-    directory = CACHE / "wheels"
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = download_cache("wheels")
     for wheel in json.loads(plan):
         path = directory / wheel["filename"]
         if not path.is_file():
             try:
-                with urllib.request.urlopen(wheel["url"], timeout=120) as response:
-                    with open(f"{path}.partial", "wb") as stream:
-                        shutil.copyfileobj(response, stream)
-            except OSError as error:
+                download_verified(wheel["url"], path, wheel["sha256"])
+            except DownloadError as error:
                 missing_component(f"{wheel['url']}", f"network access to PyPI ({error})")
-            os.replace(f"{path}.partial", path)
     return directory
 
 
