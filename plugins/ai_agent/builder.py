@@ -1,28 +1,44 @@
 """How image-building work runs: as ordinary, cacheable Pants processes that execute the plugin's
-standard-library OCI core (`ai_agent.oci`) with a Python interpreter found on the machine.
+Pants-free cores (`ai_agent.oci`, `.debian`, `.wheels`) with a Python interpreter found on the
+machine and the packaging libraries of the `[ai-agents-builder]` lock.
 
-The core's own source files are an input of every such process, so editing the core invalidates
-exactly the outputs it produced, and nothing else does.
+The cores' source files and the libraries (a loose PEX that Pants builds from the lock, cached
+like any other output) are inputs of every such process, so editing a core or bumping a library
+invalidates exactly the outputs they produced, and nothing else does.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, cast
+from typing import Iterable, Mapping, Optional, Tuple, cast
 
+from pants.backend.python.target_types import PexLayout
 from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
-from pants.backend.python.util_rules.pex import PythonExecutable
-from pants.engine.fs import EMPTY_DIGEST, CreateDigest, Digest, FileContent
+from pants.backend.python.util_rules.pex import Pex, PexRequest, PythonExecutable
+from pants.engine.fs import (
+    EMPTY_DIGEST,
+    CreateDigest,
+    Digest,
+    DigestContents,
+    DigestSubset,
+    FileContent,
+    MergeDigests,
+    PathGlobs,
+)
 from pants.engine.process import FallibleProcessResult, Process, ProcessCacheScope
-from pants.engine.rules import Get, collect_rules, rule
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.logging import LogLevel
 
-from ai_agent.subsystem import AiAgentSubsystem
+from ai_agent.subsystem import ImageBuilderLibraries
 
-# Where the core's sources are mounted inside each sandbox (read-only, shared between processes).
+# Where the cores' sources and libraries are mounted inside each sandbox (read-only, shared
+# between processes).
 _MOUNT = "__ai_agent_builder"
-# Packages of the plugin that run inside sandboxes; each is standard library only.
+# Packages of the plugin that run inside sandboxes: the standard library plus the
+# [ai-agents-builder] libraries, never Pants.
 _SANDBOXED_PACKAGES = ("oci", "debian", "wheels")
 # With a remote cache, Pants starts a process locally if the cache has not answered within this
 # delay (default 0: at once), and cancels it on a hit. A miss answers at once either way; a hit
@@ -33,10 +49,12 @@ _REMOTE_CACHE_SPECULATION_DELAY_MILLIS = 2000
 
 @dataclass(frozen=True)
 class ImageBuilder:
-    """The interpreter and sources that image-building processes run."""
+    """The interpreter, sources and libraries that image-building processes run; `python_path`
+    lists, relative to the sandbox, where the sources and each library are importable."""
 
     python: PythonExecutable
     sources: Digest
+    python_path: Tuple[str, ...]
 
     def process(
         self,
@@ -66,7 +84,7 @@ class ImageBuilder:
             output_directories=tuple(output_directories),
             # Nothing from the host reaches the output: fixed locale, timezone and hash seed.
             env={
-                "PYTHONPATH": _MOUNT,
+                "PYTHONPATH": ":".join(self.python_path),
                 "PYTHONHASHSEED": "0",
                 "LC_ALL": "C.UTF-8",
                 "TZ": "UTC",
@@ -110,15 +128,40 @@ def _sandboxed_sources() -> tuple[FileContent, ...]:
     )
 
 
-@rule(desc="Preparing the image builder", level=LogLevel.DEBUG)
-async def prepare_image_builder(subsystem: AiAgentSubsystem) -> ImageBuilder:
-    python = await Get(
-        PythonExecutable,
-        InterpreterConstraints,
-        InterpreterConstraints(subsystem.builder_interpreter_constraints),
+class BuilderLibrariesError(Exception):
+    """The [ai-agents-builder] lock holds a distribution that is not pure Python."""
+
+
+async def _library_directories(libraries: Pex) -> Tuple[str, ...]:
+    """The importable directory of each distribution in a loose PEX (`.deps/<wheel>/`, as
+    PEX-INFO lists them), relative to the PEX."""
+    [info] = await Get(
+        DigestContents, DigestSubset(libraries.digest, PathGlobs([f"{libraries.name}/PEX-INFO"]))
     )
-    sources = await Get(Digest, CreateDigest(_sandboxed_sources()))
-    return ImageBuilder(python=python, sources=sources)
+    wheels = sorted(json.loads(info.content)["distributions"])
+    compiled = [wheel for wheel in wheels if not wheel.endswith("-none-any.whl")]
+    if compiled:
+        raise BuilderLibrariesError(
+            f"[{ImageBuilderLibraries.options_scope}]: {', '.join(compiled)} are not pure Python"
+            " (`*-none-any.whl`); build steps run on any interpreter the builder constraints"
+            " allow, so lock only pure-Python libraries for them."
+        )
+    return tuple(f".deps/{wheel}" for wheel in wheels)
+
+
+@rule(desc="Preparing the image builder", level=LogLevel.DEBUG)
+async def prepare_image_builder(libraries: ImageBuilderLibraries) -> ImageBuilder:
+    constraints = libraries.interpreter_constraints
+    libraries_request = libraries.to_pex_request(interpreter_constraints=constraints)
+    python, sources, libraries_pex = await MultiGet(
+        Get(PythonExecutable, InterpreterConstraints, constraints),
+        Get(Digest, CreateDigest(_sandboxed_sources())),
+        Get(Pex, PexRequest, dataclasses.replace(libraries_request, layout=PexLayout.LOOSE)),
+    )
+    directories = await _library_directories(libraries_pex)
+    mounted = await Get(Digest, MergeDigests([sources, libraries_pex.digest]))
+    python_path = (_MOUNT, *(f"{_MOUNT}/{libraries_pex.name}/{path}" for path in directories))
+    return ImageBuilder(python=python, sources=mounted, python_path=python_path)
 
 
 @rule

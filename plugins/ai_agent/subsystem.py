@@ -18,17 +18,6 @@ class AiAgentSubsystem(Subsystem):
     options_scope = "ai-agents"
     help = "Options for building `ai_agent` images."
 
-    builder_interpreter_constraints = StrListOption(
-        default=["CPython>=3.9,<3.12"],
-        help=softwrap(
-            """
-            Which interpreters may run the image-building processes (the plugin's standard-library
-            OCI core). Their output is byte-identical under every allowed version; the chosen
-            interpreter's path is part of each process's cache key, so machines sharing a remote
-            cache should resolve it to the same path.
-            """
-        ),
-    )
     default_base = StrOption(
         default=None,
         help=softwrap(
@@ -128,4 +117,27 @@ class AgentRunner(PythonToolRequirementsBase):
     register_interpreter_constraints = True
     default_interpreter_constraints = ["CPython>=3.9,<3.12"]
     default_lockfile_resource = ("ai_agent", "runner.lock")
+    lockfile_rules_type = LockfileRules.SIMPLE
+
+
+class ImageBuilderLibraries(PythonToolRequirementsBase):
+    options_scope = "ai-agents-builder"
+    help = softwrap(
+        """
+        The Python packaging libraries that the image-building processes import, next to the
+        plugin's own sandboxed code: `packaging` (PEP 425 tags, PEP 440 versions, PEP 508
+        requirements and markers) and `installer` (wheel installation), the reference
+        implementations pip relies on. `interpreter_constraints` says which interpreters may run
+        those processes; their output is byte-identical under each, and the chosen interpreter's
+        path is part of every process's cache key, so machines sharing a remote cache should
+        resolve it to the same path. The libraries must be pure-Python wheels.
+        """
+    )
+    register_interpreter_constraints = True
+    default_interpreter_constraints = ["CPython>=3.9,<3.12"]
+    # `packaging` is the version Pants 2.17 itself pins, which the plugin's tests run with.
+    default_version = "installer==0.7.0"
+    default_requirements = ["packaging==21.3", "installer==0.7.0"]
+    default_extra_requirements = ["packaging==21.3"]
+    default_lockfile_resource = ("ai_agent", "builder.lock")
     lockfile_rules_type = LockfileRules.SIMPLE

@@ -12,7 +12,7 @@ manifest that list that layer.
 | HOME | the test's | an empty directory |
 | Pants caches | the default ones (may be warm) | an empty local store and named caches |
 | file mtimes | as copied from the sandbox | all 2009-02-13 |
-| builder Python (`[ai-agents].builder_interpreter_constraints`) | CPython 3.9 | CPython 3.11 |
+| builder Python (`[ai-agents-builder].interpreter_constraints`) | CPython 3.9 | CPython 3.11 |
 
 Clone B builds everything from nothing. Real components: Pants 2.17 with this plugin (no pantsd)
 against scratch repos holding the real pants.toml, lockfiles, `agents/` and `3rdparty/`; on an
