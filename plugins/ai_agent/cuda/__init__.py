@@ -6,6 +6,6 @@ local version, the `nvidia-*-cuXX` wheels, onnxruntime-gpu, cupy, jax, ...), and
 agent's `accelerator`, `cuda_flavour` and `gpu_archs` plus that analysis into the base image,
 environment and labels, or a `CudaProblem` that names the field to change and the fix.
 
-Standard library only (and `ai_agent.wheels`, which is too): it runs in build sandboxes and on the
-output of `python -m ai_agent.wheels plan`, not inside Pants.
+The standard library and `packaging` only: it runs inside Pants (whose own `packaging` it imports),
+on the output of `python -m ai_agent.wheels plan`.
 """

@@ -35,8 +35,8 @@ from typing import (
     Union,
 )
 
-from ..wheels.requirements import RequirementError, Version, canonical_name
-from ..wheels.tags import WheelFilename, WheelFilenameError
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
 
 _NVIDIA_SUFFIXED = re.compile(
     r"^nvidia-(?P<library>[a-z0-9]+(?:-[a-z0-9]+)*?)-cu(?P<major>1[0-9])$"
@@ -95,7 +95,7 @@ class LockedDistribution:
             project, version, filename = item["project"], item["version"], item["filename"]
         else:
             project, version, filename = item.project, item.version, item.filename
-        return cls(canonical_name(project), str(version), str(filename))
+        return cls(canonicalize_name(project), str(version), str(filename))
 
     def describe(self) -> str:
         return f"{self.project} {self.version}"
@@ -103,13 +103,13 @@ class LockedDistribution:
     def machines(self) -> Tuple[str, ...]:
         """The CPU architectures the wheel's platform tags name (`x86_64`, `aarch64`)."""
         try:
-            wheel = WheelFilename.parse(self.filename)
-        except WheelFilenameError:
+            _, _, _, tags = parse_wheel_filename(self.filename)
+        except (InvalidWheelFilename, InvalidVersion):
             return ()
         found = set()
-        for _, _, platform in wheel.tags:
+        for tag in tags:
             for machine in ("x86_64", "aarch64", "ppc64le", "s390x"):
-                if platform.endswith(machine):
+                if tag.platform.endswith(machine):
                     found.add(machine)
         return tuple(sorted(found))
 
@@ -213,8 +213,8 @@ def _version_order(item: Tuple[Tuple[int, Optional[int]], Any]) -> Tuple[int, in
 
 def _version(text: str) -> Optional[Version]:
     try:
-        return Version.parse(text)
-    except RequirementError:
+        return Version(text)
+    except InvalidVersion:
         return None
 
 
@@ -325,7 +325,7 @@ def _framework(analysis: _Analysis, dist: LockedDistribution) -> None:
     project = dist.project
     version = _version(dist.version)
     if project == "onnxruntime-gpu" and version is not None:
-        modern = version.public.key() >= Version.parse("1.19").key()
+        modern = version >= Version("1.19")
         major, cudnn = (12, 9) if modern else (11, 8)
         analysis.claim(
             dist,

@@ -8,7 +8,7 @@ from typing import Any, Dict, List
 import pytest
 
 from ..wheels.pexlock import ChosenWheel, PexLock
-from ..wheels.tags import Target
+from ..wheels.target import Target
 from .lock import CudaClaim, LockedCuda
 
 TESTDATA = Path(__file__).parent / "testdata"

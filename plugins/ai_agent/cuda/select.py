@@ -22,7 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from ..wheels.requirements import Version
+from packaging.version import Version
+
 from .lock import CudaClaim, LockedCuda
 from .table import (
     BASE,
@@ -391,7 +392,7 @@ def _cudnn_from_base(locked: LockedCuda, flavour: str) -> Optional[int]:
 def _series(version: str) -> str:
     """`2.4.1+cu121` -> `2.4`."""
     try:
-        release = Version.parse(version).release
+        release = Version(version).release
     except ValueError:
         return ""
     return ".".join(str(part) for part in release[:2])
@@ -466,8 +467,9 @@ def _arch_allows(arch: str, version: CudaVersion) -> bool:
     return (floor is None or version >= floor.cuda) and (ceiling is None or version <= ceiling)
 
 
-def _version_key(version: str) -> Tuple[object, ...]:
-    return Version.parse(_public(version)).key()
+def _public_version(version: str) -> Version:
+    """`2.4.1+cu121` -> Version 2.4.1, for comparing torch series and floors."""
+    return Version(_public(version))
 
 
 def _check_archs(
@@ -493,7 +495,7 @@ def _check_archs(
         if floor is None:
             continue
         cuda_low = version < floor.cuda
-        torch_low = torch_version is not None and _version_key(torch_version) < _version_key(
+        torch_low = torch_version is not None and _public_version(torch_version) < _public_version(
             floor.torch
         )
         if not cuda_low and not torch_low:
@@ -525,8 +527,8 @@ def _arch_fix(arch: str, floor: ArchFloor, explicit: bool, torch_version: Option
         return f"{fix}, or remove {arch} from gpu_archs"
     ways = []
     series, public = _series(torch_version), _public(torch_version)
-    for candidate in sorted(TORCH_CUDA_VARIANTS, key=_version_key):
-        if _version_key(candidate) < max(_version_key(floor.torch), _version_key(series)):
+    for candidate in sorted(TORCH_CUDA_VARIANTS, key=_public_version):
+        if _public_version(candidate) < max(_public_version(floor.torch), _public_version(series)):
             continue
         good = [
             tag for tag in TORCH_CUDA_VARIANTS[candidate] if CudaVersion.parse(tag) >= floor.cuda
@@ -542,10 +544,10 @@ def _arch_fix(arch: str, floor: ArchFloor, explicit: bool, torch_version: Option
     pypi = [
         candidate
         for candidate, cuda in PYPI_TORCH_CUDA.items()
-        if cuda >= floor.cuda and _version_key(candidate) >= _version_key(floor.torch)
+        if cuda >= floor.cuda and _public_version(candidate) >= _public_version(floor.torch)
     ]
     if pypi:
-        oldest = min(pypi, key=_version_key)
+        oldest = min(pypi, key=_public_version)
         ways.append(f"torch>={oldest} from PyPI (built for CUDA {PYPI_TORCH_CUDA[oldest]})")
     if not ways:
         ways.append(f"a torch >= {floor.torch} built for CUDA >= {floor.cuda}")

@@ -7,7 +7,7 @@ from typing import List, Tuple
 import pytest
 
 from ..wheels.pexlock import PexLock
-from ..wheels.tags import Target
+from ..wheels.target import Target
 from .lock import LockedCuda
 from .select import CudaChoice, parse_gpu_archs, select_cuda
 from .table import DEFAULT_TABLE, CudaProblem, CudaVersion, UnknownCudaVersion, merge_table

@@ -55,7 +55,7 @@ from .bytecode import BytecodeError, Compiler
 from .install import InstalledDistribution, InstallLayout, WheelError, install_wheel
 from .pexlock import ChosenWheel, LockError, PexLock
 from .plan import MIB, DistributionConflict, PlannedLayer, plan_layers
-from .tags import Target
+from .target import Target
 
 
 class WheelsMissing(Exception):
@@ -71,7 +71,7 @@ def run_layers(args: argparse.Namespace, target: Target) -> Dict[str, Any]:
     missing = [wheel.filename for wheel in wheels if not (args.wheels / wheel.filename).is_file()]
     if missing:
         raise WheelsMissing(f"{args.wheels}: missing {', '.join(missing)} (run `plan` first)")
-    layout = InstallLayout(args.prefix, args.interpreter)
+    layout = InstallLayout(args.prefix, args.interpreter, f"3.{target.minor}")
     compiler = (
         None
         if args.bytecode_interpreter is None

@@ -21,8 +21,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, List, Sequence, Tuple
 
-from .install import InstalledDistribution, InstalledFile
-from .tags import Target
+from .install import InstalledDistribution, InstalledFile, file_sha256
+from .target import Target
 
 # What the compiling interpreter reports about itself (no site, no bytecode of its own).
 _PROBE = (
@@ -127,7 +127,9 @@ class Compiler:
             pyc = f"{directory}/__pycache__/{name[:-3]}.{self.cache_tag}.pyc"
             host_pyc = root / pyc
             if host_pyc.is_file():
-                compiled.append(InstalledFile(pyc, 0o644, host_pyc.stat().st_size))
+                compiled.append(
+                    InstalledFile(pyc, 0o644, host_pyc.stat().st_size, file_sha256(host_pyc))
+                )
             else:
                 notes.append(f"no bytecode for {source}: it does not compile")
         return replace(distribution.with_files(compiled), notes=tuple(notes))

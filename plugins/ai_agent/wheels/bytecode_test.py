@@ -9,8 +9,8 @@ import pytest
 
 from .bytecode import BytecodeError, Compiler
 from .conftest import RealWheel
-from .install import InstalledDistribution, InstalledFile, InstallLayout, install_wheel
-from .tags import Target
+from .install import InstalledDistribution, InstalledFile, InstallLayout, file_sha256, install_wheel
+from .target import Target
 
 LAYOUT = InstallLayout("opt/agent", "/usr/bin/python3.11")
 TARGET_311 = Target.parse("3.11", "linux/amd64", "2.36")
@@ -60,7 +60,14 @@ def test_sources_that_do_not_compile_are_noted(
     broken = tmp_path / "root" / LAYOUT.site_packages / "six_py2_only.py"
     broken.write_text("print 'python 2'\n")
     distribution = distribution.with_files(
-        [InstalledFile(f"{LAYOUT.site_packages}/six_py2_only.py", 0o644, broken.stat().st_size)]
+        [
+            InstalledFile(
+                f"{LAYOUT.site_packages}/six_py2_only.py",
+                0o644,
+                broken.stat().st_size,
+                file_sha256(broken),
+            )
+        ]
     )
     compiled = compiler.compile(distribution, LAYOUT.site_packages)
     paths = {installed.path for installed in compiled.files}

@@ -1,51 +1,42 @@
-"""Install a wheel the way pip would into a flat prefix of the image, as layer entries.
+"""Install a wheel into a flat prefix of the image with PyPA's `installer`, as layer entries.
 
-`install_wheel` checks the wheel's sha256 against the lock, then streams every member into a
-scratch tree that mirrors the image root (so no member is ever held in memory, and the bytecode
-step can compile the tree in place), and returns `Entry.file` entries for it:
+`installer` decides what pip decides: the root scheme from `Root-Is-Purelib`, where each
+`<name>.data/<scheme>/` member goes, `#!python` shebangs of scripts, console and GUI entry-point
+launchers, and the rewritten `RECORD`. This module adds only what an image needs on top:
 
-- purelib, platlib and `<name>.data/{purelib,platlib}` -> `<prefix>/site-packages/`;
-- `<name>.data/scripts` -> `<prefix>/bin/`, mode 0755, a `#!python` shebang rewritten to the
-  image's interpreter; console and GUI entry points become small launchers there too;
-- `<name>.data/data` -> `<prefix>/`; `<name>.data/headers` is dropped (nothing compiles
-  against it in a runtime image) and noted;
-- `INSTALLER` says `ai-agent`; `RECORD` is rewritten with the installed paths, sorted, so it
-  tells the truth; the wheel's `RECORD.jws`/`RECORD.p7s` signatures over the old RECORD and
-  any `REQUESTED` are dropped.
-
-The entries depend only on the wheel's bytes and the layout; modes are 0644, or 0755 for
-scripts and members that the wheel marks executable.
+- the scheme paths of the image (`_scheme_paths`): purelib and platlib -> `<prefix>/site-packages`,
+  scripts -> `<prefix>/bin`, data -> `<prefix>`, headers -> `<prefix>/include/site/pythonX.Y/
+  <project>`, where pip puts them in a virtual environment at `<prefix>`;
+- files written into a scratch tree that mirrors the image root, streamed (no member is held in
+  memory) and never overwritten, with modes that depend only on the wheel (0644, or 0755 for
+  scripts and members the wheel marks executable), not on the builder's umask;
+- the wheel's sha256 checked against the lock before anything is unpacked.
 """
 
 from __future__ import annotations
 
 import base64
-import configparser
-import csv
 import hashlib
 import io
 import os
-import posixpath
-import re
 import zipfile
 from dataclasses import dataclass, field, replace
-from email.parser import HeaderParser
 from pathlib import Path
-from typing import IO, Dict, List, Optional, Tuple
+from typing import BinaryIO, Dict, Iterable, List, Optional, Tuple, Union
+
+from installer import install
+from installer.destinations import WheelDestination
+from installer.exceptions import InstallerError
+from installer.records import Hash, RecordEntry
+from installer.scripts import Script
+from installer.sources import WheelFile
+from installer.utils import Scheme, construct_record_file, fix_shebang
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from ..oci.layer import Entry
-from .requirements import canonical_name
-from .tags import WheelFilename
 
-INSTALLER = "ai-agent"
+INSTALLER = b"ai-agent\n"
 CHUNK_SIZE = 1 << 20
-# The longest shebang line read when looking for `#!python`; a script's first line is short.
-_SHEBANG_LIMIT = 4096
-_DROPPED_METADATA = {"RECORD", "RECORD.jws", "RECORD.p7s", "INSTALLER", "REQUESTED"}
-_ENTRY_POINT = re.compile(
-    r"^(?P<module>[A-Za-z_][\w.]*)\s*:\s*(?P<attribute>[A-Za-z_][\w.]*)\s*(?:\[[^\]]*\])?\s*$"
-)
-_SCRIPT_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
 
 
 class WheelError(Exception):
@@ -59,10 +50,12 @@ class WheelHashMismatch(WheelError):
 @dataclass(frozen=True)
 class InstallLayout:
     """Where distributions go in the image: `prefix` (relative, e.g. `opt/agent`) holds
-    `site-packages/`, `bin/` and wheel data; `interpreter` is the image's python for shebangs."""
+    `site-packages/`, `bin/`, `include/` and wheel data; `interpreter` is the image's python for
+    shebangs and `python` its X.Y, which names the headers directory."""
 
     prefix: str = "opt/agent"
     interpreter: str = "/usr/bin/python3"
+    python: str = "3.11"
 
     def __post_init__(self) -> None:
         parts = self.prefix.split("/")
@@ -79,14 +72,18 @@ class InstallLayout:
     def scripts(self) -> str:
         return f"{self.prefix}/bin"
 
+    def headers(self, project: str) -> str:
+        return f"{self.prefix}/include/site/python{self.python}/{project}"
+
 
 @dataclass(frozen=True)
 class InstalledFile:
-    """One installed file: its image path (relative), its mode and its size."""
+    """One installed file: its image path (relative), mode, size and sha256 (hex)."""
 
     path: str
     mode: int
     size: int
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -110,23 +107,34 @@ class InstalledDistribution:
             for installed in self.files
         ]
 
-    def with_files(self, added: List[InstalledFile]) -> InstalledDistribution:
+    def with_files(self, added: Iterable[InstalledFile]) -> InstalledDistribution:
         files = sorted(self.files + tuple(added), key=lambda installed: installed.path)
         return replace(self, files=tuple(files))
+
+    def without(self, paths: Iterable[str], note: str) -> InstalledDistribution:
+        """The distribution less `paths` (installed by another layer), saying why."""
+        dropped = set(paths)
+        files = tuple(installed for installed in self.files if installed.path not in dropped)
+        return replace(self, files=files, notes=self.notes + (note,))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(CHUNK_SIZE), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def verify_sha256(path: Path, expected: str) -> None:
     """Stream `path` through sha256; a mismatch means the download is not what was locked."""
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as stream:
-            for chunk in iter(lambda: stream.read(CHUNK_SIZE), b""):
-                digest.update(chunk)
+        actual = file_sha256(path)
     except OSError as error:
         raise WheelError(f"{path.name}: cannot read it: {error.strerror}") from None
-    if digest.hexdigest() != expected.lower():
+    if actual != expected.lower():
         raise WheelHashMismatch(
-            f"{path.name}: sha256 is {digest.hexdigest()}, the lock pins {expected};"
+            f"{path.name}: sha256 is {actual}, the lock pins {expected};"
             " the file is corrupt or not the locked artifact (delete it and download it again)"
         )
 
@@ -136,201 +144,116 @@ def install_wheel(
 ) -> InstalledDistribution:
     """Verify and unpack `wheel_path` into the empty-or-missing directory `root`."""
     verify_sha256(wheel_path, sha256)
-    name = WheelFilename.parse(wheel_path.name)
+    try:
+        name, version, _, _ = parse_wheel_filename(wheel_path.name)
+    except InvalidWheelFilename as error:
+        raise WheelError(f"{wheel_path.name}: {error}") from None
     root.mkdir(parents=True, exist_ok=True)
     if any(root.iterdir()):
         raise WheelError(f"{wheel_path.name}: scratch directory {root} is not empty")
+    destination = _ImageDestination(root, _scheme_paths(layout, name), layout.interpreter)
     try:
-        with zipfile.ZipFile(wheel_path) as archive:
-            installer = _Installer(archive, name, layout, root)
-            return installer.install()
+        with WheelFile.open(wheel_path) as source:
+            _check_member_names(source, wheel_path.name)
+            install(source, destination, {"INSTALLER": INSTALLER})
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as error:
         raise WheelError(f"{wheel_path.name}: not a readable wheel: {error}") from None
+    except (InstallerError, ValueError, KeyError, AssertionError) as error:
+        # installer reports malformed wheels (no or two .dist-info, a bad Wheel-Version, an
+        # unknown .data scheme, a bad entry point) with these.
+        raise WheelError(f"{wheel_path.name}: {error or type(error).__name__}") from None
+    return InstalledDistribution(
+        project=name,
+        version=str(version),
+        wheel=wheel_path.name,
+        root=root,
+        files=tuple(destination.files[path] for path in sorted(destination.files)),
+    )
 
 
-class _Installer:
-    def __init__(
-        self, archive: zipfile.ZipFile, name: WheelFilename, layout: InstallLayout, root: Path
-    ) -> None:
-        self.archive = archive
-        self.name = name
-        self.layout = layout
-        self.root = root
-        self.dist_info = self._dist_info_directory()
-        self.data = self.dist_info[: -len(".dist-info")] + ".data"
-        self.files: Dict[str, InstalledFile] = {}
-        self.sha256s: Dict[str, str] = {}
-        self.notes: List[str] = []
+def _scheme_paths(layout: InstallLayout, project: str) -> Dict[str, str]:
+    return {
+        "purelib": layout.site_packages,
+        "platlib": layout.site_packages,
+        "scripts": layout.scripts,
+        "data": layout.prefix,
+        "headers": layout.headers(project),
+    }
 
-    def install(self) -> InstalledDistribution:
-        self._check_wheel_version()
-        for member in sorted(self.archive.infolist(), key=lambda info: info.filename):
-            if not member.is_dir():
-                self._install_member(member)
-        self._write_launchers()
-        self._write(f"{self.layout.site_packages}/{self.dist_info}/INSTALLER", INSTALLER.encode())
-        self._write_record()
-        return InstalledDistribution(
-            project=self.name.name,
-            version=self.name.version,
-            wheel=self.name.filename,
-            root=self.root,
-            files=tuple(self.files[path] for path in sorted(self.files)),
-            notes=tuple(self.notes),
-        )
 
-    def _error(self, message: str) -> WheelError:
-        return WheelError(f"{self.name.filename}: {message}")
-
-    def _dist_info_directory(self) -> str:
-        tops = {info.filename.split("/", 1)[0] for info in self.archive.infolist()}
-        candidates = sorted(top for top in tops if top.endswith(".dist-info"))
-        if len(candidates) != 1:
-            raise self._error(f"expected one top-level .dist-info directory, found {candidates}")
-        dist_name = candidates[0][: -len(".dist-info")].rsplit("-", 1)[0]
-        if canonical_name(dist_name) != self.name.name:
-            raise self._error(f"{candidates[0]} does not belong to project {self.name.name}")
-        return candidates[0]
-
-    def _check_wheel_version(self) -> None:
-        metadata = self._read_small(f"{self.dist_info}/WHEEL")
-        if metadata is None:
-            raise self._error(f"{self.dist_info}/WHEEL is missing")
-        version = HeaderParser().parsestr(metadata.decode("utf-8")).get("Wheel-Version", "")
-        if version.split(".")[0] != "1":
-            raise self._error(f"Wheel-Version {version!r} is not supported (only 1.x)")
-
-    def _read_small(self, member: str) -> Optional[bytes]:
-        try:
-            return self.archive.read(member)
-        except KeyError:
-            return None
-
-    def _install_member(self, member: zipfile.ZipInfo) -> None:
-        name = member.filename
-        parts = name.split("/")
+def _check_member_names(source: WheelFile, wheel: str) -> None:
+    """Refuse members that would land outside their scheme directory (installer joins paths as
+    given, like pip before its own check)."""
+    for name in source._zipfile.namelist():  # noqa: SLF001 - the archive the source reads
+        parts = name.rstrip("/").split("/")
         if name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):
-            raise self._error(f"member {name!r} is not a plain relative path")
-        if parts[0] == self.dist_info and len(parts) == 2 and parts[1] in _DROPPED_METADATA:
-            return
-        executable = bool((member.external_attr >> 16) & 0o111)
-        if parts[0] != self.data:
-            self._extract(member, f"{self.layout.site_packages}/{name}", executable)
-            return
-        if len(parts) < 3:
-            raise self._error(f"member {name!r} sits directly in {self.data}/")
-        scheme, rest = parts[1], "/".join(parts[2:])
-        if scheme in ("purelib", "platlib"):
-            self._extract(member, f"{self.layout.site_packages}/{rest}", executable)
-        elif scheme == "scripts":
-            self._extract(member, f"{self.layout.scripts}/{rest}", True, rewrite_shebang=True)
-        elif scheme == "data":
-            self._extract(member, f"{self.layout.prefix}/{rest}", executable)
-        elif scheme == "headers":
-            self.notes.append(f"dropped C header {rest} (headers are not installed in images)")
-        else:
-            raise self._error(f"member {name!r}: unknown install scheme {scheme!r}")
+            raise WheelError(f"{wheel}: member {name!r} is not a plain relative path")
 
-    def _extract(
+
+class _ImageDestination(WheelDestination):
+    """Writes `installer`'s output below `root`, recording each file's mode, size and sha256."""
+
+    def __init__(self, root: Path, schemes: Dict[str, str], interpreter: str) -> None:
+        self.root = root
+        self.schemes = schemes
+        self.interpreter = interpreter
+        self.files: Dict[str, InstalledFile] = {}
+
+    def write_file(
         self,
-        member: zipfile.ZipInfo,
-        path: str,
-        executable: bool,
-        rewrite_shebang: bool = False,
+        scheme: Scheme,
+        path: Union[str, os.PathLike],
+        stream: BinaryIO,
+        is_executable: bool,
+    ) -> RecordEntry:
+        if scheme == "scripts":
+            with fix_shebang(stream, self.interpreter) as rewritten:
+                return self._write(scheme, os.fspath(path), rewritten, is_executable=True)
+        return self._write(scheme, os.fspath(path), stream, is_executable)
+
+    def write_script(self, name: str, module: str, attr: str, section: str) -> RecordEntry:
+        script = Script(name, module, attr, section)  # type: ignore[arg-type]
+        launcher_name, data = script.generate(self.interpreter, "posix")
+        with io.BytesIO(data) as stream:
+            return self._write(Scheme("scripts"), launcher_name, stream, is_executable=True)
+
+    def finalize_installation(
+        self,
+        scheme: Scheme,
+        record_file_path: str,
+        records: Iterable[Tuple[Scheme, RecordEntry]],
     ) -> None:
-        with self.archive.open(member) as source, self._create(path) as target:
-            digest = hashlib.sha256()
-            size = 0
-            if rewrite_shebang:
-                first_line = _rewritten_shebang(source.readline(_SHEBANG_LIMIT), self.layout)
-                target.write(first_line)
-                digest.update(first_line)
-                size += len(first_line)
-            for chunk in iter(lambda: source.read(CHUNK_SIZE), b""):
-                target.write(chunk)
+        base = self.schemes[scheme]
+
+        def prefix_for_scheme(file_scheme: Scheme) -> Optional[str]:
+            if self.schemes[file_scheme] == base:
+                return None
+            return os.path.relpath(self.schemes[file_scheme], base) + "/"
+
+        # Sorted like pip's, so RECORD depends on the files only.
+        rows = sorted(records, key=lambda row: row[1].to_row(prefix_for_scheme(row[0])))
+        with construct_record_file(rows, prefix_for_scheme) as record:
+            self._write(scheme, record_file_path, record, is_executable=False)
+
+    def _write(
+        self, scheme: Scheme, path: str, stream: BinaryIO, is_executable: bool
+    ) -> RecordEntry:
+        image_path = f"{self.schemes[scheme]}/{path}"
+        if image_path in self.files:
+            raise WheelError(f"{image_path} would be installed twice")
+        host_path = self.root / image_path
+        host_path.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        size = 0
+        with open(os.open(host_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+            for chunk in iter(lambda: stream.read(CHUNK_SIZE), b""):
+                out.write(chunk)
                 digest.update(chunk)
                 size += len(chunk)
-        self._record(path, executable, digest.hexdigest(), size)
-
-    def _write(self, path: str, data: bytes, executable: bool = False) -> None:
-        with self._create(path) as target:
-            target.write(data)
-        self._record(path, executable, hashlib.sha256(data).hexdigest(), len(data))
-
-    def _create(self, path: str) -> IO[bytes]:
-        if path in self.files:
-            raise self._error(f"{path} would be installed twice")
-        host_path = self.root / path
-        host_path.parent.mkdir(parents=True, exist_ok=True)
-        return open(os.open(host_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
-
-    def _record(self, path: str, executable: bool, sha256: str, size: int) -> None:
-        self.files[path] = InstalledFile(path, 0o755 if executable else 0o644, size)
-        self.sha256s[path] = sha256
-
-    def _write_launchers(self) -> None:
-        text = self._read_small(f"{self.dist_info}/entry_points.txt")
-        if text is None:
-            return
-        parser = configparser.ConfigParser(delimiters=("=",), interpolation=None)
-        parser.optionxform = str  # type: ignore[assignment,method-assign]
-        try:
-            parser.read_string(text.decode("utf-8"))
-        except (configparser.Error, UnicodeDecodeError) as error:
-            raise self._error(f"entry_points.txt is malformed: {error}") from None
-        for section in ("console_scripts", "gui_scripts"):
-            if not parser.has_section(section):
-                continue
-            for script, reference in sorted(parser.items(section)):
-                launcher = _launcher(script, reference, self.layout.interpreter)
-                if launcher is None:
-                    raise self._error(
-                        f"entry point `{script} = {reference}` is not `name = module:attribute`"
-                    )
-                self._write(f"{self.layout.scripts}/{script}", launcher, executable=True)
-
-    def _write_record(self) -> None:
-        record = f"{self.layout.site_packages}/{self.dist_info}/RECORD"
-        rows = [
-            (
-                posixpath.relpath(installed.path, self.layout.site_packages),
-                "sha256=" + _urlsafe_digest(self.sha256s[installed.path]),
-                str(installed.size),
-            )
-            for installed in self.files.values()
-        ]
-        rows.append((posixpath.relpath(record, self.layout.site_packages), "", ""))
-        text = io.StringIO()
-        csv.writer(text, lineterminator="\n").writerows(sorted(rows))
-        self._write(record, text.getvalue().encode("utf-8"))
+        mode = 0o755 if is_executable else 0o644
+        self.files[image_path] = InstalledFile(image_path, mode, size, digest.hexdigest())
+        return RecordEntry(path, Hash("sha256", _urlsafe_b64(digest.digest())), size)
 
 
-def _rewritten_shebang(first_line: bytes, layout: InstallLayout) -> bytes:
-    """PEP 427: `#!python` (or `#!pythonw`) and its arguments -> the image's interpreter."""
-    match = re.match(rb"^#!pythonw?(?P<arguments>[ \t][^\r\n]*)?(?P<end>\r?\n)?$", first_line)
-    if not match:
-        return first_line
-    arguments = match["arguments"] or b""
-    return b"#!" + layout.interpreter.encode() + arguments + (match["end"] or b"\n")
-
-
-def _launcher(script: str, reference: str, interpreter: str) -> Optional[bytes]:
-    match = _ENTRY_POINT.match(reference)
-    if not match or not _SCRIPT_NAME.match(script) or script in (".", ".."):
-        return None
-    module, attribute = match["module"], match["attribute"]
-    first, _, _ = attribute.partition(".")
-    return (
-        f"#!{interpreter}\n"
-        f"# The `{script}` entry point: {module}:{attribute}\n"
-        "import sys\n"
-        "\n"
-        f"from {module} import {first}\n"
-        "\n"
-        'if __name__ == "__main__":\n'
-        f"    sys.exit({attribute}())\n"
-    ).encode()
-
-
-def _urlsafe_digest(hex_digest: str) -> str:
-    return base64.urlsafe_b64encode(bytes.fromhex(hex_digest)).rstrip(b"=").decode("ascii")
+def _urlsafe_b64(digest: bytes) -> str:
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")

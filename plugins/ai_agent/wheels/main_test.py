@@ -132,3 +132,58 @@ def test_fetch_keeps_only_verified_bytes(tmp_path: Path, capsys: pytest.CaptureF
 
     assert main(["fetch", "--url", url, "--sha256", sha256, "--output", str(output)]) == 0
     assert output.read_bytes() == b"wheel bytes"
+
+
+def _layers_of(
+    wheels: Dict[str, RealWheel], tmp_path: Path, output: Path, threshold_mib: int
+) -> List[str]:
+    """`layers` for all of `wheels`; returns the arguments, to run with `main`."""
+    lock = _lock_of(wheels, tmp_path / "format.lock")
+    arguments = ["layers", "--lock", str(lock), "--python", "3.11", "--platform", "linux/amd64"]
+    arguments += ["--wheels", str(next(iter(wheels.values())).path.parent)]
+    arguments += ["--output-dir", str(output), "--threshold-mib", str(threshold_mib)]
+    for name in wheels:
+        arguments += ["--requirement", name]
+    return arguments
+
+
+def _layer_paths(output: Path, layer: Dict[str, Any]) -> List[str]:
+    descriptor = json.loads((output / layer["descriptor"]).read_text())
+    return [entry["path"] for entry in descriptor["entries"]]
+
+
+def test_the_nvidia_namespace_of_two_wheels_is_installed_once(
+    format_wheels: Dict[str, RealWheel], tmp_path: Path
+) -> None:
+    nvidia = {name: format_wheels[name] for name in format_wheels if name.startswith("nvidia-")}
+    namespace = "opt/agent/site-packages/nvidia/__init__.py"
+    for threshold_mib, output in ((64, tmp_path / "shared"), (0, tmp_path / "own")):
+        assert main(_layers_of(nvidia, tmp_path, output, threshold_mib)) == 0
+        layers = json.loads((output / "layers.json").read_text())["layers"]
+        holders = [layer["name"] for layer in layers if namespace in _layer_paths(output, layer)]
+        # Once, in the first layer that has it: the shared one, or the first big one by name.
+        assert holders == [layers[0]["name"]]
+        notes = [
+            note for layer in layers for dist in layer["distributions"] for note in dist["notes"]
+        ]
+        assert notes == [
+            "1 file(s) with the same bytes as in nvidia-cuda-runtime-cu12 are installed once, by"
+            f" the first layer: {namespace}"
+        ]
+    assert [layer["name"] for layer in layers] == [
+        "site-packages-nvidia-cuda-runtime-cu12",
+        "site-packages-nvidia-nvtx-cu12",
+    ]
+
+
+def test_two_projects_installing_one_module_differently_are_refused(
+    format_wheels: Dict[str, RealWheel], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    both = {name: format_wheels[name] for name in ("jwt", "pyjwt")}
+    assert main(_layers_of(both, tmp_path, tmp_path / "out", 64)) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(
+        "error: opt/agent/site-packages/jwt/__init__.py is installed by both"
+        " jwt-1.3.1-py3-none-any.whl and PyJWT-2.8.0-py3-none-any.whl with different contents"
+    ), error
+    assert "Remove one of the two projects from the resolve" in error

@@ -1,6 +1,7 @@
 """Read a Pants/pex lockfile and choose, for the image's target, the locked wheels that the
 requested requirements need: the transitive closure through `requires_dists` whose markers hold
-for the target, each with the one wheel pip would install there.
+for the target, each with the one wheel pip would install there. Requirements, versions,
+specifiers and markers are `packaging`'s, evaluated in the target's environment (`target`).
 
 Only wheels are installed: building an sdist would run arbitrary code and give host-dependent
 bytes, so a locked project without a wheel for the target is an error that names it.
@@ -15,8 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
-from .requirements import Requirement, RequirementError, SpecifierSet, canonical_name
-from .tags import Target, best_wheel
+from packaging.markers import UndefinedComparison, UndefinedEnvironmentName
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, Specifier, SpecifierSet
+from packaging.tags import Tag
+from packaging.utils import InvalidWheelFilename, canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from .target import Target, best_wheel
 
 
 class LockError(Exception):
@@ -50,7 +57,7 @@ class Artifact:
 @dataclass(frozen=True)
 class LockedProject:
     name: str
-    version: str
+    version: Version
     requires_dists: Tuple[Requirement, ...]
     requires_python: SpecifierSet
     artifacts: Tuple[Artifact, ...]
@@ -103,8 +110,8 @@ class PexLock:
             raise LockError(f"{source}: not a pex lockfile ({error})") from None
         supported = set(target.supported_tags())
         for resolve in resolves:
-            tag = resolve.get("platform_tag")
-            if tag is None or tuple(tag) in supported:
+            platform_tag = resolve.get("platform_tag")
+            if platform_tag is None or _tag(platform_tag, source) in supported:
                 return cls(source, _projects(resolve, source))
         raise LockError(f"{source}: no locked resolve is for {target.describe()}")
 
@@ -118,66 +125,101 @@ class PexLock:
         pending = [
             (requirement, "the image")
             for requirement in requested
-            if requirement.applies(environment)
+            if self._applies(requirement, environment, frozenset(), "the requested requirements")
         ]
         extras_seen: Dict[str, FrozenSet[str]] = {}
         while pending:
             requirement, wanted_by = pending.pop()
             project = self._locked(requirement, wanted_by)
+            requested_extras = frozenset(canonicalize_name(extra) for extra in requirement.extras)
             seen = extras_seen.get(project.name)
-            if seen is not None and requirement.extras <= seen:
+            if seen is not None and requested_extras <= seen:
                 continue
-            extras = requirement.extras | (seen or frozenset())
+            extras = requested_extras | (seen or frozenset())
             extras_seen[project.name] = extras
-            if not project.requires_python.contains(target.python_full_version):
+            if not project.requires_python.contains(target.python_full_version, prereleases=True):
                 raise LockError(
                     f"{self.source}: {project.name} {project.version} requires Python"
                     f" {project.requires_python}, but the image runs {target.describe()}"
                 )
+            described = f"{project.name} {project.version}"
             for dependency in project.requires_dists:
-                if dependency.applies(environment, extras):
-                    pending.append((dependency, f"{project.name} {project.version}"))
+                if self._applies(dependency, environment, extras, described):
+                    pending.append((dependency, described))
         return [self._wheel(self.projects[name], target) for name in sorted(extras_seen)]
 
+    def _applies(
+        self,
+        requirement: Requirement,
+        environment: Dict[str, str],
+        extras: FrozenSet[str],
+        where: str,
+    ) -> bool:
+        """Whether the target installs `requirement` when its dependent was asked for `extras`:
+        its marker holds without an extra or with one of them."""
+        marker = requirement.marker
+        if marker is None:
+            return True
+        try:
+            return any(
+                marker.evaluate({**environment, "extra": extra}) for extra in ["", *sorted(extras)]
+            )
+        except (UndefinedComparison, UndefinedEnvironmentName) as error:
+            raise LockError(
+                f"{self.source}: {where}: cannot evaluate the marker of {str(requirement)!r}:"
+                f" {error}"
+            ) from None
+
     def _locked(self, requirement: Requirement, wanted_by: str) -> LockedProject:
-        project = self.projects.get(requirement.name)
+        project = self.projects.get(canonicalize_name(requirement.name))
         if project is None:
             raise LockError(
-                f"{self.source}: {requirement.text} (wanted by {wanted_by}) is not in the lockfile;"
+                f"{self.source}: {requirement} (wanted by {wanted_by}) is not in the lockfile;"
                 " add it to the resolve's requirements and regenerate the lockfile"
             )
-        if not requirement.specifier.contains(project.version):
+        if not requirement.specifier.contains(project.version, prereleases=True):
             raise LockError(
-                f"{self.source}: {requirement.text} (wanted by {wanted_by}) is not satisfied by"
+                f"{self.source}: {requirement} (wanted by {wanted_by}) is not satisfied by"
                 f" the locked {project.name} {project.version}; regenerate the lockfile"
             )
         return project
 
     def _wheel(self, project: LockedProject, target: Target) -> ChosenWheel:
         by_filename = {artifact.filename: artifact for artifact in project.artifacts}
-        wheel = best_wheel(sorted(by_filename), target)
-        if wheel is None:
-            raise NoCompatibleWheel(project.name, project.version, target, sorted(by_filename))
-        artifact = by_filename[wheel.filename]
+        version = str(project.version)
+        try:
+            filename = best_wheel(sorted(by_filename), target)
+        except (InvalidWheelFilename, InvalidVersion) as error:
+            raise LockError(f"{self.source}: {project.name} {version}: {error}") from None
+        if filename is None:
+            raise NoCompatibleWheel(project.name, version, target, sorted(by_filename))
+        artifact = by_filename[filename]
         if artifact.algorithm != "sha256":
             raise LockError(
-                f"{self.source}: {wheel.filename} is locked with {artifact.algorithm};"
+                f"{self.source}: {filename} is locked with {artifact.algorithm};"
                 " only sha256 is accepted"
             )
-        return ChosenWheel(
-            project.name, project.version, wheel.filename, artifact.url, artifact.hash
-        )
+        return ChosenWheel(project.name, version, filename, artifact.url, artifact.hash)
+
+
+def _tag(platform_tag: Any, source: str) -> Tag:
+    """A resolve's `platform_tag`, `[interpreter, abi, platform]`."""
+    try:
+        interpreter, abi, platform = platform_tag
+        return Tag(interpreter, abi, platform)
+    except (TypeError, ValueError, AttributeError):
+        raise LockError(f"{source}: malformed platform_tag {platform_tag!r}") from None
 
 
 def _projects(resolve: Dict[str, Any], source: str) -> Dict[str, LockedProject]:
-    projects = {}
+    projects: Dict[str, LockedProject] = {}
     for raw in resolve.get("locked_requirements", []):
         try:
-            name = canonical_name(raw["project_name"])
+            name = canonicalize_name(raw["project_name"])
             where = f"{source}: {name}"
             projects[name] = LockedProject(
                 name=name,
-                version=raw["version"],
+                version=_version(raw["version"], where),
                 requires_dists=tuple(
                     _parse_requirement(text, where) for text in raw.get("requires_dists", [])
                 ),
@@ -193,14 +235,37 @@ def _projects(resolve: Dict[str, Any], source: str) -> Dict[str, LockedProject]:
 
 
 def _parse_requirement(text: str, where: str) -> Requirement:
+    """A PEP 508 requirement with PEP 440 specifiers; direct URLs are refused (locks pin them)."""
     try:
-        return Requirement.parse(text)
-    except RequirementError as error:
-        raise LockError(f"{where}: {error}") from None
+        requirement = Requirement(text)
+        _check_pep440(requirement.specifier)
+    except (InvalidRequirement, InvalidSpecifier) as error:
+        raise LockError(f"{where}: {text!r} is not a PEP 508 requirement: {error}") from None
+    if requirement.url is not None:
+        raise LockError(f"{where}: {text!r}: direct URL requirements are not supported")
+    return requirement
+
+
+def _version(text: str, where: str) -> Version:
+    try:
+        return Version(text)
+    except InvalidVersion:
+        raise LockError(f"{where}: version {text!r} is not a PEP 440 version") from None
 
 
 def _specifier(text: Optional[str], where: str) -> SpecifierSet:
     try:
-        return SpecifierSet.parse(text or "")
-    except RequirementError as error:
-        raise LockError(f"{where}: requires_python: {error}") from None
+        specifier = SpecifierSet(text or "")
+        _check_pep440(specifier)
+    except InvalidSpecifier as error:
+        raise LockError(
+            f"{where}: requires_python {text!r} is not a PEP 440 specifier: {error}"
+        ) from None
+    return specifier
+
+
+def _check_pep440(specifier: SpecifierSet) -> None:
+    """Raise InvalidSpecifier for a pre-PEP 440 clause such as `>=latest`, which packaging 21.3
+    still accepts (as a deprecated `LegacySpecifier`) and pip refuses."""
+    for clause in specifier:
+        Specifier(str(clause))

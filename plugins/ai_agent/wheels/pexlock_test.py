@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -8,8 +9,9 @@ import pytest
 
 from .conftest import TESTDATA
 from .pexlock import LockError, NoCompatibleWheel, PexLock
-from .tags import Target
+from .target import Target
 
+CUDA_TESTDATA = Path(__file__).parent.parent / "cuda" / "testdata"
 AMD64_39 = Target.parse("3.9", "linux/amd64", "2.36")
 AMD64_311 = Target.parse("3.11.2", "linux/amd64", "2.36")
 ARM64_311 = Target.parse("3.11.2", "linux/arm64", "2.36")
@@ -31,6 +33,15 @@ def _project(name: str, version: str, requires: List[str], filenames: List[str])
 def _lock(*projects: Dict[str, Any]) -> str:
     document = {"locked_resolves": [{"locked_requirements": list(projects)}]}
     return "// header line\n" + json.dumps(document)
+
+
+def _with_projects(fixture: str, *projects: Dict[str, Any]) -> str:
+    """A lock fixture of `ai_agent.cuda` with `projects` locked next to its real ones."""
+    text = (CUDA_TESTDATA / fixture).read_text(encoding="utf-8")
+    body = "".join(line for line in text.splitlines(True) if not line.startswith("//"))
+    document = json.loads(body)
+    document["locked_resolves"][0]["locked_requirements"].extend(projects)
+    return json.dumps(document)
 
 
 def _names(lock: PexLock, requirements: List[str], target: Target) -> List[str]:
@@ -137,3 +148,113 @@ def test_unreadable_locks_are_named(tmp_path: Path) -> None:
         PexLock.load(tmp_path / "broken.lock", AMD64_311)
     with pytest.raises(LockError, match="cannot read the lockfile"):
         PexLock.load(tmp_path / "absent.lock", AMD64_311)
+
+
+@pytest.mark.parametrize(
+    ("requirement", "satisfied"),
+    [
+        ("torch==2.4.1+cu121", True),
+        # Without a local label in the specifier, the candidate's is ignored.
+        ("torch==2.4.1", True),
+        ("torch==2.4.1+cpu", False),
+        # Arbitrary equality compares the strings.
+        ("torch===2.4.1+cu121", True),
+        ("torch===2.4.1", False),
+        ("torch==2.*", True),
+        ("torch!=2.4.*", False),
+        ("torch~=2.4.0", True),
+        ("torch<=2.4.1", True),
+        # A local version of 2.4.1 is neither greater nor smaller than 2.4.1.
+        ("torch>2.4.1", False),
+        ("torch<2.4.1", False),
+    ],
+)
+def test_specifiers_against_a_local_version(requirement: str, satisfied: bool) -> None:
+    lock = PexLock.load(CUDA_TESTDATA / "torch-2.4.1-cu121.lock", AMD64_311)
+    if satisfied:
+        wheels = {wheel.project: wheel for wheel in lock.resolve([requirement], AMD64_311)}
+        assert wheels["torch"].version == "2.4.1+cu121"
+        assert wheels["torch"].filename == "torch-2.4.1+cu121-cp311-cp311-linux_x86_64.whl"
+        assert "nvidia-cudnn-cu12" in wheels and "triton" in wheels
+    else:
+        complaint = f"{requirement} (wanted by the image) is not satisfied by the locked torch"
+        with pytest.raises(LockError, match=re.escape(f"{complaint} 2.4.1+cu121")):
+            lock.resolve([requirement], AMD64_311)
+
+
+def test_a_dependency_under_an_extra_comes_with_that_extra_only() -> None:
+    agent = _project(
+        "agent-tools",
+        "1.0",
+        ['torch==2.4.1+cu121; extra == "cuda"', "typing-extensions>=4.8"],
+        ["agent_tools-1.0-py3-none-any.whl"],
+    )
+    lock = PexLock.loads(_with_projects("torch-2.4.1-cu121.lock", agent), "f.lock", AMD64_311)
+    assert _names(lock, ["agent-tools"], AMD64_311) == ["agent-tools", "typing-extensions"]
+    assert _names(lock, ["agent-tools[docs]"], AMD64_311) == ["agent-tools", "typing-extensions"]
+    with_cuda = _names(lock, ["agent-tools[cuda]"], AMD64_311)
+    assert {"torch", "nvidia-cudnn-cu12", "triton"} <= set(with_cuda)
+    assert _names(lock, ["Agent_Tools[CUDA]"], AMD64_311) == with_cuda
+    assert _names(lock, ["agent-tools", "agent-tools[cuda]"], AMD64_311) == with_cuda
+    # torch's own `extra == "optree"` dependency is not locked and not wanted.
+    assert "optree" not in with_cuda
+
+
+def test_a_platform_machine_marker_for_the_arm64_target() -> None:
+    agent = _project(
+        "agent-tools",
+        "1.0",
+        ['torch==2.5.1; platform_machine == "aarch64"'],
+        ["agent_tools-1.0-py3-none-any.whl"],
+    )
+    text = _with_projects("torch-2.5.1-pypi.lock", agent)
+    arm64 = PexLock.loads(text, "f.lock", ARM64_311).resolve(["agent-tools"], ARM64_311)
+    chosen = {wheel.project: wheel.filename for wheel in arm64}
+    assert chosen["torch"] == "torch-2.5.1-cp311-cp311-manylinux2014_aarch64.whl"
+    # torch's nvidia-* and triton requirements are `platform_machine == "x86_64"` ones.
+    assert not any(name.startswith("nvidia-") or name == "triton" for name in chosen)
+    amd64 = PexLock.loads(text, "f.lock", AMD64_311)
+    assert _names(amd64, ["agent-tools"], AMD64_311) == ["agent-tools"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "complaint"),
+    [
+        ("version", "latest", "agent-tools: version 'latest' is not a PEP 440 version"),
+        ("requires_python", ">=3.8,<", "agent-tools: requires_python '>=3.8,<' is not a PEP 440"),
+        ("requires_dists", ["numpy>="], "agent-tools: 'numpy>=' is not a PEP 508 requirement"),
+        (
+            "requires_dists",
+            ['numpy; colour == "red"'],
+            """agent-tools: 'numpy; colour == "red"' is not a PEP 508 requirement""",
+        ),
+        (
+            "requires_dists",
+            ["torch @ https://download.pytorch.org/whl/torch.whl"],
+            "agent-tools: 'torch @ https://download.pytorch.org/whl/torch.whl': direct URL"
+            " requirements are not supported",
+        ),
+    ],
+)
+def test_malformed_lock_entries_are_named(field: str, value: Any, complaint: str) -> None:
+    project = _project("agent-tools", "1.0", [], ["agent_tools-1.0-py3-none-any.whl"])
+    project[field] = value
+    with pytest.raises(LockError, match=re.escape(f"fixture.lock: {complaint}")):
+        PexLock.loads(_lock(project), "fixture.lock", AMD64_311)
+
+
+def test_what_only_resolving_finds_malformed_is_named() -> None:
+    lock = PexLock.loads(
+        _lock(
+            _project("bad-marker", "1.0", ['numpy; python_version ~= "new"'], []),
+            _project("bad-wheel", "1.0", [], ["bad_wheel-latest-py3-none-any.whl"]),
+        ),
+        "fixture.lock",
+        AMD64_311,
+    )
+    with pytest.raises(LockError, match="fixture.lock: bad-marker 1.0: cannot evaluate the marker"):
+        lock.resolve(["bad-marker"], AMD64_311)
+    with pytest.raises(LockError, match="fixture.lock: bad-wheel 1.0: Invalid version: 'latest'"):
+        lock.resolve(["bad-wheel"], AMD64_311)
+    with pytest.raises(LockError, match="the requested requirements: 'numpy>=latest' is not a"):
+        lock.resolve(["numpy>=latest"], AMD64_311)
