@@ -201,6 +201,12 @@ server:
 grpc-server-options:
   # Without this a second (or stale) server silently shares the port.
   grpc.so_reuseport: 0
+# BuildGrid's default is 5 threads per core, as many concurrent RPCs, and it refuses the next
+# with ResourceExhausted ("Concurrent RPC limit exceeded!"): 10 on a 2-core machine, fewer than
+# Pants issues at once while it uploads a build. Pants then counts a write error (or runs a step
+# locally on a read), so the server gets room for Pants' default RPC concurrency.
+thread-pool-size: 64
+maximum-concurrent-rpcs: 256
 authorization:
   method: none
 monitoring:
