@@ -91,8 +91,12 @@ class Agent:
     config: AgentConfig
     config_file: Digest
     config_path: str
-    # None for a CUDA agent without `base`: the CUDA table chooses it once the lock is read.
+    # The `base` field, else `[ai-agents].default_base` (None if neither is set: then only a
+    # CUDA agent builds, on the CUDA table's base).
     base: Optional[Address]
+    # Whether `base` is the field's: a CUDA agent without one builds on the default base only
+    # when its wheels carry CUDA, else on the CUDA table's base.
+    base_from_field: bool
     resolve: str
     interpreter_constraints: Tuple[str, ...]
     lockfile_path: str
@@ -111,11 +115,8 @@ class Agent:
 
 
 def _base_spec(target: Target, subsystem: AiAgentSubsystem) -> Optional[str]:
-    """The `base` field, else `[ai-agents].default_base` for CPU agents (a CUDA agent without
-    `base` gets its base from the CUDA table)."""
-    if target[AgentBaseField].value:
-        return target[AgentBaseField].value
-    return subsystem.default_base if target[AgentAcceleratorField].value == "cpu" else None
+    """The `base` field, else `[ai-agents].default_base`."""
+    return target[AgentBaseField].value or subsystem.default_base
 
 
 def entry_module_files(module: str) -> Tuple[str, ...]:
@@ -298,6 +299,7 @@ async def resolve_agent(
         config_file=config_sources.snapshot.digest,
         config_path=config_path,
         base=base,
+        base_from_field=bool(target[AgentBaseField].value),
         resolve=resolve.name,
         interpreter_constraints=tuple(
             python_setup.resolves_to_interpreter_constraints.get(
@@ -321,7 +323,6 @@ class AgentInferenceFieldSet(FieldSet):
     required_fields = (AgentDependenciesField, AgentConfigSourceField)
 
     base: AgentBaseField
-    accelerator: AgentAcceleratorField
     weights: AgentWeightsField
 
 
@@ -337,10 +338,7 @@ async def infer_agent_base_and_weights(
     an edit of either (or of the base's lock) as a change of the agent."""
     field_set = request.field_set
     specs = [*(field_set.weights.value or ())]
-    if field_set.base.value:
-        base: Optional[str] = field_set.base.value
-    else:
-        base = subsystem.default_base if field_set.accelerator.value == "cpu" else None
+    base = field_set.base.value or subsystem.default_base
     if base:
         specs.append(base)
     addresses = await Get(

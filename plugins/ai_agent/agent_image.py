@@ -175,11 +175,23 @@ def _entrypoint(agent: Agent, runtime: BaseRuntime) -> List[str]:
     ]
 
 
+def _cuda_library_path(cuda: CudaChoice) -> Dict[str, str]:
+    """The nvidia-* wheels' library directories, for native code that links CUDA's libraries
+    by name (`ctypes.CDLL("libcudart.so.12")`); torch finds them itself. Then where the NVIDIA
+    Container Toolkit may mount the driver, as nvidia/cuda images say."""
+    if not cuda.library_dirs:
+        return {}
+    directories = [f"/{PACKAGES_PREFIX}/site-packages/{path}" for path in cuda.library_dirs]
+    directories += ["/usr/local/nvidia/lib", "/usr/local/nvidia/lib64"]
+    return {"LD_LIBRARY_PATH": ":".join(directories)}
+
+
 def _image_config(
     agent: Agent,
     base: Address,
     runtime: BaseRuntime,
     cuda: Optional[CudaChoice],
+    table_base: bool,
 ) -> Dict:
     target = agent.target
     labels: Dict[str, str] = {
@@ -189,11 +201,11 @@ def _image_config(
         "ai-agent.resolve": agent.resolve,
         "ai-agent.lock.sha256": agent.lockfile_sha256,
         "ai-agent.base": str(base),
-        # The table's base is named only where it is the base (not on an explicit `base`).
+        # The table's base is named only where it is the base.
         **{
             name: value
             for name, value in (cuda.labels if cuda else {}).items()
-            if name != "ai-agent.cuda.base" or agent.base is None
+            if name != "ai-agent.cuda.base" or table_base
         },
         **dict(target[AgentLabelsField].value or {}),
     }
@@ -205,6 +217,7 @@ def _image_config(
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONUNBUFFERED": "1",
             **(cuda.env if cuda else {}),
+            **(_cuda_library_path(cuda) if cuda else {}),
             **dict(agent.env),
         },
         "Entrypoint": _entrypoint(agent, runtime),
@@ -282,7 +295,7 @@ def _plan_request(agent: Agent, platform: str, python_version: str, glibc: str) 
 
 
 async def _choose_cuda(
-    agent: Agent, plan_request: WheelPlanRequest, table: CudaTable
+    agent: Agent, plan_request: WheelPlanRequest, table: CudaTable, warn: bool = True
 ) -> CudaChoice:
     """Decide the CUDA of an image from the wheels locked for it, or refuse with the fix."""
     plan = await Get(WheelPlan, WheelPlanRequest, plan_request)
@@ -297,27 +310,63 @@ async def _choose_cuda(
         )
     except CudaProblem as problem:
         raise InvalidAgent(f"{agent.address}: {problem}") from None
-    for warning in choice.warnings:
-        logger.warning(f"{agent.address}: {warning}")
+    if warn:
+        for warning in choice.warnings:
+            logger.warning(f"{agent.address}: {warning}")
     return choice
 
 
-async def _table_base(agent: Agent, reference: str) -> Address:
-    """The `oci_base` target that pins the CUDA table's image (tag-for-tag)."""
+async def _table_base(reference: str) -> Optional[Address]:
+    """The `oci_base` target that pins the CUDA table's image (tag-for-tag), if one does."""
     all_targets = await Get(AllTargets)
     owners = sorted(
         target.address
         for target in all_targets
         if isinstance(target, OciBaseTarget) and target[OciBaseImageField].value == reference
     )
-    if not owners:
+    return owners[0] if owners else None
+
+
+async def _cuda_agent_base(
+    agent: Agent, platform: str, python_setup: PythonSetup, table: CudaTable
+) -> Tuple[Address, Optional[CudaChoice]]:
+    """The base of a CUDA agent without `base`. When its wheels carry CUDA (nvidia-* wheels),
+    the default Python base: no nvidia/cuda image is needed, and CUDA is chosen for that base's
+    Python and glibc once it is read. Otherwise the `oci_base` pinning the CUDA table's image for
+    what the lock needs, with the CUDA chosen for the table's glibc."""
+    constraints = InterpreterConstraints(agent.interpreter_constraints)
+    python = constraints.minimum_python_version(python_setup.interpreter_versions_universe)
+    request = _plan_request(agent, platform, python or "3.11", _CUDA_TABLE_GLIBC)
+    cuda = await _choose_cuda(agent, request, table, warn=False)
+    if cuda.wheels_carry_cuda:
+        if agent.base is None:
+            raise InvalidAgent(
+                f"{agent.address}: no base image: its lock ships CUDA's libraries as nvidia-*"
+                " wheels, so it builds on a Python base with the NVIDIA settings: set the `base`"
+                ' field (e.g. base="//agents/base:bookworm-python") or'
+                " `[ai-agents].default_base`."
+            )
+        return agent.base, None
+    for warning in cuda.warnings:
+        logger.warning(f"{agent.address}: {warning}")
+    owner = await _table_base(cuda.base_reference)
+    if owner is None:
         raise InvalidAgent(
-            f"{agent.address}: its CUDA base is `{reference}` (from the CUDA table; field"
-            " `accelerator`/`cuda_flavour`), but no `oci_base` target pins it. Add"
-            f' `oci_base(name="cuda", image="{reference}")` to a BUILD file and run'
-            " `./pants generate-lockfiles --resolve=cuda`, or set `base` on the agent."
+            f"{agent.address}: no CUDA base: the agent needs CUDA {cuda.version}'s libraries"
+            f" (the `{cuda.flavour}` flavour, from {cuda.origin}) and no locked wheel ships"
+            " them. Either lock"
+            f" them as wheels (the hermetic route): add {_quoted(cuda.libraries_to_lock)} to the"
+            " resolve's requirements and regenerate the lockfile; or set `base` to an image"
+            " with CUDA and the resolve's Python; or pin the CUDA table's image with"
+            f' `oci_base(name="cuda", image="{cuda.base_reference}")` (through'
+            " `[ai-agents].cuda_bases`, a mirror that adds Python) and run"
+            " `./pants generate-lockfiles --resolve=cuda`."
         )
-    return owners[0]
+    return owner, cuda
+
+
+def _quoted(requirements: Sequence[str]) -> str:
+    return ", ".join(f"`{requirement}`" for requirement in requirements)
 
 
 @dataclass(frozen=True)
@@ -328,6 +377,8 @@ class _PlatformBase:
     base_address: Address
     runtime: BaseRuntime
     cuda: Optional[CudaChoice]
+    # Whether the base is the CUDA table's image (labelled as such).
+    table_base: bool
     plan_request: WheelPlanRequest
 
 
@@ -337,13 +388,10 @@ async def _platform_base(
     constraints = InterpreterConstraints(agent.interpreter_constraints)
     cuda: Optional[CudaChoice] = None
     base_address = agent.base
-    if base_address is None:
-        # A CUDA agent without `base`: read the lock for the resolve's Python first (any glibc
-        # of the table's Ubuntu bases), then build on the table's base for that CUDA.
-        python = constraints.minimum_python_version(python_setup.interpreter_versions_universe)
-        request = _plan_request(agent, platform, python or "3.11", _CUDA_TABLE_GLIBC)
-        cuda = await _choose_cuda(agent, request, table)
-        base_address = await _table_base(agent, cuda.base_reference)
+    if agent.target[AgentAcceleratorField].value != "cpu" and not agent.base_from_field:
+        base_address, cuda = await _cuda_agent_base(agent, platform, python_setup, table)
+    assert base_address is not None  # a CPU agent without one is refused when it is read
+    table_base = cuda is not None
     base = await Get(BaseImage, BaseImageRequest(base_address, platform))
     (base_config_file,) = await Get(DigestContents, Digest, base.config)
     runtime = BaseRuntime.of(base, json.loads(base_config_file.content))
@@ -354,8 +402,9 @@ async def _platform_base(
             " PYTHON_VERSION, like the official python images). Use such a base."
             + (
                 " `nvidia/cuda` images carry no Python: point `[ai-agents].cuda_bases` at a"
-                " CUDA image that adds the resolve's CPython (and sets PYTHON_VERSION)."
-                if agent.base is None
+                " CUDA image that adds the resolve's CPython (and sets PYTHON_VERSION), or lock"
+                " CUDA's libraries as nvidia-* wheels so that the agent builds on a Python base."
+                if table_base
                 else ""
             )
         )
@@ -378,11 +427,12 @@ async def _platform_base(
             raise InvalidAgent(
                 f"{agent.address}: field `base`: {base_address} has no CUDA libraries, but"
                 f" the agent needs the `{cuda.flavour}` flavour (nothing in the lock ships"
-                " them as `nvidia-*` wheels). Lock the CUDA wheels (e.g."
-                " `nvidia-cuda-runtime-cu12`), or remove `base` so that the CUDA table's"
+                " them as `nvidia-*` wheels). Lock the CUDA wheels"
+                f" ({_quoted(cuda.libraries_to_lock or ('nvidia-cuda-runtime-cu12',))}), or"
+                " remove `base` so that the CUDA table's"
                 f" `{cuda.base_reference}` is used."
             )
-    return _PlatformBase(base, base_address, runtime, cuda, plan_request)
+    return _PlatformBase(base, base_address, runtime, cuda, table_base, plan_request)
 
 
 @dataclass(frozen=True)
@@ -415,7 +465,9 @@ async def _platform_image(
         base=chosen.base,
         inputs=inputs,
         layer_descriptors=tuple(layer.descriptor_path for layer in layers),
-        config=_image_config(agent, chosen.base_address, chosen.runtime, chosen.cuda),
+        config=_image_config(
+            agent, chosen.base_address, chosen.runtime, chosen.cuda, chosen.table_base
+        ),
     )
     steps = (*chosen.base.steps, *(step for group in built for step in group.steps))
     return _BuiltPlatform(image, layers, chosen.base, steps)

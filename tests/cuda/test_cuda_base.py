@@ -114,11 +114,13 @@ def _oci(*args: str) -> str:
 
 
 def _agent_files(directory: str, fields: str) -> Dict[str, str]:
-    """An agent `agents/<directory>:<name>` with a stdlib-only app and its own agent.yaml."""
+    """An agent `agents/<directory>:<name>` with a stdlib-only app and its own agent.yaml;
+    `fields` may replace its `dependencies`."""
+    dependencies = "" if "dependencies=" in fields else 'dependencies=[":src"], '
     return {
         f"agents/{directory}/BUILD": (
             'python_sources(name="src")\n'
-            f'ai_agent(entry_point="app", resolve="agents", dependencies=[":src"], {fields})\n'
+            f'ai_agent(entry_point="app", resolve="agents", {dependencies}{fields})\n'
         ),
         f"agents/{directory}/app.py": APP,
         f"agents/{directory}/agent.yaml": f"name: {directory}\n",
@@ -164,6 +166,11 @@ def scratch(tmp_path_factory: pytest.TempPathFactory, reference: str) -> Scratch
                 f'oci_base(name="cuda", image="{reference}")\n'
             ),
             "agents/BUILD": AGENTS_DEFAULTS,
+            # The CUDA runtime as a wheel (the agents lock pins it): the "pip ships CUDA" route.
+            "3rdparty/BUILD": (
+                'python_requirement(name="cudart", requirements=["nvidia-cuda-runtime-cu12"],'
+                ' resolve="agents")\n'
+            ),
         }
     )
     return repo
@@ -328,6 +335,56 @@ def test_cuda_agent_without_base_builds_on_the_overridden_table_entry(
     }
 
 
+def test_cuda_agent_whose_wheels_carry_cuda_builds_on_the_default_python_base(
+    scratch: ScratchRepo, docker_client: Any, loaded_images: List[str]
+) -> None:
+    """No `base`, no `oci_base` for the table's image: the lock ships CUDA (the nvidia-cuda-
+    runtime wheel), so the agent builds on `[ai-agents].default_base` with the NVIDIA settings,
+    and the wheel's libcudart is found by the dynamic loader."""
+    scratch.write(
+        _agent_files(
+            "wheelcuda",
+            'name="wheelcuda", accelerator="cuda", dependencies=[":src", "//3rdparty:cudart"]',
+        )
+    )
+    try:
+        result = scratch.run(
+            "--ai-agents-default-base=//base:bookworm-python", "package", "agents/wheelcuda:"
+        )
+        _ok(result)
+        archive = scratch.root / "dist/agents.wheelcuda/wheelcuda.tar"
+        metadata = json.loads(Path(f"{archive}.json").read_text())
+        [image] = metadata["images"]
+        assert image["base"]["target"] == "base:bookworm-python"
+        loaded_images.append("wheelcuda:latest-cuda")
+        with open(archive, "rb") as stream:
+            docker_client.images.load(stream)
+    finally:
+        shutil.rmtree(scratch.root / "agents" / "wheelcuda")
+    config = docker_client.api.inspect_image("wheelcuda:latest-cuda")["Config"]
+    site = "/opt/agent/site-packages"
+    for expected in (
+        "NVIDIA_VISIBLE_DEVICES=all",
+        "NVIDIA_DRIVER_CAPABILITIES=compute,utility",
+        "NVIDIA_REQUIRE_CUDA=cuda>=12.4",
+        f"LD_LIBRARY_PATH={site}/nvidia/cuda_runtime/lib:/usr/local/nvidia/lib"
+        ":/usr/local/nvidia/lib64",
+    ):
+        assert expected in config["Env"], config["Env"]
+    labels = config["Labels"]
+    assert (labels["ai-agent.cuda.version"], labels["ai-agent.cuda.flavour"]) == ("12.4", "base")
+    assert "ai-agent.cuda.base" not in labels and labels["ai-agent.base"] == "base:bookworm-python"
+    # Native code linking CUDA by name finds the wheel's library (no GPU is needed to load it).
+    load = "import ctypes; print(ctypes.CDLL('libcudart.so.12')._name)"
+    output = docker_client.containers.run(
+        "wheelcuda:latest-cuda",
+        entrypoint=["/usr/bin/python3.11", "-c", load],
+        read_only=True,
+        remove=True,
+    )
+    assert output == b"libcudart.so.12\n"
+
+
 # Each case: (directory, the agent's CUDA fields, what stderr must hold; `<ref>` is the
 # stand-in's reference).
 KNOWN = ", ".join(known_versions(DEFAULT_TABLE))
@@ -336,12 +393,21 @@ CASES: List[Tuple[str, str, Tuple[str, ...]]] = [
         "cuda126",
         'accelerator="cuda12.6"',
         (
-            "agents/cuda126:agent: its CUDA base is `nvidia/cuda:12.6.3-runtime-ubuntu24.04` (from"
-            " the CUDA table; field `accelerator`/`cuda_flavour`), but no `oci_base` target pins"
-            " it.",
-            'Add `oci_base(name="cuda", image="nvidia/cuda:12.6.3-runtime-ubuntu24.04")` to a'
-            " BUILD file and run `./pants generate-lockfiles --resolve=cuda`, or set `base` on"
-            " the agent.",
+            "agents/cuda126:agent: no CUDA base: the agent needs CUDA 12.6's libraries (the"
+            " `runtime` flavour, from accelerator='cuda12.6') and no locked wheel ships them.",
+            "Either lock them as wheels (the hermetic route): add `nvidia-cuda-runtime-cu12`,"
+            " `nvidia-cublas-cu12` to the resolve's requirements and regenerate the lockfile; or"
+            " set `base` to an image with CUDA and the resolve's Python; or pin the CUDA table's"
+            ' image with `oci_base(name="cuda", image="nvidia/cuda:12.6.3-runtime-ubuntu24.04")`',
+        ),
+    ),
+    (
+        "wheelsnobase",
+        'accelerator="cuda", dependencies=[":src", "//3rdparty:cudart"]',
+        (
+            "agents/wheelsnobase:agent: no base image: its lock ships CUDA's libraries as"
+            " nvidia-* wheels, so it builds on a Python base with the NVIDIA settings: set the"
+            " `base` field",
         ),
     ),
     (
@@ -362,8 +428,8 @@ CASES: List[Tuple[str, str, Tuple[str, ...]]] = [
             "agents/ondebian:agent: field `base`: base:bookworm-python has no CUDA libraries, but"
             " the agent needs the `runtime` flavour (nothing in the lock ships them as `nvidia-*`"
             " wheels).",
-            "Lock the CUDA wheels (e.g. `nvidia-cuda-runtime-cu12`), or remove `base` so that the"
-            " CUDA table's `<ref>` is used.",
+            "Lock the CUDA wheels (`nvidia-cuda-runtime-cu12`, `nvidia-cublas-cu12`), or remove"
+            " `base` so that the CUDA table's `<ref>` is used.",
         ),
     ),
     (

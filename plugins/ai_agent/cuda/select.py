@@ -19,6 +19,7 @@ Rules:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -127,6 +128,18 @@ class CudaChoice:
     labels: Dict[str, str]
     warnings: List[str]
     origin: str  # why this version: "accelerator='cuda12.4'" or what the lock says
+    # Where the locked nvidia-* wheels put their shared libraries, below site-packages
+    # (`nvidia/cublas/lib`): the dynamic loader must find them for native code that links them.
+    library_dirs: Tuple[str, ...] = ()
+    # Empty when the lock ships CUDA's libraries as wheels; else the requirements that would
+    # (the hermetic route, instead of an nvidia/cuda base).
+    libraries_to_lock: Tuple[str, ...] = ()
+
+    @property
+    def wheels_carry_cuda(self) -> bool:
+        """pip ships CUDA's libraries and nothing asks for nvidia/cuda's copies: any Python base
+        with the NVIDIA settings runs it."""
+        return self.flavour == BASE and not self.libraries_to_lock
 
 
 def parse_accelerator(accelerator: str) -> Optional[CudaVersion]:
@@ -213,7 +226,42 @@ def select_cuda(
     }
     if archs:
         labels["ai-agent.gpu-archs"] = ",".join(archs)
-    return CudaChoice(version, chosen_flavour, reference, env, labels, warnings, origin)
+    return CudaChoice(
+        version,
+        chosen_flavour,
+        reference,
+        env,
+        labels,
+        warnings,
+        origin,
+        library_dirs=_library_dirs(locked),
+        libraries_to_lock=_libraries_to_lock(locked, version),
+    )
+
+
+def _library_dirs(locked: LockedCuda) -> Tuple[str, ...]:
+    """`nvidia-cuda-runtime-cu12 12.4.127` installs `nvidia/cuda_runtime/lib/libcudart.so.12`."""
+    directories = set()
+    for library in locked.cuda_libraries:
+        project = library.split(" ", 1)[0]
+        name = re.sub(r"-cu[0-9]+$", "", project[len("nvidia-") :])
+        directories.add(f"nvidia/{name.replace('-', '_')}/lib")
+    return tuple(sorted(directories))
+
+
+def _libraries_to_lock(locked: LockedCuda, version: CudaVersion) -> Tuple[str, ...]:
+    """The requirements that make pip ship the CUDA libraries the lock needs: onnxruntime-gpu's
+    own extras where it has them (>= 1.19, CUDA 12), else the nvidia-* wheels."""
+    if locked.ships_cuda_libraries:
+        return ()
+    projects = {claim.project for claim in locked.claims}
+    if projects == {"onnxruntime-gpu"} and version.major >= 12:
+        return ("onnxruntime-gpu[cuda,cudnn]",)
+    cu = f"cu{version.major}"
+    wanted = [f"nvidia-cuda-runtime-{cu}", f"nvidia-cublas-{cu}"]
+    if locked.needs_cudnn:
+        wanted.append(f"nvidia-cudnn-{cu}")
+    return tuple(wanted)
 
 
 # The lock alone -----------------------------------------------------------------------------------

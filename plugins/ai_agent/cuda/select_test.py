@@ -72,7 +72,36 @@ def test_pypi_torch_2_5_1_gets_cuda_12_4_base() -> None:
         warnings=[],
         origin="the lock's torch 2.5.1: a CUDA build linked against the locked"
         " nvidia-cuda-runtime-cu12 12.4.127",
+        # Where torch's 12 nvidia-* wheels put their libraries (checked against the wheels by
+        # tests/cuda for the runtime one).
+        library_dirs=tuple(
+            f"nvidia/{name}/lib"
+            for name in (
+                "cublas",
+                "cuda_cupti",
+                "cuda_nvrtc",
+                "cuda_runtime",
+                "cudnn",
+                "cufft",
+                "curand",
+                "cusolver",
+                "cusparse",
+                "nccl",
+                "nvjitlink",
+                "nvtx",
+            )
+        ),  # fmt: skip
+        libraries_to_lock=(),
     )
+    assert choice.wheels_carry_cuda
+
+
+def test_what_to_lock_when_no_wheel_ships_cuda() -> None:
+    onnxruntime = select_cuda("cuda", locked("onnxruntime-gpu"))
+    assert onnxruntime.libraries_to_lock == ("onnxruntime-gpu[cuda,cudnn]",)
+    assert not onnxruntime.wheels_carry_cuda and onnxruntime.library_dirs == ()
+    nothing_locked = select_cuda("cuda12.4", LockedCuda.analyse([]))
+    assert nothing_locked.libraries_to_lock == ("nvidia-cuda-runtime-cu12", "nvidia-cublas-cu12")
 
 
 def test_an_explicit_version_that_matches_the_lock_is_used() -> None:
