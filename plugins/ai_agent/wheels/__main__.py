@@ -35,107 +35,14 @@ On a bad input the exit status is 2 and stderr has one `error: …` line naming 
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Optional, Sequence
 
 from ..debian.download import DownloadError, download_verified
-from ..oci.layer import (
-    DEFAULT_MTIME,
-    LAYER_DESCRIPTOR,
-    Compression,
-    LayerError,
-    LayerOptions,
-    write_layer_directory,
-)
+from ..oci.layer import DEFAULT_MTIME, LayerError
 from ..oci.types import canonical_json
-from .bytecode import BytecodeError, Compiler
-from .install import InstalledDistribution, InstallLayout, WheelError, install_wheel
-from .pexlock import ChosenWheel, LockError, PexLock
-from .plan import MIB, DistributionConflict, PlannedLayer, plan_layers
-from .target import Target
-
-
-class WheelsMissing(Exception):
-    """A wheel the plan needs was not downloaded into the wheels directory."""
-
-
-def resolve_wheels(args: argparse.Namespace, target: Target) -> List[ChosenWheel]:
-    return PexLock.load(args.lock, target).resolve(args.requirement, target)
-
-
-def run_layers(args: argparse.Namespace, target: Target) -> Dict[str, Any]:
-    wheels = resolve_wheels(args, target)
-    missing = [wheel.filename for wheel in wheels if not (args.wheels / wheel.filename).is_file()]
-    if missing:
-        raise WheelsMissing(f"{args.wheels}: missing {', '.join(missing)} (run `plan` first)")
-    layout = InstallLayout(args.prefix, args.interpreter, f"3.{target.minor}")
-    compiler = (
-        None
-        if args.bytecode_interpreter is None
-        else Compiler.probe([args.bytecode_interpreter], target)
-    )
-    options = LayerOptions(
-        compression=Compression(args.compression, args.gzip_level),
-        mtime=args.source_date_epoch,
-    )
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".wheels-", dir=args.output_dir))
-    try:
-        installed = []
-        for wheel in wheels:
-            distribution = install_wheel(
-                args.wheels / wheel.filename, wheel.sha256, layout, scratch / wheel.project
-            )
-            if compiler is not None:
-                distribution = compiler.compile(distribution, layout.site_packages)
-            installed.append(distribution)
-        layers = plan_layers(installed, args.threshold_mib * MIB)
-        written = [_write_layer(layer, args.output_dir, options) for layer in layers]
-    finally:
-        shutil.rmtree(scratch)
-    summary = {
-        "target": {"python": args.python, "platform": args.platform, "glibc": args.glibc},
-        "prefix": layout.prefix,
-        "thresholdBytes": args.threshold_mib * MIB,
-        "bytecode": (
-            None
-            if compiler is None
-            else {"cpython": compiler.version, "cacheTag": compiler.cache_tag}
-        ),
-        "layers": written,
-    }
-    (args.output_dir / "layers.json").write_bytes(canonical_json(summary))
-    return summary
-
-
-def _write_layer(layer: PlannedLayer, output_dir: Path, options: LayerOptions) -> Dict[str, Any]:
-    """Write OUT/<name>/ as the `oci layer` command would; the blob is moved in when complete."""
-    names = ", ".join(f"{dist.project} {dist.version}" for dist in layer.distributions)
-    descriptor = write_layer_directory(
-        layer.entries(), output_dir / layer.name, options, f"wheels: {names}"
-    )
-    return {
-        "name": layer.name,
-        "kind": layer.kind,
-        "descriptor": f"{layer.name}/{LAYER_DESCRIPTOR}",
-        "digest": descriptor["digest"],
-        "diffID": descriptor["diffID"],
-        "size": descriptor["size"],
-        "distributions": [_distribution_json(dist) for dist in layer.distributions],
-    }
-
-
-def _distribution_json(distribution: InstalledDistribution) -> Dict[str, Any]:
-    return {
-        "project": distribution.project,
-        "version": distribution.version,
-        "wheel": distribution.wheel,
-        "installedSize": distribution.size,
-        "notes": list(distribution.notes),
-    }
+from .errors import WheelsError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -182,6 +89,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 2
         return 0
+    # Imported only now: a `fetch` step (one per wheel) needs neither `packaging` nor
+    # `installer`, whose import costs more than the rest of its start-up.
+    from .steps import resolve_wheels, run_layers
+    from .target import Target
+
     try:
         target = Target.parse(args.python, args.platform, args.glibc)
         if args.command == "plan":
@@ -190,13 +102,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             run_layers(args, target)
     except (
-        LockError,
-        WheelsMissing,
-        WheelError,
-        BytecodeError,
-        DistributionConflict,
+        WheelsError,
         LayerError,
-        ValueError,  # malformed targets, requirements, layouts and compression settings
+        ValueError,  # malformed layouts and compression settings
         OSError,
     ) as error:
         print(f"error: {error}", file=sys.stderr)

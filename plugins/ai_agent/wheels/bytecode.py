@@ -19,10 +19,13 @@ import os
 import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, List, Sequence, Tuple
+from typing import TYPE_CHECKING, Iterable, List, Sequence, Tuple
 
-from .install import InstalledDistribution, InstalledFile, file_sha256
-from .target import Target
+from .errors import WheelsError
+from .installed import InstalledDistribution, InstalledFile, file_sha256
+
+if TYPE_CHECKING:  # no import at run time: the Debian step compiles without packaging
+    from .target import Target
 
 # What the compiling interpreter reports about itself (no site, no bytecode of its own).
 _PROBE = (
@@ -54,7 +57,7 @@ def compileall_arguments(root: Path, directories: Iterable[Path]) -> List[str]:
     ]
 
 
-class BytecodeError(Exception):
+class BytecodeError(WheelsError):
     """The interpreter cannot compile for the target, or compiling failed."""
 
 

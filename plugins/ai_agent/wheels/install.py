@@ -20,9 +20,9 @@ import hashlib
 import io
 import os
 import zipfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Dict, Iterable, List, Optional, Tuple, Union
+from typing import BinaryIO, Dict, Iterable, Optional, Tuple, Union
 
 from installer import install
 from installer.destinations import WheelDestination
@@ -33,13 +33,14 @@ from installer.sources import WheelFile
 from installer.utils import Scheme, construct_record_file, fix_shebang
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
-from ..oci.layer import Entry
+from .errors import WheelsError
+from .installed import InstalledDistribution, InstalledFile, file_sha256
 
 INSTALLER = b"ai-agent\n"
 CHUNK_SIZE = 1 << 20
 
 
-class WheelError(Exception):
+class WheelError(WheelsError):
     """A wheel cannot be installed; the message names the wheel and the member."""
 
 
@@ -74,56 +75,6 @@ class InstallLayout:
 
     def headers(self, project: str) -> str:
         return f"{self.prefix}/include/site/python{self.python}/{project}"
-
-
-@dataclass(frozen=True)
-class InstalledFile:
-    """One installed file: its image path (relative), mode, size and sha256 (hex)."""
-
-    path: str
-    mode: int
-    size: int
-    sha256: str
-
-
-@dataclass(frozen=True)
-class InstalledDistribution:
-    """A wheel unpacked under `root`, a scratch directory that mirrors the image root."""
-
-    project: str
-    version: str
-    wheel: str
-    root: Path
-    files: Tuple[InstalledFile, ...]
-    notes: Tuple[str, ...] = field(default=())
-
-    @property
-    def size(self) -> int:
-        return sum(installed.size for installed in self.files)
-
-    def entries(self) -> List[Entry]:
-        return [
-            Entry.file(installed.path, self.root / installed.path, mode=installed.mode)
-            for installed in self.files
-        ]
-
-    def with_files(self, added: Iterable[InstalledFile]) -> InstalledDistribution:
-        files = sorted(self.files + tuple(added), key=lambda installed: installed.path)
-        return replace(self, files=tuple(files))
-
-    def without(self, paths: Iterable[str], note: str) -> InstalledDistribution:
-        """The distribution less `paths` (installed by another layer), saying why."""
-        dropped = set(paths)
-        files = tuple(installed for installed in self.files if installed.path not in dropped)
-        return replace(self, files=files, notes=self.notes + (note,))
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(CHUNK_SIZE), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify_sha256(path: Path, expected: str) -> None:

@@ -23,10 +23,11 @@ from packaging.tags import Tag
 from packaging.utils import InvalidWheelFilename, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from .errors import WheelsError
 from .target import Target, best_wheel
 
 
-class LockError(Exception):
+class LockError(WheelsError):
     """The lockfile is unreadable or does not satisfy the requested requirements."""
 
 

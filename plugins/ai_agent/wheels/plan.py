@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
 
 from ..oci.layer import Entry
-from .install import InstalledDistribution, InstalledFile
+from .errors import WheelsError
+from .installed import InstalledDistribution, InstalledFile
 
 MIB = 1 << 20
 DEFAULT_THRESHOLD = 64 * MIB
@@ -22,7 +23,7 @@ SMALL = "small"
 SHARED_LAYER_NAME = "site-packages"
 
 
-class DistributionConflict(Exception):
+class DistributionConflict(WheelsError):
     """Two distributions install one path with different contents, or a file where the other
     needs a directory; layers would silently shadow one."""
 

@@ -7,7 +7,7 @@ from typing import Dict, List, Union
 import pytest
 
 from ..oci.layer import LayerOptions, write_layer
-from .install import InstalledDistribution, InstalledFile
+from .installed import InstalledDistribution, InstalledFile
 from .plan import BIG, SMALL, DistributionConflict, PlannedLayer, plan_layers
 
 SITE = "opt/agent/site-packages"

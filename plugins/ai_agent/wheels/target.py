@@ -15,6 +15,8 @@ from typing import Dict, Iterable, List, Optional, Tuple
 from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import parse_wheel_filename
 
+from .errors import WheelsError
+
 # Docker platform architecture -> (platform_machine, oldest glibc minor a manylinux tag names).
 _ARCHITECTURES: Dict[str, Tuple[str, int]] = {"amd64": ("x86_64", 5), "arm64": ("aarch64", 17)}
 # glibc 2.N -> the PEP 599/571/513 name of manylinux_2_N.
@@ -23,7 +25,7 @@ _PYTHON = re.compile(r"^3\.([0-9]+)(?:\.([0-9]+))?$")
 _GLIBC = re.compile(r"^2\.([0-9]+)$")
 
 
-class TargetError(ValueError):
+class TargetError(WheelsError, ValueError):
     """The target python, platform or glibc is malformed or unsupported."""
 
 
