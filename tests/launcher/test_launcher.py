@@ -1,12 +1,14 @@
 """The ./pants launcher: finds CPython 3.9, bootstraps once under a lock, redoes a half-finished
-bootstrap. Runs the real launcher in a copy of the repo's top level, so it really installs Pants
-(pip's cache makes that ~40 s) and really builds and checks the pex tool."""
+bootstrap, works from a checkout path with a space. Runs the real launcher in a copy of the
+repo's top level, so it really installs Pants (pip's cache makes that ~40 s) and really builds
+and checks the pex tool."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ _SANDBOX_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _copy_launcher(repo: Path) -> None:
-    repo.mkdir()
+    repo.mkdir(parents=True)
     for name in ("pants", "pants.toml"):
         shutil.copy2(_SANDBOX_ROOT / name, repo / name)
     (repo / "pants.toml").write_text(
@@ -63,7 +65,8 @@ def test_missing_python39_is_one_clear_line(tmp_path: Path) -> None:
 def test_concurrent_first_runs_under_umask_077_bootstrap_once_and_redo_a_half_finished_one(
     tmp_path: Path,
 ) -> None:
-    repo = tmp_path / "repo"
+    # A checkout path with a space: Pants reads the pex tool through a file:// URL.
+    repo = tmp_path / "a checkout path" / "repo"
     _copy_launcher(repo)
     # A bootstrap that was killed half-way: files present, no `complete` marker.
     half_finished = repo / ".pants-bootstrap" / "pants-2.17.1-pex-2.1.163"
@@ -86,3 +89,25 @@ def test_concurrent_first_runs_under_umask_077_bootstrap_once_and_redo_a_half_fi
     assert (half_finished / "complete").is_file()
     # The pex tool was rebuilt and passed the sha256 pinned in pants.toml.
     assert (half_finished / "pex-v2.1.163.pex").is_file()
+
+    # A goal that runs the pex tool works from that path.
+    config = (repo / "pants.toml").read_text()
+    config = config.replace(
+        'root_patterns = ["/plugins", "/tests", "/benchmarks", "/agents/*"]',
+        'root_patterns = ["/"]',
+    )
+    (repo / "pants.toml").write_text(
+        config.replace("enable_resolves = true", "enable_resolves = false")
+    )
+    (repo / "BUILD").write_text(
+        'python_sources(name="src")\npex_binary(name="app", entry_point="app.py")\n'
+    )
+    (repo / "app.py").write_text("print('ran')\n")
+    stdout, stderr = _launch(repo, "package", "//:app").communicate(timeout=600)
+    assert (repo / "dist" / "app.pex").is_file(), stderr
+    assert (
+        subprocess.run(
+            [sys.executable, str(repo / "dist" / "app.pex")], capture_output=True, text=True
+        ).stdout
+        == "ran\n"
+    )
