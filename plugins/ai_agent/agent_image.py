@@ -159,6 +159,14 @@ class AgentImage:
     steps: Tuple[BuildStep, ...]
 
 
+def _python(agent: Agent, runtime: BaseRuntime) -> str:
+    """The interpreter the agent runs: its third-party packages' virtual environment's (a real
+    site directory, so `.pth` files take effect), else the base's."""
+    if agent.requirements:
+        return f"/{PACKAGES_PREFIX}/bin/python{runtime.major_minor}"
+    return runtime.interpreter
+
+
 def _entrypoint(agent: Agent, runtime: BaseRuntime) -> List[str]:
     command = agent.target[AgentCommandField].value
     if command:
@@ -167,21 +175,25 @@ def _entrypoint(agent: Agent, runtime: BaseRuntime) -> List[str]:
     assert entry_point is not None, "validated by the target"
     module, _, function = entry_point.partition(":")
     if not function:
-        return [runtime.interpreter, "-m", module]
+        return [_python(agent, runtime), "-m", module]
     return [
-        runtime.interpreter,
+        _python(agent, runtime),
         "-c",
         f"import sys, {module} as entry; sys.exit(entry.{function}())",
     ]
 
 
-def _cuda_library_path(cuda: CudaChoice) -> Dict[str, str]:
+def _site_packages(runtime: BaseRuntime) -> str:
+    return f"/{PACKAGES_PREFIX}/lib/python{runtime.major_minor}/site-packages"
+
+
+def _cuda_library_path(cuda: CudaChoice, runtime: BaseRuntime) -> Dict[str, str]:
     """The nvidia-* wheels' library directories, for native code that links CUDA's libraries
     by name (`ctypes.CDLL("libcudart.so.12")`); torch finds them itself. Then where the NVIDIA
     Container Toolkit may mount the driver, as nvidia/cuda images say."""
     if not cuda.library_dirs:
         return {}
-    directories = [f"/{PACKAGES_PREFIX}/site-packages/{path}" for path in cuda.library_dirs]
+    directories = [f"{_site_packages(runtime)}/{path}" for path in cuda.library_dirs]
     directories += ["/usr/local/nvidia/lib", "/usr/local/nvidia/lib64"]
     return {"LD_LIBRARY_PATH": ":".join(directories)}
 
@@ -212,12 +224,13 @@ def _image_config(
     config: Dict[str, Any] = {
         "Env": {
             "PATH": f"/{PACKAGES_PREFIX}/bin:${{PATH}}",
-            "PYTHONPATH": f"/{APP_DIR}:/{PACKAGES_PREFIX}/site-packages",
+            # The site-packages too, for commands that name the base's interpreter itself.
+            "PYTHONPATH": f"/{APP_DIR}:{_site_packages(runtime)}",
             # Bytecode is compiled at build time; nothing may be written at run time.
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONUNBUFFERED": "1",
             **(cuda.env if cuda else {}),
-            **(_cuda_library_path(cuda) if cuda else {}),
+            **(_cuda_library_path(cuda, runtime) if cuda else {}),
             **dict(agent.env),
         },
         "Entrypoint": _entrypoint(agent, runtime),

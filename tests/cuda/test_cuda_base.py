@@ -362,7 +362,7 @@ def test_cuda_agent_whose_wheels_carry_cuda_builds_on_the_default_python_base(
     finally:
         shutil.rmtree(scratch.root / "agents" / "wheelcuda")
     config = docker_client.api.inspect_image("wheelcuda:latest-cuda")["Config"]
-    site = "/opt/agent/site-packages"
+    site = "/opt/agent/lib/python3.11/site-packages"
     for expected in (
         "NVIDIA_VISIBLE_DEVICES=all",
         "NVIDIA_DRIVER_CAPABILITIES=compute,utility",

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 PACKAGE_ROOT = str(Path(ai_agent.__file__).resolve().parent.parent)
 LOCKFILES = Path(PACKAGE_ROOT).parent / "lockfiles"
-SITE_PACKAGES = "/opt/agent/site-packages"
+SITE_PACKAGES = "/opt/agent/lib/python3.11/site-packages"
 TAG = "ai-agent-test/wheels:numpy"
 
 
@@ -122,15 +122,19 @@ def test_numpy_imports_from_its_own_layer_on_a_read_only_root(
     summary = _wheel_layers(numpy_wheels, workdir / "wheels", python311)
     again = _wheel_layers(numpy_wheels, workdir / "elsewhere" / "wheels", python311)
     assert summary == again
-    # numpy installs ~40 MB: above the 16 MiB threshold, so alone in its layer.
-    [layer] = summary["layers"]
+    # numpy installs ~40 MB: above the 16 MiB threshold, so alone in its layer; the shared one
+    # holds only the virtual environment's own files.
+    layer, venv = summary["layers"]
     assert (layer["name"], layer["kind"]) == ("site-packages-numpy", "big")
     assert layer["distributions"][0]["installedSize"] > 16 << 20
+    assert (venv["name"], venv["distributions"]) == ("site-packages", [])
 
-    layers = [_layer(base_layer), _layer(workdir / "wheels" / layer["name"])]
-    config = ConfigUpdate(
-        env={"PATH": "/opt/agent/bin:/usr/bin:/bin", "PYTHONPATH": SITE_PACKAGES}, user="65532"
-    )
+    layers = [
+        _layer(base_layer),
+        *(_layer(workdir / "wheels" / name["name"]) for name in (layer, venv)),
+    ]
+    # No PYTHONPATH: `python3` on PATH is the virtual environment's, whose site-packages it is.
+    config = ConfigUpdate(env={"PATH": "/opt/agent/bin:/usr/bin:/bin"}, user="65532")
     image = build_image(Image.scratch(Platform("linux", "amd64")), layers, config)
     archive = workdir / "image.tar"
     write_archive(archive, image, [TAG])

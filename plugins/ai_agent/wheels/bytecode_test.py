@@ -37,16 +37,18 @@ def test_bytecode_is_byte_identical_and_names_image_paths(
     first = _pyc_files(_compiled(real_wheels["markupsafe"], tmp_path / "a", compiler))
     second = _pyc_files(_compiled(real_wheels["markupsafe"], tmp_path / "b" / "deeper", compiler))
     assert sorted(first) == [
-        "opt/agent/site-packages/markupsafe/__pycache__/__init__.cpython-311.pyc",
-        "opt/agent/site-packages/markupsafe/__pycache__/_native.cpython-311.pyc",
+        "opt/agent/lib/python3.11/site-packages/markupsafe/__pycache__/__init__.cpython-311.pyc",
+        "opt/agent/lib/python3.11/site-packages/markupsafe/__pycache__/_native.cpython-311.pyc",
     ]
     assert first == second
-    pyc = first["opt/agent/site-packages/markupsafe/__pycache__/_native.cpython-311.pyc"]
+    pyc = first[
+        "opt/agent/lib/python3.11/site-packages/markupsafe/__pycache__/_native.cpython-311.pyc"
+    ]
     # Flags 0b01: hash-based and not checked against the source at import.
     assert int.from_bytes(pyc[4:8], "little") == 0b01
     if sys.version_info[:2] == (3, 11):
         code = marshal.loads(pyc[16:])
-        assert code.co_filename == "/opt/agent/site-packages/markupsafe/_native.py"
+        assert code.co_filename == "/opt/agent/lib/python3.11/site-packages/markupsafe/_native.py"
     assert str(tmp_path).encode() not in pyc
 
 

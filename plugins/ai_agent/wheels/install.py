@@ -4,9 +4,9 @@
 `<name>.data/<scheme>/` member goes, `#!python` shebangs of scripts, console and GUI entry-point
 launchers, and the rewritten `RECORD`. This module adds only what an image needs on top:
 
-- the scheme paths of the image (`_scheme_paths`): purelib and platlib -> `<prefix>/site-packages`,
-  scripts -> `<prefix>/bin`, data -> `<prefix>`, headers -> `<prefix>/include/site/pythonX.Y/
-  <project>`, where pip puts them in a virtual environment at `<prefix>`;
+- the scheme paths of a virtual environment at `<prefix>` (`_scheme_paths`), where pip puts
+  them: purelib and platlib -> `<prefix>/lib/pythonX.Y/site-packages`, scripts -> `<prefix>/bin`,
+  data -> `<prefix>`, headers -> `<prefix>/include/site/pythonX.Y/<project>`;
 - files written into a scratch tree that mirrors the image root, streamed (no member is held in
   memory) and never overwritten, with modes that depend only on the wheel (0644, or 0755 for
   scripts and members the wheel marks executable), not on the builder's umask;
@@ -22,7 +22,7 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Dict, Iterable, Optional, Tuple, Union
+from typing import BinaryIO, Dict, Iterable, List, Optional, Tuple, Union
 
 from installer import install
 from installer.destinations import WheelDestination
@@ -33,6 +33,7 @@ from installer.sources import WheelFile
 from installer.utils import Scheme, construct_record_file, fix_shebang
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
+from ..oci.layer import Entry
 from .errors import WheelsError
 from .installed import InstalledDistribution, InstalledFile, file_sha256
 
@@ -50,9 +51,10 @@ class WheelHashMismatch(WheelError):
 
 @dataclass(frozen=True)
 class InstallLayout:
-    """Where distributions go in the image: `prefix` (relative, e.g. `opt/agent`) holds
-    `site-packages/`, `bin/`, `include/` and wheel data; `interpreter` is the image's python for
-    shebangs and `python` its X.Y, which names the headers directory."""
+    """Where distributions go in the image: a virtual environment at `prefix` (relative, e.g.
+    `opt/agent`) for the image's python `interpreter` (its X.Y is `python`), so that its
+    site-packages is a real site directory (`.pth` files take effect) and every scheme lands
+    where pip puts it in a venv."""
 
     prefix: str = "opt/agent"
     interpreter: str = "/usr/bin/python3"
@@ -67,14 +69,32 @@ class InstallLayout:
 
     @property
     def site_packages(self) -> str:
-        return f"{self.prefix}/site-packages"
+        return f"{self.prefix}/lib/python{self.python}/site-packages"
 
     @property
     def scripts(self) -> str:
         return f"{self.prefix}/bin"
 
+    @property
+    def venv_python(self) -> str:
+        """The environment's python, which scripts and launchers name in their shebang."""
+        return f"/{self.scripts}/python{self.python}"
+
     def headers(self, project: str) -> str:
         return f"{self.prefix}/include/site/python{self.python}/{project}"
+
+    def venv_entries(self, version: str) -> List[Entry]:
+        """`pyvenv.cfg` and the `bin/python*` links to the image's interpreter: what makes the
+        prefix a virtual environment of that interpreter (CPython `version`)."""
+        home, _, executable = self.interpreter.rpartition("/")
+        config = (
+            f"home = {home or '/'}\ninclude-system-site-packages = false\nversion = {version}\n"
+        )
+        links = sorted({"python", "python3", f"python{self.python}", executable})
+        return [
+            Entry.content(f"{self.prefix}/pyvenv.cfg", config.encode(), mode=0o644),
+            *(Entry.symlink(f"{self.scripts}/{name}", self.interpreter) for name in links),
+        ]
 
 
 def verify_sha256(path: Path, expected: str) -> None:
@@ -102,7 +122,7 @@ def install_wheel(
     root.mkdir(parents=True, exist_ok=True)
     if any(root.iterdir()):
         raise WheelError(f"{wheel_path.name}: scratch directory {root} is not empty")
-    destination = _ImageDestination(root, _scheme_paths(layout, name), layout.interpreter)
+    destination = _ImageDestination(root, _scheme_paths(layout, name), layout.venv_python)
     try:
         with WheelFile.open(wheel_path) as source:
             _check_member_names(source, wheel_path.name)

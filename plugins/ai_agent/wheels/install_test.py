@@ -20,7 +20,7 @@ from .install import (
 )
 
 LAYOUT = InstallLayout("opt/agent", "/usr/bin/python3.11")
-SITE = "opt/agent/site-packages"
+SITE = "opt/agent/lib/python3.11/site-packages"
 
 
 def _install(wheel: RealWheel, root: Path) -> InstalledDistribution:
@@ -71,14 +71,14 @@ def test_scripts_get_the_image_interpreter_and_entry_points_get_launchers(
 ) -> None:
     jsonpointer = _install(real_wheels["jsonpointer"], tmp_path / "jsonpointer")
     script = tmp_path / "jsonpointer" / "opt/agent/bin/jsonpointer"
-    assert script.read_bytes().startswith(b"#!/usr/bin/python3.11\n# -*- coding: utf-8 -*-\n")
+    assert script.read_bytes().startswith(b"#!/opt/agent/bin/python3.11\n# -*- coding: utf-8 -*-\n")
     assert _modes(jsonpointer)["opt/agent/bin/jsonpointer"] == 0o755
     record = (tmp_path / "jsonpointer" / SITE / "jsonpointer-2.4.dist-info/RECORD").read_text()
-    assert "../bin/jsonpointer,sha256=" in record
+    assert "../../../bin/jsonpointer,sha256=" in record
 
     pyflakes = _install(real_wheels["pyflakes"], tmp_path / "pyflakes")
     launcher = (tmp_path / "pyflakes" / "opt/agent/bin/pyflakes").read_text()
-    assert launcher.startswith("#!/usr/bin/python3.11\n")
+    assert launcher.startswith("#!/opt/agent/bin/python3.11\n")
     assert "from pyflakes.api import main\n" in launcher and "sys.exit(main())" in launcher
     assert _modes(pyflakes)["opt/agent/bin/pyflakes"] == 0o755
     compile(launcher, "pyflakes", "exec")
@@ -143,13 +143,13 @@ def test_every_data_scheme_lands_where_pip_puts_it_in_a_prefix(tmp_path: Path) -
         f"{SITE}/demo_native.py": 0o644,
     }
     tool = (tmp_path / "root" / "opt/agent/bin/demo-tool").read_text()
-    assert tool == "#!/usr/bin/python3.11\nprint('tool')\n"
+    assert tool == "#!/opt/agent/bin/python3.11\nprint('tool')\n"
     record = (tmp_path / "root" / SITE / "demo-1.0.dist-info/RECORD").read_text().splitlines()
     assert [row.split(",")[0] for row in record] == sorted(
         [
-            "../bin/demo-tool",
-            "../include/site/python3.11/demo/demo.h",
-            "../share/demo/config.toml",
+            "../../../bin/demo-tool",
+            "../../../include/site/python3.11/demo/demo.h",
+            "../../../share/demo/config.toml",
             "demo-1.0.dist-info/INSTALLER",
             "demo-1.0.dist-info/RECORD",
             "demo-1.0.dist-info/WHEEL",
@@ -196,14 +196,13 @@ def test_headers_data_pth_and_gui_entry_points_of_real_wheels(
     assert installed["setuptools"][f"{SITE}/distutils-precedence.pth"] == 0o644
     assert installed["qtconsole"]["opt/agent/bin/jupyter-qtconsole"] == 0o755
     launcher = (tmp_path / "qtconsole" / "opt/agent/bin/jupyter-qtconsole").read_text()
-    assert launcher.startswith("#!/usr/bin/python3.11\n")
+    assert launcher.startswith("#!/opt/agent/bin/python3.11\n")
     assert "from qtconsole.qtconsoleapp import main\n" in launcher
     compile(launcher, "jupyter-qtconsole", "exec")
 
 
 def _pip_prefix_files(wheels: List[RealWheel], venv: Path, python311: str) -> Dict[str, bytes]:
-    """What pip installs for `wheels` into a fresh virtual environment, by path below it, with
-    `lib/python3.11/site-packages` written as our `site-packages`."""
+    """What pip installs for `wheels` into a fresh virtual environment, by path below it."""
     subprocess.run([python311, "-m", "venv", "--without-pip", str(venv)], check=True)
     if wheels:
         subprocess.run(
@@ -213,13 +212,8 @@ def _pip_prefix_files(wheels: List[RealWheel], venv: Path, python311: str) -> Di
             check=True,
             env={**os.environ, "PIP_CONFIG_FILE": os.devnull},
         )  # fmt: skip
-    before = {str(path.relative_to(venv)) for path in Path(venv).rglob("*") if path.is_file()}
-    return {
-        relative.replace("lib/python3.11/site-packages/", "site-packages/"): (
-            venv / relative
-        ).read_bytes()
-        for relative in before
-    }
+    files = {str(path.relative_to(venv)) for path in Path(venv).rglob("*") if path.is_file()}
+    return {relative: (venv / relative).read_bytes() for relative in files}
 
 
 def test_files_and_bytes_match_what_pip_installs(

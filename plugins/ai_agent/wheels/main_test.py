@@ -2,10 +2,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
 from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
+
+from testkit.components import missing_component
 
 from .__main__ import main
 from .conftest import TESTDATA, RealWheel
@@ -70,6 +74,8 @@ def test_layers_are_reproducible_and_split_by_size(
         "site-packages-markupsafe",
         "site-packages-pyflakes",
         "site-packages-six",
+        # The virtual environment's own files, in the shared layer even when it has no package.
+        "site-packages",
     ]
     assert first["bytecode"]["cacheTag"] == "cpython-311"
     descriptor = json.loads(
@@ -77,8 +83,14 @@ def test_layers_are_reproducible_and_split_by_size(
     )
     assert descriptor["createdBy"] == "wheels: six 1.16.0"
     paths = [entry["path"] for entry in descriptor["entries"]]
-    assert paths[:3] == ["opt", "opt/agent", "opt/agent/site-packages"]
-    assert "opt/agent/site-packages/__pycache__/six.cpython-311.pyc" in paths
+    assert paths[:5] == [
+        "opt",
+        "opt/agent",
+        "opt/agent/lib",
+        "opt/agent/lib/python3.11",
+        "opt/agent/lib/python3.11/site-packages",
+    ]
+    assert "opt/agent/lib/python3.11/site-packages/__pycache__/six.cpython-311.pyc" in paths
     assert sorted(path.name for path in (tmp_path / "first").iterdir()) == sorted(
         [layer["name"] for layer in first["layers"]] + ["layers.json"]
     )
@@ -156,7 +168,7 @@ def test_the_nvidia_namespace_of_two_wheels_is_installed_once(
     format_wheels: Dict[str, RealWheel], tmp_path: Path
 ) -> None:
     nvidia = {name: format_wheels[name] for name in format_wheels if name.startswith("nvidia-")}
-    namespace = "opt/agent/site-packages/nvidia/__init__.py"
+    namespace = "opt/agent/lib/python3.11/site-packages/nvidia/__init__.py"
     for threshold_mib, output in ((64, tmp_path / "shared"), (0, tmp_path / "own")):
         assert main(_layers_of(nvidia, tmp_path, output, threshold_mib)) == 0
         layers = json.loads((output / "layers.json").read_text())["layers"]
@@ -173,6 +185,7 @@ def test_the_nvidia_namespace_of_two_wheels_is_installed_once(
     assert [layer["name"] for layer in layers] == [
         "site-packages-nvidia-cuda-runtime-cu12",
         "site-packages-nvidia-nvtx-cu12",
+        "site-packages",
     ]
 
 
@@ -183,7 +196,39 @@ def test_two_projects_installing_one_module_differently_are_refused(
     assert main(_layers_of(both, tmp_path, tmp_path / "out", 64)) == 2
     error = capsys.readouterr().err
     assert error.startswith(
-        "error: opt/agent/site-packages/jwt/__init__.py is installed by both"
+        "error: opt/agent/lib/python3.11/site-packages/jwt/__init__.py is installed by both"
         " jwt-1.3.1-py3-none-any.whl and PyJWT-2.8.0-py3-none-any.whl with different contents"
     ), error
     assert "Remove one of the two projects from the resolve" in error
+
+
+def test_the_prefix_is_a_virtual_environment_whose_pth_files_take_effect(
+    real_wheels: Dict[str, RealWheel], format_wheels: Dict[str, RealWheel], tmp_path: Path
+) -> None:
+    """The layers unpacked as a runtime would, and the prefix's python run: setuptools'
+    `distutils-precedence.pth` is processed (its import line loads `_distutils_hack`), which a
+    directory on PYTHONPATH would ignore."""
+    interpreter = "/usr/bin/python3.11"  # the image's; Debian 12 hosts have it too
+    if not os.access(interpreter, os.X_OK):
+        missing_component(interpreter, "the Debian package `python3.11`")
+    wheels = {"six": real_wheels["six"], "setuptools": format_wheels["setuptools"]}
+    arguments = _layers_of(wheels, tmp_path, tmp_path / "out", 64)
+    assert main([*arguments, "--python", "3.11.2", "--interpreter", interpreter]) == 0
+    [layer] = json.loads((tmp_path / "out" / "layers.json").read_text())["layers"]
+    root = tmp_path / "root"
+    root.mkdir()
+    subprocess.run(["tar", "-xf", str(next((tmp_path / "out" / layer["name"]).glob("layer.tar*"))),
+                    "-C", str(root)], check=True)  # fmt: skip
+    assert (root / "opt/agent/pyvenv.cfg").read_text() == (
+        "home = /usr/bin\ninclude-system-site-packages = false\nversion = 3.11.2\n"
+    )
+    assert os.readlink(root / "opt/agent/bin/python3.11") == interpreter
+    probe = "import sys, six; print(sys.prefix, '_distutils_hack' in sys.modules, six.__file__)"
+    result = subprocess.run(
+        [str(root / "opt/agent/bin/python3.11"), "-c", probe],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    site = f"{root}/opt/agent/lib/python3.11/site-packages"
+    assert result.stdout == f"{root}/opt/agent True {site}/six.py\n", result.stderr

@@ -35,15 +35,20 @@ class PlannedLayer:
     name: str
     kind: str
     distributions: Tuple[InstalledDistribution, ...]
+    # Entries of no distribution (the virtual environment's own files), first.
+    extra: Tuple[Entry, ...] = ()
 
     def entries(self) -> List[Entry]:
-        return [entry for dist in self.distributions for entry in dist.entries()]
+        return [*self.extra, *(entry for dist in self.distributions for entry in dist.entries())]
 
 
 def plan_layers(
-    distributions: Sequence[InstalledDistribution], threshold: int = DEFAULT_THRESHOLD
+    distributions: Sequence[InstalledDistribution],
+    threshold: int = DEFAULT_THRESHOLD,
+    shared_entries: Sequence[Entry] = (),
 ) -> List[PlannedLayer]:
-    """Big distributions (installed size > `threshold` bytes) alone, by name; then the rest.
+    """Big distributions (installed size > `threshold` bytes) alone, by name; then the rest,
+    with `shared_entries`, in one layer.
     A file that several distributions install with the same bytes and mode (the `nvidia/`
     namespace's `__init__.py` of every nvidia-* wheel) is written once, by the first of them in
     this order; the same path with other bytes is refused."""
@@ -53,8 +58,8 @@ def plan_layers(
     big, small = _install_shared_files_once(big, small)
     check_no_file_under_a_file([*big, *small])
     layers = [PlannedLayer(f"{SHARED_LAYER_NAME}-{dist.project}", BIG, (dist,)) for dist in big]
-    if small:
-        layers.append(PlannedLayer(SHARED_LAYER_NAME, SMALL, tuple(small)))
+    if small or shared_entries:
+        layers.append(PlannedLayer(SHARED_LAYER_NAME, SMALL, tuple(small), tuple(shared_entries)))
     return layers
 
 

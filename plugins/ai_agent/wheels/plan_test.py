@@ -10,7 +10,7 @@ from ..oci.layer import LayerOptions, write_layer
 from .installed import InstalledDistribution, InstalledFile
 from .plan import BIG, SMALL, DistributionConflict, PlannedLayer, plan_layers
 
-SITE = "opt/agent/site-packages"
+SITE = "opt/agent/lib/python3.11/site-packages"
 
 
 def _distribution(

@@ -53,7 +53,8 @@ def run_layers(args: argparse.Namespace, target: Target) -> Dict[str, Any]:
             if compiler is not None:
                 distribution = compiler.compile(distribution, layout.site_packages)
             installed.append(distribution)
-        layers = plan_layers(installed, args.threshold_mib * MIB)
+        venv = layout.venv_entries(target.python_full_version)
+        layers = plan_layers(installed, args.threshold_mib * MIB, venv)
         written = [_write_layer(layer, args.output_dir, options) for layer in layers]
     finally:
         shutil.rmtree(scratch)
@@ -74,7 +75,10 @@ def run_layers(args: argparse.Namespace, target: Target) -> Dict[str, Any]:
 
 def _write_layer(layer: PlannedLayer, output_dir: Path, options: LayerOptions) -> Dict[str, Any]:
     """Write OUT/<name>/ as the `oci layer` command would; the blob is moved in when complete."""
-    names = ", ".join(f"{dist.project} {dist.version}" for dist in layer.distributions)
+    names = (
+        ", ".join(f"{dist.project} {dist.version}" for dist in layer.distributions)
+        or "the virtual environment"
+    )
     descriptor = write_layer_directory(
         layer.entries(), output_dir / layer.name, options, f"wheels: {names}"
     )
