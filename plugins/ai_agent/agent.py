@@ -8,6 +8,7 @@ input stops the build before a single process runs.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
@@ -58,11 +59,14 @@ from ai_agent.target_types import (
     AgentEntryPointField,
     AgentEnvField,
     AgentPortsField,
+    AgentUserField,
     AgentWeightsDirField,
     AgentWeightsField,
     AiAgentTarget,
     exposed_port,
 )
+
+logger = logging.getLogger(__name__)
 
 
 class InvalidAgent(Exception):
@@ -197,6 +201,12 @@ async def resolve_agent(
     except AgentConfigError as error:
         raise InvalidAgent(f"{address}: field `agent_config`: {error}") from None
 
+    user = target[AgentUserField].value
+    if user is not None and int(user.split(":")[0]) == 0:
+        logger.warning(
+            f"{address}: field `user` is {user!r}: the agent runs as root. Leave `user` unset"
+            " (65532, the distroless `nonroot` user) unless it must."
+        )
     base_spec = _base_spec(target, subsystem)
     if not base_spec and target[AgentAcceleratorField].value == "cpu":
         raise InvalidAgent(

@@ -50,6 +50,9 @@ timeout_seconds (5), retries (3), start_period_seconds (0).
 
 _TOP_KEYS = ("name", "description", "models", "env", "ports", "healthcheck", "resources")
 _MODEL_KEYS = ("name", "sha256")
+# An agent.yaml is a description: a bigger one is data in the wrong place (it is shipped in the
+# config layer and read by every build step of the agent).
+MAX_SIZE = 256 * 1024
 _HEALTHCHECK_KEYS = (
     "command",
     "interval_seconds",
@@ -143,6 +146,11 @@ def load_agent_config(
 
 def decode_agent_config(data: bytes, path: str) -> AgentConfig:
     """Parses the bytes of an agent.yaml (as a build reads them from a digest)."""
+    if len(data) > MAX_SIZE:
+        raise AgentConfigError(
+            f"{path}: is {len(data)} bytes; an agent.yaml describes the agent and is at most"
+            f" {MAX_SIZE // 1024} KiB: ship data as `resource`s, weights as `weights`"
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -210,7 +218,14 @@ class _Reader:
                 entry = self.mapping(item, key, _MODEL_KEYS, required=("name",))
                 name_node, key = entry["name"], f"{key}.name"
                 if "sha256" in entry:
-                    sha256 = self.string(entry["sha256"], f"models[{i}].sha256")
+                    pin = entry["sha256"]
+                    if isinstance(pin, ScalarNode) and pin.tag in (_INT, _FLOAT):
+                        raise self.error(
+                            pin,
+                            f"`models[{i}].sha256` was read by YAML as a number: put it in quotes,"
+                            f" `sha256: '{pin.value}'`",
+                        )
+                    sha256 = self.string(pin, f"models[{i}].sha256")
                     if not _SHA256_RE.match(sha256):
                         raise self.error(
                             entry["sha256"],

@@ -12,6 +12,7 @@ from ai_agent.agent_config import (
     Healthcheck,
     ModelFile,
     Resources,
+    decode_agent_config,
     load_agent_config,
     parse_agent_config,
 )
@@ -349,3 +350,18 @@ def test_schema_help_covers_every_key() -> None:
     keys = ["name", "description", "models", "env", "ports", "healthcheck", "resources"]
     assert [line.split(":")[0].split()[1] for line in lines] == keys
     assert lines[0].startswith("* name (required): ")
+
+
+def test_a_sha256_that_yaml_reads_as_a_number_says_to_quote_it() -> None:
+    pin = "1" * 64  # 64 hex digits that happen to be decimal ones: a YAML integer
+    assert error_of(f"name: a\nmodels:\n  - name: m.bin\n    sha256: {pin}\n") == (
+        f"{PATH}:4: `models[0].sha256` was read by YAML as a number: put it in quotes,"
+        f" `sha256: '{pin}'`"
+    )
+
+
+def test_an_agent_yaml_past_256_kib_is_refused_before_parsing() -> None:
+    data = b"name: a\n# " + b"x" * (256 * 1024) + b"\n"
+    with pytest.raises(AgentConfigError, match=rf"^{PATH}: is {len(data)} bytes; an agent.yaml"):
+        decode_agent_config(data, PATH)
+    assert decode_agent_config(b"name: a\n# " + b"x" * 1000 + b"\n", PATH).name == "a"

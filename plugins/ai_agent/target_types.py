@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar, Iterable, Optional, Tuple
+from typing import Any, ClassVar, Dict, Iterable, Optional, Tuple
 
 from pants.backend.python.target_types import PythonResolveField
 from pants.core.goals.package import OutputPathField
@@ -20,6 +20,7 @@ from pants.engine.target import (
     StringSequenceField,
     Target,
 )
+from pants.util.frozendict import FrozenDict
 from pants.util.strutil import softwrap
 
 from ai_agent.agent_config import SCHEMA_HELP as AGENT_CONFIG_SCHEMA_HELP
@@ -277,6 +278,20 @@ class AgentCommandField(StringSequenceField):
         """
     )
 
+    @classmethod
+    def compute_value(
+        cls, raw_value: Optional[Iterable[str]], address: Address
+    ) -> Optional[Tuple[str, ...]]:
+        value = super().compute_value(raw_value, address)
+        if value is not None and (not value or not value[0]):
+            raise _field_error(
+                cls,
+                address,
+                f"{list(value)!r} names no program: its first element must"
+                ' be the program to run, e.g. `["python3.11", "-m", "app"]`',
+            )
+        return value
+
 
 class AgentBaseField(StringField):
     alias = "base"
@@ -418,7 +433,7 @@ class AgentUserField(StringField):
         """
         The user the container runs as: `uid` or `uid:gid`. Default 65532, the distroless
         `nonroot` user, so the agent does not run as root; numeric, so it works without an
-        /etc/passwd entry.
+        /etc/passwd entry. uid 0 (root) builds, with a warning.
         """
     )
 
@@ -451,6 +466,15 @@ class AgentLabelsField(DictStringToStringField):
         `agent.yaml`, and `ai-agent.*` provenance: target, resolve, lock hash).
         """
     )
+
+    @classmethod
+    def compute_value(
+        cls, raw_value: Optional[Dict[str, str]], address: Address
+    ) -> Optional[FrozenDict[str, str]]:
+        value = super().compute_value(raw_value, address)
+        if value is not None and any(not key.strip() for key in value):
+            raise _field_error(cls, address, "a label needs a name: remove the empty key")
+        return value
 
 
 class AgentWeightsField(StringSequenceField):

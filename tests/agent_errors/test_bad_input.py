@@ -286,6 +286,47 @@ def _cases() -> Iterator[Case]:
         ),
         agent_yaml="name: bad\nports: [0]\n",
     )
+    case = "command_empty_program"
+    yield Case(
+        case,
+        SOURCES + 'ai_agent(name="agent", command=[""], dependencies=[":src"])\n',
+        (
+            f"agents/{case}/BUILD:2: The `command` field of agents/{case}:agent: [''] names no"
+            " program: its first element must be the program to run",
+        ),
+    )
+    case = "label_without_name"
+    yield Case(
+        case,
+        SOURCES + 'ai_agent(name="agent", entry_point="app", dependencies=[":src"],'
+        ' labels={"": "x"})\n',
+        (
+            f"agents/{case}/BUILD:2: The `labels` field of agents/{case}:agent: a label needs a"
+            " name: remove the empty key",
+        ),
+    )
+    case = "agent_yaml_too_big"
+    yield Case(
+        case,
+        SOURCES + 'ai_agent(name="agent", entry_point="app", dependencies=[":src"])\n',
+        (
+            f"agents/{case}:agent: field `agent_config`: agents/{case}/agent.yaml: is 262157"
+            " bytes; an agent.yaml describes the agent and is at most 256 KiB",
+        ),
+        agent_yaml="name: bad\n# " + "x" * (256 * 1024) + "\n",
+    )
+    case = "model_sha256_a_number"
+    yield Case(
+        case,
+        SOURCES + 'ai_agent(name="agent", entry_point="app", dependencies=[":src"],'
+        ' weights=["//agents/weights:small"])\n',
+        (
+            f"agents/{case}:agent: field `agent_config`: agents/{case}/agent.yaml:4:"
+            " `models[0].sha256` was read by YAML as a number: put it in quotes, `sha256:"
+            f" '{'1' * 64}'`",
+        ),
+        agent_yaml=f"name: bad\nmodels:\n  - name: w/small.bin\n    sha256: {'1' * 64}\n",
+    )
 
 
 CASES = list(_cases())
@@ -395,3 +436,26 @@ def test_bad_agent_fails_naming_target_and_field(repo: DaemonRepo, case: Case) -
     dist = repo.root / "dist"
     assert not (dist / f"agents.{case.id}").exists(), shown
     assert not dist.exists() or not any(dist.rglob("*")), sorted(dist.rglob("*"))
+
+
+def test_root_is_an_explicit_choice_that_builds_with_a_warning(repo: DaemonRepo) -> None:
+    case_dir = repo.root / "agents" / "as_root"
+    repo.scratch.write(
+        {
+            "agents/as_root/BUILD": SOURCES
+            + 'ai_agent(name="agent", entry_point="app", dependencies=[":src"], user="0:0")\n',
+            "agents/as_root/agent.yaml": "name: as-root\n",
+            "agents/as_root/app/__main__.py": 'print("root")\n',
+        }
+    )
+    try:
+        result = repo.run("package", "agents/as_root:agent")
+    finally:
+        shutil.rmtree(case_dir)
+        shutil.rmtree(repo.root / "dist", ignore_errors=True)
+    shown = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert result.returncode == 0, shown
+    assert (
+        "agents/as_root:agent: field `user` is '0:0': the agent runs as root. Leave `user` unset"
+        " (65532, the distroless `nonroot` user) unless it must." in result.stderr
+    ), shown
