@@ -295,6 +295,17 @@ def _cases() -> Iterator[Case]:
             " program: its first element must be the program to run",
         ),
     )
+    case = "repository_capitalised_host"
+    yield Case(
+        case,
+        SOURCES + 'ai_agent(name="agent", entry_point="app", dependencies=[":src"],'
+        ' repository="UPPER/case")\n',
+        (
+            f"agents/{case}/BUILD:2: The `repository` field of agents/{case}:agent: 'UPPER/case':"
+            " `UPPER` has capital letters, so only a registry host could be named so, but a host"
+            " needs a `.` or a `:port`",
+        ),
+    )
     case = "label_without_name"
     yield Case(
         case,

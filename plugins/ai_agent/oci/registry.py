@@ -251,11 +251,18 @@ class Repository:
     @classmethod
     def parse(cls, text: str) -> Repository:
         """Parse `[registry/]name`. Without a registry (a first component with no `.` or `:` and
-        not `localhost`) it is Docker Hub, where one-component names live under `library/`."""
+        not `localhost`) it is Docker Hub, where one-component names live under `library/`.
+        A first component with capitals and neither is refused: distribution's grammar reads
+        it as a registry host since Docker 23, older daemons as a name, which must be
+        lowercase, so no Docker loads it the same way."""
         first, slash, rest = text.partition("/")
-        names_registry = bool(slash) and (
-            "." in first or ":" in first or first == "localhost" or first != first.lower()
-        )
+        names_registry = bool(slash) and ("." in first or ":" in first or first == "localhost")
+        if slash and not names_registry and first != first.lower():
+            raise InvalidReference(
+                f"{text!r}: `{first}` has capital letters, so only a registry host could be"
+                " named so, but a host needs a `.` or a `:port`: lowercase it for a repository"
+                " name, or write the registry as `host.domain/...` or `host:port/...`"
+            )
         registry, name = (first, rest) if names_registry else (DOCKER_HUB, text)
         if registry in _DOCKER_HUB_ALIASES:
             registry = DOCKER_HUB

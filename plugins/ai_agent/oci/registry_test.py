@@ -51,7 +51,7 @@ FAST_RETRIES = RetryPolicy(attempts=3, initial_delay_s=0.001)
         (f"127.0.0.1:5000/app@{DIGEST}", "127.0.0.1:5000", "app", None, DIGEST),
         (f"r.example/app:v2@{DIGEST}", "r.example", "app", "v2", DIGEST),
         ("[::1]:5000/app:v3", "[::1]:5000", "app", "v3", None),
-        ("Upper/app", "Upper", "app", "latest", None),
+        ("Registry.Example/app", "Registry.Example", "app", "latest", None),
         ("r.example/my-app/x__y.z:1_0-rc.1", "r.example", "my-app/x__y.z", "1_0-rc.1", None),
     ],
 )
@@ -66,6 +66,8 @@ def test_parses_references(text: str, registry: str, name: str, tag: str, digest
     "text",
     [
         "UPPER",
+        "UPPER/case",
+        "UPPER/Case",
         "r.example/App",
         "r.example//app",
         "r.example/app-",
@@ -82,6 +84,11 @@ def test_parses_references(text: str, registry: str, name: str, tag: str, digest
 def test_refuses_invalid_references(text: str) -> None:
     with pytest.raises(InvalidReference):
         Reference.parse(text)
+
+
+def test_a_capitalised_first_component_is_named_in_the_error() -> None:
+    with pytest.raises(InvalidReference, match="^'UPPER/Case': `UPPER` has capital letters"):
+        Repository.parse("UPPER/Case")
 
 
 def test_a_digest_pins_the_manifest_even_with_a_tag() -> None:
