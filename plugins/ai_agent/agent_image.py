@@ -43,7 +43,13 @@ from ai_agent.builder import BuildStep
 from ai_agent.cuda.lock import LockedCuda
 from ai_agent.cuda.select import CudaChoice, select_cuda
 from ai_agent.cuda.table import BASE, DEFAULT_TABLE, CudaProblem, merge_table
-from ai_agent.image import BaseImage, ImageArchive, ImageArchiveRequest, PlatformImage
+from ai_agent.image import (
+    BaseImage,
+    ImageArchive,
+    ImageArchiveRequest,
+    PlatformImage,
+    checked_output_path,
+)
 from ai_agent.layers import (
     APP_DIR,
     CONFIG_PATH,
@@ -628,7 +634,7 @@ class AgentPackageFieldSet(PackageFieldSet):
 
 @rule(desc="Packaging an ai_agent image", level=LogLevel.DEBUG)
 async def package_agent(field_set: AgentPackageFieldSet) -> BuiltPackage:
-    output_path = field_set.output_path.value_or_default(file_ending="tar")
+    output_path = await checked_output_path(field_set.address, field_set.output_path)
     image = await Get(AgentImage, AgentImageRequest(field_set.address, output_path))
     metadata = json.loads(image.metadata_json)
     layers = metadata["images"][0]["layers"]

@@ -71,7 +71,14 @@ from pants.util.logging import LogLevel
 
 from ai_agent.builder import BuildStep, BuildStepOutput, ImageBuilder
 from ai_agent.debian.lock import LockRequest
-from ai_agent.image import BaseImage, BaseLayer, ImageArchive, ImageArchiveRequest, PlatformImage
+from ai_agent.image import (
+    BaseImage,
+    BaseLayer,
+    ImageArchive,
+    ImageArchiveRequest,
+    PlatformImage,
+    checked_output_path,
+)
 from ai_agent.oci.base import BaseLock, BaseLockError
 from ai_agent.oci.types import Descriptor, Platform, canonical_json, digest_hex
 from ai_agent.subsystem import AiAgentSubsystem
@@ -532,8 +539,8 @@ class BaseImagePackageFieldSet(PackageFieldSet):
 
 @rule(desc="Packaging a base image", level=LogLevel.DEBUG)
 async def package_base_image(field_set: BaseImagePackageFieldSet) -> BuiltPackage:
+    output_path = await checked_output_path(field_set.address, field_set.output_path)
     base = await Get(BaseImage, BaseImageRequest(field_set.address))
-    output_path = field_set.output_path.value_or_default(file_ending="tar")
     archive = await Get(
         ImageArchive,
         ImageArchiveRequest(

@@ -4,9 +4,11 @@ archive, by the OCI core's `image` command running as a cacheable process."""
 from __future__ import annotations
 
 import json
+import posixpath
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Tuple
 
+from pants.core.goals.package import OutputPathField
 from pants.engine.addresses import Address
 from pants.engine.fs import (
     CreateDigest,
@@ -18,11 +20,14 @@ from pants.engine.fs import (
     PathGlobs,
 )
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.target import AllTargets
+from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
 from ai_agent.builder import BuildStep, BuildStepOutput, ImageBuilder
 from ai_agent.oci.types import canonical_json
 from ai_agent.subsystem import AiAgentSubsystem
+from ai_agent.target_types import AgentConfigSourceField, BaseImageLockfileField
 
 _SPEC = "__image_spec.json"
 
@@ -184,6 +189,52 @@ async def write_image_archive(
         image_id=metadata["docker"]["imageID"],
         step=step,
     )
+
+
+class OutputPathProblem(Exception):
+    """An image target's `output_path` leaves `dist/` or is another target's too."""
+
+
+@dataclass(frozen=True)
+class ArchiveOutputPaths:
+    """Where in `dist/` each image target's archive goes (`output_path` or its default)."""
+
+    owners: FrozenDict[str, Tuple[Address, ...]]
+
+
+@rule(desc="Listing where image archives go", level=LogLevel.DEBUG)
+async def archive_output_paths(all_targets: AllTargets) -> ArchiveOutputPaths:
+    owners: Dict[str, List[Address]] = {}
+    for target in all_targets:
+        if target.has_field(OutputPathField) and (
+            target.has_field(AgentConfigSourceField) or target.has_field(BaseImageLockfileField)
+        ):
+            path = target[OutputPathField].value_or_default(file_ending="tar")
+            owners.setdefault(posixpath.normpath(path), []).append(target.address)
+    return ArchiveOutputPaths(
+        FrozenDict((path, tuple(sorted(addresses))) for path, addresses in owners.items())
+    )
+
+
+async def checked_output_path(address: Address, field: OutputPathField) -> str:
+    """The archive's path in `dist/`, refused (naming the targets) where it would leave `dist/`
+    or where another image target writes it too: Pants would fail merging the outputs, after
+    building both, with neither named."""
+    path = field.value_or_default(file_ending="tar")
+    normal = posixpath.normpath(path)
+    if normal.startswith("/") or normal == ".." or normal.startswith("../"):
+        raise OutputPathProblem(
+            f"{address}: field `output_path`: {path!r} is outside dist/; give a relative path"
+            " inside it, e.g. `agents/router.tar`"
+        )
+    paths = await Get(ArchiveOutputPaths)
+    others = [str(other) for other in paths.owners.get(normal, ()) if other != address]
+    if others:
+        raise OutputPathProblem(
+            f"{address}: field `output_path`: dist/{normal} is also where {', '.join(others)}"
+            " write(s) an image; give each target its own `output_path`"
+        )
+    return path
 
 
 def rules():

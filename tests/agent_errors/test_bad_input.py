@@ -306,6 +306,27 @@ def _cases() -> Iterator[Case]:
             " needs a `.` or a `:port`",
         ),
     )
+    case = "output_path_outside_dist"
+    yield Case(
+        case,
+        SOURCES + 'ai_agent(name="agent", entry_point="app", dependencies=[":src"],'
+        ' output_path="../../x.tar")\n',
+        (
+            f"agents/{case}:agent: field `output_path`: '../../x.tar' is outside dist/; give a"
+            " relative path inside it",
+        ),
+    )
+    case = "output_path_shared"
+    yield Case(
+        case,
+        SOURCES
+        + 'ai_agent(name="agent", entry_point="app", dependencies=[":src"], output_path="x.tar")\n'
+        + 'ai_agent(name="twin", entry_point="app", dependencies=[":src"], output_path="x.tar")\n',
+        (
+            f"agents/{case}:agent: field `output_path`: dist/x.tar is also where"
+            f" agents/{case}:twin write(s) an image; give each target its own `output_path`",
+        ),
+    )
     case = "label_without_name"
     yield Case(
         case,
