@@ -49,6 +49,8 @@ async def run_agent(field_set: AgentRunFieldSet, runner: AgentRunner) -> RunRequ
     digest = await Get(Digest, MergeDigests([image.digest, pex.digest]))
     args = [
         f"{{chroot}}/{pex.pex.argv0}",
+        "--agent",
+        str(field_set.address),
         "--archive",
         f"{{chroot}}/{image.archive.archive_path}",
         "--image-id",

@@ -1,9 +1,9 @@
 """Load an image archive into the local Docker and run it in the foreground, the way `./pants run`
 of an `ai_agent` does: its exposed ports published on the same host ports, its logs streamed,
-and the container stopped and removed on Ctrl-C (or when it exits).
+and the container stopped and removed on Ctrl-C, when it exits, or when it cannot start.
 
-    python run_image.py --archive IMAGE.tar --image-id sha256:… [--publish 8080/tcp ...]
-                        [--env NAME=VALUE ...] [--gpus]
+    python run_image.py --agent ADDRESS --archive IMAGE.tar --image-id sha256:…
+                        [--publish 8080/tcp ...] [--env NAME=VALUE ...] [--gpus]
 
 Runs outside Pants' process (docker-py is a tool requirement of the plugin), talking to the
 daemon that `DOCKER_HOST` (default: the local socket) names.
@@ -22,6 +22,8 @@ from docker.errors import APIError, DockerException
 from docker.types import DeviceRequest
 
 STOP_TIMEOUT_S = 10
+# How dockerd says that a host port is taken (by a process; by another container).
+_PORT_TAKEN = ("address already in use", "port is already allocated")
 
 
 class Interrupted(Exception):
@@ -53,15 +55,28 @@ def run(args: argparse.Namespace) -> int:
             )
             return 2
         device_requests.append(DeviceRequest(count=-1, capabilities=[["gpu"]]))
-    container = client.containers.run(
+    container = client.containers.create(
         image.id,
-        detach=True,
         ports=_ports(args.publish),
         environment=dict(item.split("=", 1) for item in args.env),
         device_requests=device_requests or None,
         read_only=True,
         tmpfs={"/tmp": "rw,nosuid,nodev,size=64m"},
     )
+    try:
+        container.start()
+    except APIError as error:
+        container.remove(force=True)
+        if any(words in str(error) for words in _PORT_TAKEN):
+            ports = ", ".join(str(port) for port in _ports(args.publish).values())
+            print(
+                f"error: {args.agent} cannot publish its port(s) {ports} on this host: one is"
+                " in use by another process or container. Stop that, or give the agent other"
+                " `ports`.",
+                file=sys.stderr,
+            )
+            return 2
+        raise
     print(
         f"Running {image.tags[0] if image.tags else image.id} as {container.short_id}", flush=True
     )
@@ -83,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agent", required=True, help="the target, for messages")
     parser.add_argument("--archive", required=True)
     parser.add_argument("--image-id", required=True)
     parser.add_argument("--publish", action="append", default=[], help="8080/tcp")

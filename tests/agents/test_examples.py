@@ -440,3 +440,41 @@ def test_pants_run_of_the_cuda_variant_says_the_daemon_has_no_nvidia_runtime(
     output = result.stdout + result.stderr
     assert "asks for GPUs but the Docker daemon has no NVIDIA runtime" in output, output
     assert "Install the NVIDIA Container Toolkit" in output, output
+
+
+def test_pants_run_on_a_taken_port_names_the_agent_and_port_and_leaves_no_container(
+    built: Built, docker_client: Any, loaded_images: List[str]
+) -> None:
+    port = PORTS["router"]
+    metadata = built.agent("router")
+    loaded_images.append(f"{metadata['repository']}:{metadata['tags'][0]}")
+    image_id = metadata["docker"]["imageID"]
+    taker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    left: List[str] = []
+    try:
+        # This test holds the port (a container of an earlier test may still be letting go).
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                taker.bind(("0.0.0.0", port))
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"port {port} stayed in use for a minute")
+                time.sleep(0.5)
+        taker.listen()
+        result = built.repo.run("run", metadata["target"], timeout=300)
+    finally:
+        taker.close()
+        for container in docker_client.containers.list(all=True, filters={"ancestor": image_id}):
+            left.append(container.short_id)
+            container.remove(force=True)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert (
+        f"error: {metadata['target']} cannot publish its port(s) {port} on this host: one is in"
+        " use by another process or container. Stop that, or give the agent other `ports`."
+        in output
+    ), output
+    assert "500 Server Error" not in output, output
+    assert left == [], f"containers left behind: {left}"
