@@ -1,28 +1,49 @@
-"""HTTP(S) downloads from Debian mirrors: whole small files (indexes) or streamed big ones (.debs).
+"""HTTP(S) downloads from Debian mirrors and PyPI: whole small files (indexes) or streamed big
+ones (.debs, wheels).
 
 urllib honours `http_proxy`/`https_proxy` and the system CA bundle, which is all a mirror needs.
-Connection failures and 5xx answers are retried a few times; 404/410 are final (`NotFound`): a
-mirror that lacks a file will not grow it on the second try.
+Timeouts say what happened: no connection within `Timeouts.connect_s`, or a connection over
+which nothing arrived for `Timeouts.read_s` (no answer, or a transfer that stalled). Those, lost
+connections and 5xx answers are retried, each retry said on stderr (the build step's log), until
+`Timeouts.attempts` or `Timeouts.total_s` runs out; 404/410 are final (`NotFound`): a mirror that
+lacks a file will not grow it on the second try.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import os
+import socket
+import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, Optional
+from typing import BinaryIO, Callable, Dict, Iterator, Optional, Tuple, TypeVar
 
-TIMEOUT_S = 60
 # Streamed downloads are read in chunks of this size.
 CHUNK_SIZE = 1 << 20
-ATTEMPTS = 3
 FIRST_RETRY_DELAY_S = 1.0
 USER_AGENT = "ai-agent-debian/1"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long a download may take: to connect, between two arrivals of data, in all."""
+
+    connect_s: float = 15.0
+    read_s: float = 60.0
+    attempts: int = 3
+    total_s: float = 600.0
+
+
+DEFAULT_TIMEOUTS = Timeouts()
 
 
 class DownloadError(Exception):
@@ -40,68 +61,170 @@ class UnexpectedContent(DownloadError):
     """The server sent bytes other than the pinned ones (wrong size or sha256)."""
 
 
-@contextlib.contextmanager
-def open_url(url: str) -> Iterator[BinaryIO]:
-    """A readable response for `url`, after retrying transient failures."""
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+class _Transient(DownloadError):
+    """A failure that another attempt may not meet: no connection, no data, a 5xx answer."""
+
+
+def _opener(timeouts: Timeouts, state: Dict[str, bool]) -> urllib.request.OpenerDirector:
+    """urllib with a connect timeout apart from the read timeout, noting in `state` whether
+    the connection (TCP, and TLS for https) was made."""
+
+    class Connection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.timeout = timeouts.connect_s
+            super().connect()
+            assert self.sock is not None
+            self.sock.settimeout(timeouts.read_s)
+            state["connected"] = True
+
+    class TLSConnection(http.client.HTTPSConnection):
+        def connect(self) -> None:
+            self.timeout = timeouts.connect_s
+            super().connect()
+            assert self.sock is not None
+            self.sock.settimeout(timeouts.read_s)
+            state["connected"] = True
+
+    class HTTPHandler(urllib.request.HTTPHandler):
+        def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            return self.do_open(Connection, req)
+
+    class HTTPSHandler(urllib.request.HTTPSHandler):
+        def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            arguments = {"context": getattr(self, "_context", None)}
+            if getattr(self, "_check_hostname", None) is not None:  # Python < 3.12
+                arguments["check_hostname"] = self._check_hostname  # type: ignore[attr-defined]
+            return self.do_open(TLSConnection, req, **arguments)  # type: ignore[arg-type]
+
+    return urllib.request.build_opener(HTTPHandler, HTTPSHandler)
+
+
+def _timed_out(error: BaseException) -> bool:
+    reason = getattr(error, "reason", error)
+    return isinstance(reason, (socket.timeout, TimeoutError))
+
+
+def _with_retries(url: str, timeouts: Timeouts, attempt: Callable[[], T]) -> T:
+    """`attempt()` until it does not fail transiently, saying each retry on stderr, within
+    `timeouts.attempts` and `timeouts.total_s`."""
+    started = time.monotonic()
     delay = FIRST_RETRY_DELAY_S
-    for attempt in range(1, ATTEMPTS + 1):
+    for number in range(1, timeouts.attempts + 1):
         try:
-            response = urllib.request.urlopen(request, timeout=TIMEOUT_S)
-            break
-        except urllib.error.HTTPError as error:
-            if error.code in (404, 410):
-                raise NotFound(url, f"HTTP {error.code} {error.reason}") from None
-            if error.code < 500 or attempt == ATTEMPTS:
-                raise DownloadError(url, f"HTTP {error.code} {error.reason}") from None
-        except (urllib.error.URLError, OSError) as error:
-            if attempt == ATTEMPTS:
-                reason = getattr(error, "reason", error)
-                raise DownloadError(url, f"cannot connect: {reason}") from None
-        time.sleep(delay)
-        delay *= 2
+            return attempt()
+        except _Transient as error:
+            reason = str(error)[len(url) + 2 :]
+            elapsed = time.monotonic() - started
+            if number == timeouts.attempts or elapsed + delay >= timeouts.total_s:
+                raise DownloadError(
+                    url, f"{reason} (gave up after {number} attempt(s) in {elapsed:.0f} s)"
+                ) from None
+            print(
+                f"retrying {url} in {delay:.0f} s (attempt {number + 1} of"
+                f" {timeouts.attempts}): {reason}",
+                file=sys.stderr,
+                flush=True,
+            )
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _open(url: str, timeouts: Timeouts) -> http.client.HTTPResponse:
+    """One attempt at a response for `url`."""
+    state = {"connected": False}
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    try:
+        return _opener(timeouts, state).open(request)
+    except urllib.error.HTTPError as error:
+        if error.code in (404, 410):
+            raise NotFound(url, f"HTTP {error.code} {error.reason}") from None
+        if error.code >= 500:
+            raise _Transient(url, f"HTTP {error.code} {error.reason}") from None
+        raise DownloadError(url, f"HTTP {error.code} {error.reason}") from None
+    except (urllib.error.URLError, OSError) as error:
+        if _timed_out(error):
+            raise _Transient(
+                url,
+                f"connected, but no answer within {timeouts.read_s:.0f} s"
+                if state["connected"]
+                else f"cannot connect within {timeouts.connect_s:.0f} s",
+            ) from None
+        reason = getattr(error, "reason", error)
+        where = "connection lost" if state["connected"] else "cannot connect"
+        raise _Transient(url, f"{where}: {reason}") from None
+
+
+@contextlib.contextmanager
+def open_url(url: str, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> Iterator[BinaryIO]:
+    """A readable response for `url`, after retrying transient failures."""
+    response = _with_retries(url, timeouts, lambda: _open(url, timeouts))
     with response:
         yield response
 
 
-def read_url(url: str) -> bytes:
+def _read_failed(url: str, error: OSError, timeouts: Timeouts, received: int) -> _Transient:
+    if _timed_out(error):
+        return _Transient(
+            url, f"connected, but no data for {timeouts.read_s:.0f} s after {received} bytes"
+        )
+    return _Transient(url, f"connection lost after {received} bytes: {error}")
+
+
+def read_url(url: str, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> bytes:
     """The whole body of `url` (for indexes: a few MiB at most)."""
-    with open_url(url) as response:
-        try:
-            return response.read()
-        except OSError as error:
-            raise DownloadError(url, f"connection lost while reading: {error}") from None
+
+    def attempt() -> bytes:
+        with _open(url, timeouts) as response:
+            try:
+                return response.read()
+            except OSError as error:
+                raise _read_failed(url, error, timeouts, 0) from None
+
+    return _with_retries(url, timeouts, attempt)
 
 
-def download_verified(url: str, target: Path, sha256: str, size: Optional[int] = None) -> None:
+def download_verified(
+    url: str,
+    target: Path,
+    sha256: str,
+    size: Optional[int] = None,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+) -> None:
     """Stream `url` into a temporary file beside `target`, checking the size (when pinned) and
     sha256 as it arrives, and rename it into place only if both match: an interrupted or refused
-    download leaves nothing behind."""
+    download leaves nothing behind. A transfer that stalls or breaks starts again."""
     descriptor, temporary = tempfile.mkstemp(
         prefix=f".{target.name}.", suffix=".partial", dir=target.parent
     )
-    try:
-        with os.fdopen(descriptor, "wb") as output, open_url(url) as response:
-            digest = hashlib.sha256()
-            received = 0
+    os.close(descriptor)
+
+    def attempt() -> Tuple[int, str]:
+        digest = hashlib.sha256()
+        received = 0
+        with open(temporary, "wb") as output, _open(url, timeouts) as response:
             while True:
                 try:
-                    chunk = response.read(CHUNK_SIZE)
+                    # What has arrived, up to a chunk: a stall is then reported where it began.
+                    chunk = response.read1(CHUNK_SIZE)
                 except OSError as error:
-                    raise DownloadError(url, f"connection lost: {error}") from None
+                    raise _read_failed(url, error, timeouts, received) from None
                 if not chunk:
-                    break
+                    return received, digest.hexdigest()
                 received += len(chunk)
                 if size is not None and received > size:
                     raise UnexpectedContent(url, f"serves more than the {size} pinned bytes")
                 digest.update(chunk)
                 output.write(chunk)
-        if (size is not None and received != size) or digest.hexdigest() != sha256.lower():
+
+    try:
+        received, actual = _with_retries(url, timeouts, attempt)
+        if (size is not None and received != size) or actual != sha256.lower():
             pinned = (
                 f"{size} bytes with sha256 {sha256}" if size is not None else f"sha256 {sha256}"
             )
             raise UnexpectedContent(
-                url, f"served {received} bytes with sha256 {digest.hexdigest()}, pinned: {pinned}"
+                url, f"served {received} bytes with sha256 {actual}, pinned: {pinned}"
             )
         os.chmod(temporary, 0o644)
         os.replace(temporary, target)

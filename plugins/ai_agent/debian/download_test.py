@@ -1,0 +1,113 @@
+"""Downloads against misbehaving servers on loopback: one that accepts and never answers, one
+whose transfer stalls once, a port nobody listens on."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Iterator, List
+
+import pytest
+
+from .download import DownloadError, Timeouts, download_verified, read_url
+
+FAST = Timeouts(connect_s=2, read_s=1, attempts=2, total_s=30)
+BODY = b"x" * 100
+
+
+class Server:
+    """A loopback TCP server that handles the n-th connection with `behaviours[n]` (the last
+    one for every later connection): `silent` reads the request and says nothing, `stall`
+    sends the headers and 10 bytes of BODY then nothing, `serve` sends it all."""
+
+    def __init__(self, behaviours: List[str]) -> None:
+        self.behaviours = behaviours
+        self.connections = 0
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}/file"
+        self.open: List[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.socket.accept()
+            except OSError:
+                return
+            self.open.append(connection)
+            behaviour = self.behaviours[min(self.connections, len(self.behaviours) - 1)]
+            self.connections += 1
+            connection.recv(65536)
+            head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(BODY)
+            if behaviour == "stall":
+                connection.sendall(head + BODY[:10])
+            elif behaviour == "serve":
+                connection.sendall(head + BODY)
+                connection.close()
+
+    def close(self) -> None:
+        self.socket.close()
+        for connection in self.open:
+            connection.close()
+
+
+@pytest.fixture
+def server_of() -> Iterator:
+    servers: List[Server] = []
+
+    def start(*behaviours: str) -> Server:
+        servers.append(Server(list(behaviours)))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def test_a_server_that_accepts_and_never_answers_is_said_so_after_each_bounded_try(
+    server_of, capsys: pytest.CaptureFixture
+) -> None:
+    server = server_of("silent")
+    started = time.monotonic()
+    with pytest.raises(DownloadError) as error:
+        read_url(server.url, FAST)
+    assert str(error.value).startswith(
+        f"{server.url}: connected, but no answer within 1 s (gave up after 2 attempt(s) in"
+    )
+    assert time.monotonic() - started < 10
+    assert server.connections == 2
+    assert capsys.readouterr().err == (
+        f"retrying {server.url} in 1 s (attempt 2 of 2): connected, but no answer within 1 s\n"
+    )
+
+
+def test_a_stalled_transfer_starts_again_and_completes(
+    server_of, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    server = server_of("stall", "serve")
+    target = tmp_path / "file"
+    download_verified(server.url, target, hashlib.sha256(BODY).hexdigest(), len(BODY), FAST)
+    assert target.read_bytes() == BODY
+    assert capsys.readouterr().err == (
+        f"retrying {server.url} in 1 s (attempt 2 of 2): connected, but no data for 1 s after"
+        " 10 bytes\n"
+    )
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["file"]
+
+
+def test_the_total_bounds_the_retries(server_of) -> None:
+    server = server_of("silent")
+    bounded = Timeouts(connect_s=2, read_s=1, attempts=10, total_s=1.5)
+    with pytest.raises(DownloadError, match=r"gave up after 1 attempt\(s\)"):
+        read_url(server.url, bounded)
+
+
+def test_nobody_listening_is_cannot_connect(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(DownloadError, match=r"cannot connect: .*refused"):
+        read_url(f"http://127.0.0.1:{port}/file", FAST)
