@@ -61,6 +61,7 @@ from ai_agent.layers import (
     WheelPlan,
     WheelPlanRequest,
 )
+from ai_agent.oci.registry import Reference
 from ai_agent.subsystem import AiAgentSubsystem
 from ai_agent.target_types import (
     AgentAcceleratorField,
@@ -336,12 +337,15 @@ async def _choose_cuda(
 
 
 async def _table_base(reference: str) -> Optional[Address]:
-    """The `oci_base` target that pins the CUDA table's image (tag-for-tag), if one does."""
+    """The `oci_base` target that pins the CUDA table's image (tag-for-tag, references compared
+    normalised: `nvidia/cuda:…` is `docker.io/nvidia/cuda:…`), if one does."""
+    wanted = Reference.parse(reference)
     all_targets = await Get(AllTargets)
     owners = sorted(
         target.address
         for target in all_targets
-        if isinstance(target, OciBaseTarget) and target[OciBaseImageField].value == reference
+        if isinstance(target, OciBaseTarget)
+        and Reference.parse(target[OciBaseImageField].value) == wanted
     )
     return owners[0] if owners else None
 

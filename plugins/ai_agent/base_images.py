@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Iterable, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from pants.core.goals.generate_lockfiles import (
     GenerateLockfile,
@@ -250,12 +250,38 @@ def wrap_registry_base_lockfile_request(
     return WrappedGenerateLockfile(request)
 
 
+class DuplicateBaseName(Exception):
+    """Two base targets share a name, which names each one's lock resolve."""
+
+
+@dataclass(frozen=True)
+class BaseTargets:
+    """Every `debian_base` and `oci_base` target, by name: the name is its lock's resolve."""
+
+    by_name: FrozenDict[str, Target]
+
+
+@rule(desc="Listing the base image targets", level=LogLevel.DEBUG)
+def base_targets(all_targets: AllTargets) -> BaseTargets:
+    by_name: Dict[str, List[Target]] = {}
+    for target in _base_targets(all_targets):
+        by_name.setdefault(target.address.target_name, []).append(target)
+    for name, targets in sorted(by_name.items()):
+        if len(targets) > 1:
+            raise DuplicateBaseName(
+                f"{' and '.join(sorted(str(target.address) for target in targets))} are base targets"
+                f" named `{name}`, which names each one's lock resolve (`generate-lockfiles"
+                f" --resolve={name}`) and so would share a lock: give each its own name"
+            )
+    return BaseTargets(FrozenDict((name, targets[0]) for name, targets in by_name.items()))
+
+
 @rule
 def known_base_image_resolves(
-    _: KnownBaseImageResolveNamesRequest, all_targets: AllTargets
+    _: KnownBaseImageResolveNamesRequest, bases: BaseTargets
 ) -> KnownUserResolveNames:
     return KnownUserResolveNames(
-        names=tuple(t.address.target_name for t in _base_targets(all_targets)),
+        names=tuple(bases.by_name),
         option_name="the names of `debian_base` and `oci_base` targets",
         requested_resolve_names_cls=RequestedBaseImageResolveNames,
     )
@@ -263,10 +289,9 @@ def known_base_image_resolves(
 
 @rule
 def base_image_lockfile_requests(
-    requested: RequestedBaseImageResolveNames, all_targets: AllTargets
+    requested: RequestedBaseImageResolveNames, bases: BaseTargets
 ) -> UserGenerateLockfiles:
-    by_name = {t.address.target_name: t for t in _base_targets(all_targets)}
-    return UserGenerateLockfiles(_lockfile_request(by_name[name]) for name in requested)
+    return UserGenerateLockfiles(_lockfile_request(bases.by_name[name]) for name in requested)
 
 
 @rule(desc="Generating a Debian package lock", level=LogLevel.DEBUG)
@@ -323,6 +348,8 @@ async def find_base_image(request: BaseImageRequest) -> BaseImage:
         WrappedTargetRequest(request.address, description_of_origin="an image's `base` field"),
     )
     target = wrapped.target
+    if target.has_field(BaseImageLockfileField):
+        await Get(BaseTargets)  # refuses a name that another base target has too
     if isinstance(target, OciBaseTarget):
         platforms = target[OciBasePlatformsField].value
         platform = str(Platform.parse(request.platform)) if request.platform else platforms[0]

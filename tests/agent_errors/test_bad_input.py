@@ -327,6 +327,19 @@ def _cases() -> Iterator[Case]:
             f" agents/{case}:twin write(s) an image; give each target its own `output_path`",
         ),
     )
+    case = "base_name_taken"
+    yield Case(
+        case,
+        SOURCES
+        + 'ai_agent(name="agent", entry_point="app", dependencies=[":src"])\n'
+        + 'debian_base(name="bookworm-python")\n',
+        (
+            f"agents/base:bookworm-python and agents/{case}:bookworm-python are base targets"
+            " named `bookworm-python`, which names each one's lock resolve (`generate-lockfiles"
+            " --resolve=bookworm-python`) and so would share a lock: give each its own name",
+        ),
+        names=f"agents/{case}:bookworm-python",
+    )
     case = "label_without_name"
     yield Case(
         case,

@@ -86,6 +86,16 @@ def test_refuses_invalid_references(text: str) -> None:
         Reference.parse(text)
 
 
+def test_docker_hub_references_compare_equal_however_written() -> None:
+    # What matches an `oci_base` image to the CUDA table's entry.
+    table = Reference.parse("nvidia/cuda:12.4.1-base-ubuntu22.04")
+    for written in ("docker.io/nvidia/cuda:12.4.1-base-ubuntu22.04",
+                    "index.docker.io/nvidia/cuda:12.4.1-base-ubuntu22.04"):  # fmt: skip
+        assert Reference.parse(written) == table
+    assert Reference.parse("docker.io/library/python:3.11") == Reference.parse("python:3.11")
+    assert Reference.parse("r.example/nvidia/cuda:12.4.1-base-ubuntu22.04") != table
+
+
 def test_a_capitalised_first_component_is_named_in_the_error() -> None:
     with pytest.raises(InvalidReference, match="^'UPPER/Case': `UPPER` has capital letters"):
         Repository.parse("UPPER/Case")
