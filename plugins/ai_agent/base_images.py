@@ -268,8 +268,9 @@ def base_targets(all_targets: AllTargets) -> BaseTargets:
         by_name.setdefault(target.address.target_name, []).append(target)
     for name, targets in sorted(by_name.items()):
         if len(targets) > 1:
+            addresses = sorted(str(target.address) for target in targets)
             raise DuplicateBaseName(
-                f"{' and '.join(sorted(str(target.address) for target in targets))} are base targets"
+                f"{' and '.join(addresses)} are base targets"
                 f" named `{name}`, which names each one's lock resolve (`generate-lockfiles"
                 f" --resolve={name}`) and so would share a lock: give each its own name"
             )
