@@ -316,8 +316,10 @@ class AgentAcceleratorField(StringField):
         for one version, which must agree with the lock. A CUDA image gets the NVIDIA runtime
         environment (`NVIDIA_VISIBLE_DEVICES`, `NVIDIA_DRIVER_CAPABILITIES`,
         `NVIDIA_REQUIRE_CUDA`) and `ai-agent.cuda.*` labels, and `./pants run` asks Docker for
-        the GPUs. Without a `base`, the base is the `oci_base` whose `image` is the CUDA table's
-        entry for the version and `cuda_flavour` (`[ai-agents].cuda_bases` overrides entries).
+        the GPUs. Without a `base`: when the lock ships CUDA's libraries as `nvidia-*` wheels,
+        the base is `[ai-agents].default_base` (any Python base: no `nvidia/cuda` image is
+        needed); otherwise the `oci_base` whose `image` is the CUDA table's entry for the
+        version and `cuda_flavour` (`[ai-agents].cuda_bases` overrides entries).
         """
     )
 
