@@ -1,4 +1,4 @@
-"""Install a wheel into a flat prefix of the image with PyPA's `installer`, as layer entries.
+"""Install a wheel into the image's virtual environment with PyPA's `installer`, as layer entries.
 
 `installer` decides what pip decides: the root scheme from `Root-Is-Purelib`, where each
 `<name>.data/<scheme>/` member goes, `#!python` shebangs of scripts, console and GUI entry-point
@@ -35,10 +35,9 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from ..oci.layer import Entry
 from .errors import WheelsError
-from .installed import InstalledDistribution, InstalledFile, file_sha256
+from .installed import CHUNK_SIZE, InstalledDistribution, InstalledFile, file_sha256
 
 INSTALLER = b"ai-agent\n"
-CHUNK_SIZE = 1 << 20
 
 
 class WheelError(WheelsError):
