@@ -216,6 +216,11 @@ class RegistryUnavailable(RegistryError):
     """An operation kept failing transiently until its retries ran out."""
 
 
+class RegistryTimeout(RegistryError):
+    """No connection within the connect timeout, or a connection over which nothing arrived
+    within the read timeout; the message says which."""
+
+
 # Dropped connections (plain or TLS), timeouts, truncated answers and 5xx statuses.
 _TRANSIENT_ERRORS = (
     ConnectionError,
@@ -224,6 +229,7 @@ _TRANSIENT_ERRORS = (
     ssl.SSLEOFError,
     ssl.SSLZeroReturnError,
     _TransientHTTPError,
+    RegistryTimeout,
 )
 
 
@@ -389,6 +395,8 @@ class RetryPolicy:
     attempts: int = 5
     initial_delay_s: float = 0.5
     max_delay_s: float = 10.0
+    # No retry starts once this many seconds have passed since the first try.
+    total_s: float = 600.0
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
@@ -509,12 +517,39 @@ class _Stream(Protocol):
 _Body = Callable[[], _Stream]
 
 
+class _Timed:
+    """A connection that connects within `connect_timeout` and then waits at most
+    `read_timeout` for each answer or piece of data; `connected` says how far it got."""
+
+    connect_timeout: float
+    read_timeout: float
+    timeout: Optional[float]  # http.client's, used while connecting
+    connected = False
+
+    def connect(self) -> None:
+        self.timeout = self.connect_timeout
+        super().connect()  # type: ignore[misc]
+        self.sock.settimeout(self.read_timeout)  # type: ignore[attr-defined]
+        self.connected = True
+
+
+class _TimedHTTPConnection(_Timed, http.client.HTTPConnection):
+    pass
+
+
+class _TimedHTTPSConnection(_Timed, http.client.HTTPSConnection):
+    pass
+
+
 class _ConnectionPool:
     """Idle keep-alive connections per origin. A connection is used by one thread at a time."""
 
-    def __init__(self, ssl_context: ssl.SSLContext, timeout: float) -> None:
+    def __init__(
+        self, ssl_context: ssl.SSLContext, connect_timeout: float, read_timeout: float
+    ) -> None:
         self._ssl_context = ssl_context
-        self._timeout = timeout
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
         self._idle: Dict[_Origin, List[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
 
@@ -541,16 +576,25 @@ class _ConnectionPool:
             connection.close()
 
     def _connect(self, origin: _Origin) -> http.client.HTTPConnection:
+        connection: http.client.HTTPConnection
         if origin.scheme == "https":
-            return http.client.HTTPSConnection(
-                origin.host,
-                origin.port,
-                timeout=self._timeout,
-                context=self._ssl_context,
-                blocksize=_COPY_BUFFER,
+            connection = _TimedHTTPSConnection(
+                origin.host, origin.port, context=self._ssl_context, blocksize=_COPY_BUFFER
             )
-        return http.client.HTTPConnection(
-            origin.host, origin.port, timeout=self._timeout, blocksize=_COPY_BUFFER
+        else:
+            connection = _TimedHTTPConnection(origin.host, origin.port, blocksize=_COPY_BUFFER)
+        connection.connect_timeout = self._connect_timeout  # type: ignore[attr-defined]
+        connection.read_timeout = self._read_timeout  # type: ignore[attr-defined]
+        return connection
+
+    def timeout_error(self, connection: http.client.HTTPConnection, url: str) -> RegistryTimeout:
+        if getattr(connection, "connected", False):
+            return RegistryTimeout(
+                f"{_loggable_url(url)}: connected, but nothing arrived within"
+                f" {self._read_timeout:.0f} s"
+            )
+        return RegistryTimeout(
+            f"{_loggable_url(url)}: cannot connect within {self._connect_timeout:.0f} s"
         )
 
 
@@ -594,13 +638,17 @@ class _Response:
         return self._response.getheader(name)
 
     def read(self, size: int) -> bytes:
-        return self._response.read(size)
+        try:
+            return self._response.read(size)
+        except socket.timeout as error:
+            assert self._connection is not None, "read before close"
+            raise self._pool.timeout_error(self._connection, self.url) from error
 
     def read_up_to(self, limit: int) -> bytes:
         """The whole body, or its first `limit` + 1 bytes when it is longer than `limit`."""
         buffer = bytearray()
         while len(buffer) <= limit:
-            chunk = self._response.read(min(_COPY_BUFFER, limit + 1 - len(buffer)))
+            chunk = self.read(min(_COPY_BUFFER, limit + 1 - len(buffer)))
             if not chunk:
                 break
             buffer += chunk
@@ -630,9 +678,13 @@ class _Transport:
     """Sends single HTTP requests over pooled connections; enforces the plain-HTTP rule."""
 
     def __init__(
-        self, ssl_context: ssl.SSLContext, timeout: float, insecure_registries: FrozenSet[str]
+        self,
+        ssl_context: ssl.SSLContext,
+        connect_timeout: float,
+        read_timeout: float,
+        insecure_registries: FrozenSet[str],
     ) -> None:
-        self._pool = _ConnectionPool(ssl_context, timeout)
+        self._pool = _ConnectionPool(ssl_context, connect_timeout, read_timeout)
         self._insecure_registries = insecure_registries
 
     def allows_plain_http(self, host: str) -> bool:
@@ -662,6 +714,8 @@ class _Transport:
             response = connection.getresponse()
         except BaseException as error:
             connection.close()
+            if isinstance(error, socket.timeout):
+                raise self._pool.timeout_error(connection, url) from error
             if isinstance(error, ssl.SSLCertVerificationError):
                 raise TLSVerificationError(
                     f"the TLS certificate of {parts.netloc} is not trusted"
@@ -820,6 +874,8 @@ class RegistryClient:
     `keychain` defaults to the Docker CLI's config (`$DOCKER_CONFIG`, `~/.docker/config.json`).
     `insecure_registries` (`host[:port]`) may be reached over plain HTTP, as loopback ones always
     are. Blobs larger than `chunk_size` are pushed in chunks of that size, `jobs` at a time.
+    A connection must be made within `connect_timeout_s`, and then each answer or piece of data
+    arrive within `timeout_s`; either failure is retried as `retry` says.
     """
 
     def __init__(
@@ -830,7 +886,8 @@ class RegistryClient:
         retry: RetryPolicy = RetryPolicy(),
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         jobs: int = 4,
-        timeout_s: float = 300.0,
+        connect_timeout_s: float = 15.0,
+        timeout_s: float = 60.0,
         ssl_context: Optional[ssl.SSLContext] = None,
     ) -> None:
         if chunk_size < 1 or jobs < 1:
@@ -841,7 +898,10 @@ class RegistryClient:
         self._jobs = jobs
         # create_default_context() loads the system CA bundle and honours SSL_CERT_FILE/DIR.
         self._transport = _Transport(
-            ssl_context or ssl.create_default_context(), timeout_s, frozenset(insecure_registries)
+            ssl_context or ssl.create_default_context(),
+            connect_timeout_s,
+            timeout_s,
+            frozenset(insecure_registries),
         )
         self._authenticators: Dict[str, _Authenticator] = {}
         self._authenticators_lock = threading.Lock()
@@ -948,11 +1008,16 @@ class RegistryClient:
         on_retry: Callable[[], None] = lambda: None,
     ) -> T:
         attempt = 1
+        started = time.monotonic()
         while True:
             try:
                 return operation()
             except _TRANSIENT_ERRORS as error:
-                if attempt >= self._retry.attempts:
+                out_of_time = (
+                    time.monotonic() - started + self._retry.delay_before(attempt + 1)
+                    >= self._retry.total_s
+                )
+                if attempt >= self._retry.attempts or out_of_time:
                     raise RegistryUnavailable(
                         f"{description} in repository {repository.name} on registry"
                         f" {repository.registry} failed {attempt} times; last error:"

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -399,3 +401,49 @@ def test_streamed_download_hashes_what_it_writes(client: RegistryClient, tmp_pat
         client.fetch_blob(Repository(server.address, "app"), descriptor, tmp_path / "blob")
     assert hashlib.sha256((tmp_path / "blob").read_bytes()).hexdigest() == descriptor.digest[7:]
     assert [p.name for p in tmp_path.iterdir()] == ["blob"]
+
+
+class _SilentServer:
+    """Accepts connections on loopback, reads the request and never answers."""
+
+    def __init__(self) -> None:
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.socket.getsockname()[1]}"
+        self.accepted: List[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.socket.accept()
+            except OSError:
+                return
+            self.accepted.append(connection)
+
+    def close(self) -> None:
+        self.socket.close()
+        for connection in self.accepted:
+            connection.close()
+
+
+def test_a_registry_that_accepts_and_never_answers_is_said_so_and_bounded() -> None:
+    server = _SilentServer()
+    try:
+        policy = RetryPolicy(attempts=2, initial_delay_s=0.01)
+        with RegistryClient(AnonymousKeychain(), retry=policy, timeout_s=1) as client:
+            started = time.monotonic()
+            with pytest.raises(RegistryUnavailable) as error:
+                client.get_manifest(Reference.parse(f"{server.address}/app:v1"))
+            assert time.monotonic() - started < 10
+        assert str(error.value).endswith(
+            f"failed 2 times; last error: http://{server.address}/v2/app/manifests/v1:"
+            " connected, but nothing arrived within 1 s"
+        ), str(error.value)
+        assert len(server.accepted) == 2
+        # The total bounds the attempts, whatever their number.
+        bounded = RetryPolicy(attempts=10, initial_delay_s=0.01, total_s=1.5)
+        with RegistryClient(AnonymousKeychain(), retry=bounded, timeout_s=1) as client:
+            with pytest.raises(RegistryUnavailable, match="failed 2 times"):
+                client.get_manifest(Reference.parse(f"{server.address}/app:v1"))
+    finally:
+        server.close()
