@@ -4,7 +4,7 @@
            --platform linux/amd64 [--glibc 2.36]
     layers (the plan's options) --wheels DIR --output-dir OUT [--prefix opt/agent]
            [--interpreter /usr/bin/python3.11] [--bytecode-interpreter PYTHON]
-           [--threshold-mib 64] [--compression gzip|none] [--gzip-level 6]
+           [--threshold-mib 64] [--compression gzip|none] [--gzip-level N]
            [--source-date-epoch N]
     fetch  --url URL --sha256 HEX --output FILE
 
@@ -74,7 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     layers.add_argument("--threshold-mib", type=int, default=64, help="own layer above this")
     layers.add_argument("--compression", choices=("gzip", "none"), default="gzip")
-    layers.add_argument("--gzip-level", type=int, help="1..9 (default 6)")
+    layers.add_argument(
+        "--gzip-level", type=int, help="1..9 (default: 1 for a big distribution's layer, else 6)"
+    )
     layers.add_argument("--source-date-epoch", type=int, default=DEFAULT_MTIME)
     return parser
 

@@ -82,6 +82,11 @@ def test_layers_are_reproducible_and_split_by_size(
         (tmp_path / "first" / "site-packages-six" / "descriptor.json").read_text()
     )
     assert descriptor["createdBy"] == "wheels: six 1.16.0"
+    # A big distribution's layer is gzipped fast (level 1), the shared one at the usual 6.
+    shared_descriptor = json.loads(
+        (tmp_path / "first" / "site-packages" / "descriptor.json").read_text()
+    )
+    assert (descriptor["compression"]["level"], shared_descriptor["compression"]["level"]) == (1, 6)
     paths = [entry["path"] for entry in descriptor["entries"]]
     assert paths[:5] == [
         "opt",
