@@ -128,11 +128,18 @@ def test_every_lookup_of_the_reader_hits_the_remote_cache(writer: Clone, reader:
     assert (
         counters["remote_cache_requests"] == writer.counters["remote_cache_write_successes"]
     ), f"{shown}; the writer's: {dict(writer.counters)}"
-    assert counters["remote_cache_requests_cached"] == counters["remote_cache_requests"], shown
+    # Pants' own processes (building the builder's and runner's PEXes, dependency inference)
+    # start locally at once while the cache is asked (speculation delay 0), and a quick one may
+    # finish first, which cancels its lookup; the build steps wait for the cache (and
+    # test_the_reader_starts_no_image_building_process checks that none of them ran).
+    assert (
+        counters["remote_cache_requests_cached"]
+        + counters["remote_cache_speculation_local_completed_first"]
+        == counters["remote_cache_requests"]
+    ), shown
     assert counters["remote_cache_requests_uncached"] == 0, shown
     assert counters["remote_cache_read_errors"] == 0, shown
     assert counters["remote_cache_request_timeouts"] == 0, shown
-    assert counters["remote_cache_speculation_local_completed_first"] == 0, shown
     assert counters["remote_cache_write_attempts"] == 0, shown
 
 
