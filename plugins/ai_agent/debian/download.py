@@ -23,7 +23,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Dict, Iterator, Optional, Tuple, TypeVar
+from typing import BinaryIO, Callable, Dict, Iterator, Optional, Tuple, Type, TypeVar
+
+from ..oci.connection import TimedHTTPConnection, TimedHTTPSConnection
 
 # Streamed downloads are read in chunks of this size.
 CHUNK_SIZE = 1 << 20
@@ -31,6 +33,7 @@ FIRST_RETRY_DELAY_S = 1.0
 USER_AGENT = "ai-agent-debian/1"
 
 T = TypeVar("T")
+C = TypeVar("C", TimedHTTPConnection, TimedHTTPSConnection)
 
 
 @dataclass(frozen=True)
@@ -69,21 +72,17 @@ def _opener(timeouts: Timeouts, state: Dict[str, bool]) -> urllib.request.Opener
     """urllib with a connect timeout apart from the read timeout, noting in `state` whether
     the connection (TCP, and TLS for https) was made."""
 
-    class Connection(http.client.HTTPConnection):
-        def connect(self) -> None:
-            self.timeout = timeouts.connect_s
-            super().connect()
-            assert self.sock is not None
-            self.sock.settimeout(timeouts.read_s)
-            state["connected"] = True
+    def timed(base: Type[C]) -> Type[C]:
+        class Timed(base):  # type: ignore[valid-type,misc]
+            connect_timeout, read_timeout = timeouts.connect_s, timeouts.read_s
 
-    class TLSConnection(http.client.HTTPSConnection):
-        def connect(self) -> None:
-            self.timeout = timeouts.connect_s
-            super().connect()
-            assert self.sock is not None
-            self.sock.settimeout(timeouts.read_s)
-            state["connected"] = True
+            def connect(self) -> None:
+                super().connect()
+                state["connected"] = True
+
+        return Timed
+
+    Connection, TLSConnection = timed(TimedHTTPConnection), timed(TimedHTTPSConnection)
 
     class HTTPHandler(urllib.request.HTTPHandler):
         def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:

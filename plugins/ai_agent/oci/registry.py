@@ -63,6 +63,7 @@ from .auth import (
     parse_token_response,
     parse_www_authenticate,
 )
+from .connection import TimedHTTPConnection, TimedHTTPSConnection
 from .types import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
@@ -517,30 +518,6 @@ class _Stream(Protocol):
 _Body = Callable[[], _Stream]
 
 
-class _Timed:
-    """A connection that connects within `connect_timeout` and then waits at most
-    `read_timeout` for each answer or piece of data; `connected` says how far it got."""
-
-    connect_timeout: float
-    read_timeout: float
-    timeout: Optional[float]  # http.client's, used while connecting
-    connected = False
-
-    def connect(self) -> None:
-        self.timeout = self.connect_timeout
-        super().connect()  # type: ignore[misc]
-        self.sock.settimeout(self.read_timeout)  # type: ignore[attr-defined]
-        self.connected = True
-
-
-class _TimedHTTPConnection(_Timed, http.client.HTTPConnection):
-    pass
-
-
-class _TimedHTTPSConnection(_Timed, http.client.HTTPSConnection):
-    pass
-
-
 class _ConnectionPool:
     """Idle keep-alive connections per origin. A connection is used by one thread at a time."""
 
@@ -576,15 +553,15 @@ class _ConnectionPool:
             connection.close()
 
     def _connect(self, origin: _Origin) -> http.client.HTTPConnection:
-        connection: http.client.HTTPConnection
+        connection: Union[TimedHTTPConnection, TimedHTTPSConnection]
         if origin.scheme == "https":
-            connection = _TimedHTTPSConnection(
+            connection = TimedHTTPSConnection(
                 origin.host, origin.port, context=self._ssl_context, blocksize=_COPY_BUFFER
             )
         else:
-            connection = _TimedHTTPConnection(origin.host, origin.port, blocksize=_COPY_BUFFER)
-        connection.connect_timeout = self._connect_timeout  # type: ignore[attr-defined]
-        connection.read_timeout = self._read_timeout  # type: ignore[attr-defined]
+            connection = TimedHTTPConnection(origin.host, origin.port, blocksize=_COPY_BUFFER)
+        connection.connect_timeout = self._connect_timeout
+        connection.read_timeout = self._read_timeout
         return connection
 
     def timeout_error(self, connection: http.client.HTTPConnection, url: str) -> RegistryTimeout:

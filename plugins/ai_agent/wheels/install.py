@@ -123,9 +123,9 @@ def install_wheel(
         raise WheelError(f"{wheel_path.name}: scratch directory {root} is not empty")
     destination = _ImageDestination(root, _scheme_paths(layout, name), layout.venv_python)
     try:
-        with WheelFile.open(wheel_path) as source:
-            _check_member_names(source, wheel_path.name)
-            install(source, destination, {"INSTALLER": INSTALLER})
+        with zipfile.ZipFile(wheel_path) as archive:
+            _check_member_names(archive.namelist(), wheel_path.name)
+            install(WheelFile(archive), destination, {"INSTALLER": INSTALLER})
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as error:
         raise WheelError(f"{wheel_path.name}: not a readable wheel: {error}") from None
     except (InstallerError, ValueError, KeyError, AssertionError) as error:
@@ -151,10 +151,10 @@ def _scheme_paths(layout: InstallLayout, project: str) -> Dict[str, str]:
     }
 
 
-def _check_member_names(source: WheelFile, wheel: str) -> None:
+def _check_member_names(names: Iterable[str], wheel: str) -> None:
     """Refuse members that would land outside their scheme directory (installer joins paths as
     given, like pip before its own check)."""
-    for name in source._zipfile.namelist():  # noqa: SLF001 - the archive the source reads
+    for name in names:
         parts = name.rstrip("/").split("/")
         if name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):
             raise WheelError(f"{wheel}: member {name!r} is not a plain relative path")
