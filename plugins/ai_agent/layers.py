@@ -12,6 +12,7 @@ so that a change re-runs only the processes whose inputs it touches:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Tuple
@@ -202,10 +203,11 @@ class ThirdPartyLayersRequest:
 async def third_party_layers(
     third_party: ThirdPartyLayersRequest, builder: ImageBuilder, subsystem: AiAgentSubsystem
 ) -> BuiltLayers:
+    """Fetch each wheel, group them into layers (`wheels group`), then write every layer in a
+    step of its own (`wheels layer`), all at once. A big wheel's step sees that wheel only, so
+    agents locking the same torch share one step and its layer, locally and remotely."""
     request = third_party.plan
-    target_args = request.target_args()
     plan = await Get(WheelPlan, WheelPlanRequest, request)
-    wheels = plan.wheels
     fetch_steps = tuple(
         BuildStep(
             builder.process(
@@ -217,47 +219,93 @@ async def third_party_layers(
             ),
             owner=request.owner,
         )
-        for wheel in wheels
+        for wheel in plan.wheels
     )
     fetched = await MultiGet(Get(BuildStepOutput, BuildStep, step) for step in fetch_steps)
+    wheel_digests = {
+        f"wheels/{wheel['filename']}": result.digest for wheel, result in zip(plan.wheels, fetched)
+    }
     major_minor = ".".join(request.python_version.split(".")[:2])
-    compiler = await Get(PythonExecutable, InterpreterConstraints([f"CPython=={major_minor}.*"]))
-    output_dir = f"layers/packages-{request.platform.replace('/', '-')}"
-    inputs = await Get(
-        Digest, MergeDigests([request.lockfile, *(result.digest for result in fetched)])
-    )
-    install_step = BuildStep(
+    layout_args = ["--python", major_minor, "--prefix", PACKAGES_PREFIX]
+    layout_args += ["--interpreter", third_party.interpreter]
+    group_step = BuildStep(
         builder.process(
             "wheels",
-            ["layers", *target_args, "--wheels", "wheels", "--output-dir", output_dir]
-            + ["--prefix", PACKAGES_PREFIX, "--interpreter", third_party.interpreter]
-            + ["--bytecode-interpreter", compiler.path]
-            + ["--threshold-mib", str(subsystem.wheel_layer_threshold_mib)]
-            + ["--source-date-epoch", str(subsystem.source_date_epoch)],
-            description=f"Installing the third-party packages of {request.owner}"
-            f" ({len(wheels)} wheels, {request.platform})",
-            input_digest=inputs,
-            output_directories=(output_dir,),
+            ["group", *layout_args, "--threshold-mib", str(subsystem.wheel_layer_threshold_mib)]
+            + [f"--wheel=wheels/{wheel['filename']}={wheel['sha256']}" for wheel in plan.wheels],
+            description=f"Grouping the {len(plan.wheels)} wheels of {request.owner} into layers"
+            f" ({request.platform})",
+            input_digest=await Get(Digest, MergeDigests(wheel_digests.values())),
         ),
         owner=request.owner,
     )
-    output = await Get(BuildStepOutput, BuildStep, install_step)
-    contents = await Get(
-        DigestContents,
-        DigestSubset(
-            output.digest,
-            PathGlobs([f"{output_dir}/layers.json", f"{output_dir}/*/descriptor.json"]),
-        ),
+    grouping = json.loads((await Get(BuildStepOutput, BuildStep, group_step)).stdout)
+    compiler = await Get(PythonExecutable, InterpreterConstraints([f"CPython=={major_minor}.*"]))
+    layer_args = [*layout_args, "--bytecode-interpreter", compiler.path]
+    layer_args += ["--source-date-epoch", str(subsystem.source_date_epoch)]
+    planned = []
+    for layer in grouping["layers"]:
+        inputs = await Get(Digest, MergeDigests(wheel_digests[w["wheel"]] for w in layer["wheels"]))
+        planned.append(
+            _wheel_layer_step(layer, request, inputs, layer_args, request.owner, builder)
+        )
+    outputs = await MultiGet(Get(BuildStepOutput, BuildStep, step) for _, step in planned)
+    descriptors = await MultiGet(
+        Get(
+            DigestContents, DigestSubset(output.digest, PathGlobs([f"{directory}/descriptor.json"]))
+        )
+        for (directory, _), output in zip(planned, outputs)
     )
-    by_path = {content.path: json.loads(content.content) for content in contents}
-    summary = by_path[f"{output_dir}/layers.json"]
     layers = []
-    for layer in summary["layers"]:
-        path = f"{output_dir}/{layer['descriptor']}"
-        holds = ", ".join(f"{dist['project']} {dist['version']}" for dist in layer["distributions"])
+    for layer, (_directory, _), (descriptor,) in zip(grouping["layers"], planned, descriptors):
+        holds = ", ".join(f"{wheel['project']} {wheel['version']}" for wheel in layer["wheels"])
         kind = "big package" if layer["kind"] == "big" else "packages"
-        layers.append(_layer_info(kind, holds, path, by_path[path]))
-    return BuiltLayers(output.digest, tuple(layers), (*plan.steps, *fetch_steps, install_step))
+        layers.append(_layer_info(kind, holds, descriptor.path, json.loads(descriptor.content)))
+    return BuiltLayers(
+        await Get(Digest, MergeDigests(output.digest for output in outputs)),
+        tuple(layers),
+        (*plan.steps, *fetch_steps, group_step, *(step for _, step in planned)),
+    )
+
+
+def _wheel_layer_step(
+    layer: Mapping[str, Any],
+    request: WheelPlanRequest,
+    inputs: Digest,
+    layer_args: List[str],
+    owner: str,
+    builder: ImageBuilder,
+) -> Tuple[str, BuildStep]:
+    """The `wheels layer` step of one grouped layer and its output directory. A big wheel's
+    directory and arguments name nothing of the agent, so its step is the same in every agent
+    whose grouping gives it the same paths to skip; the shared layer's is per platform."""
+    wheels = layer["wheels"]
+    skips = sorted(path for wheel in wheels for path in wheel["skip"])
+    arguments = ["layer", *layer_args, "--kind", layer["kind"]]
+    for wheel in wheels:
+        arguments += [f"--wheel={wheel['wheel']}={wheel['sha256']}"]
+        arguments += [f"--skip={path}" for path in wheel["skip"]]
+    if layer["kind"] == "big":
+        (wheel,) = wheels
+        directory = f"layers/{wheel['wheel'].rsplit('/', 1)[-1][: -len('.whl')]}"
+        if skips:
+            directory += "-" + hashlib.sha256("\n".join(skips).encode()).hexdigest()[:12]
+        description = f"Installing {wheel['project']} {wheel['version']} into its layer"
+    else:
+        directory = f"layers/site-packages-{request.platform.replace('/', '-')}"
+        arguments += ["--venv-version", request.python_version]
+        description = f"Installing the {len(wheels)} small packages of {owner} ({request.platform})"
+    step = BuildStep(
+        builder.process(
+            "wheels",
+            [*arguments, "--output-dir", directory],
+            description=description,
+            input_digest=inputs,
+            output_directories=(directory,),
+        ),
+        owner=owner,
+    )
+    return directory, step
 
 
 @dataclass(frozen=True)

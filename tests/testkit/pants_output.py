@@ -18,7 +18,8 @@ from testkit.pants_repo import ScratchRepo
 # inference of an edited file) build nothing of the image.
 BUILDER_PROCESSES = (
     "Writing the ",
-    "Installing the third-party packages",
+    "Installing ",
+    "Grouping the ",
     "Fetching ",
     "Choosing the locked wheels",
     "Pulling ",

@@ -2,33 +2,44 @@
 
     plan   --lock LOCK --requirement REQ [--requirement REQ ...] --python 3.11[.2]
            --platform linux/amd64 [--glibc 2.36]
-    layers (the plan's options) --wheels DIR --output-dir OUT [--prefix opt/agent]
-           [--interpreter /usr/bin/python3.11] [--bytecode-interpreter PYTHON]
-           [--threshold-mib 64] [--compression gzip|none] [--gzip-level N]
-           [--source-date-epoch N]
     fetch  --url URL --sha256 HEX --output FILE
+    group  --wheel FILE=SHA256 [--wheel ...] --python 3.11 [--threshold-mib 64]
+           [--prefix opt/agent] [--interpreter /usr/bin/python3.11]
+    layer  --wheel FILE=SHA256 [--skip PATH ...] [--wheel ...] --python 3.11 --output-dir OUT
+           [--venv-version 3.11.2] [--kind big|small] [--prefix opt/agent]
+           [--interpreter /usr/bin/python3.11] [--bytecode-interpreter PYTHON]
+           [--compression gzip|none] [--gzip-level N] [--source-date-epoch N]
 
 `plan` prints (JSON, one list sorted by project) the wheels the requirements need on the
-target: `project`, `version`, `filename`, `url`, `sha256`. The caller downloads them into DIR
-under those file names, and `layers` verifies them against the lock, installs them under the
-prefix, compiles their bytecode with `--bytecode-interpreter` (a CPython of the target's X.Y
-that runs on this host; without it no .pyc is written and the image compiles at import time)
-and writes, per layer, OUT/<name>/layer.tar[.gz] and OUT/<name>/descriptor.json (the format of
-the `oci layer` command), then OUT/layers.json:
-
-    {"target": {"python": "3.11", "platform": "linux/amd64", "glibc": "2.36"},
-     "prefix": "opt/agent", "thresholdBytes": N,
-     "bytecode": {"cpython": "3.11.7", "cacheTag": "cpython-311"} | null,
-     "layers": [{"name": "site-packages-torch", "kind": "big" | "small",
-                 "descriptor": "site-packages-torch/descriptor.json",
-                 "digest": …, "diffID": …, "size": N,
-                 "distributions": [{"project": …, "version": …, "wheel": …,
-                                    "installedSize": N, "notes": […]}]}, …]}
+target: `project`, `version`, `filename`, `url`, `sha256`.
 
 `fetch` downloads one wheel of the plan; FILE appears only once its bytes match the sha256 (so a
 build process per wheel caches each wheel by its hash, locally and remotely).
 
-Layers are listed in image order: big distributions (one each, by name), then the shared one.
+`group` reads what each downloaded wheel installs (its archive's directory, not its bytes) and
+prints the layers, in image order: a wheel that unpacks to more than the threshold alone, by
+project; then the shared layer with the rest:
+
+    {"prefix": "opt/agent", "thresholdBytes": N,
+     "layers": [{"name": "site-packages-torch", "kind": "big" | "small",
+                 "wheels": [{"wheel": FILE, "sha256": …, "project": …, "version": …,
+                             "unpackedSize": N, "skip": [PATH, …], "notes": […]}]}, …]}
+
+A wheel's `skip` lists the image paths an earlier layer writes with the same bytes.
+
+`layer` writes one of those layers: it verifies the wheels' sha256, installs them into the
+virtual environment at the prefix for the image's `--interpreter` (except, for each wheel, the
+`--skip` paths that follow it),
+compiles their bytecode with `--bytecode-interpreter` (a CPython of the target's X.Y that runs
+on this host; without it no .pyc is written and the image compiles at import time), adds the
+environment's own files with `--venv-version`, and writes OUT/layer.tar[.gz] and
+OUT/descriptor.json (the format of the `oci layer` command) and OUT/installed.json:
+
+    {"digest": …, "bytecode": {"cpython": "3.11.7", "cacheTag": "cpython-311"} | null,
+     "distributions": [{"project": …, "version": …, "wheel": …, "installedSize": N,
+                        "notes": […]}]}
+
+A big wheel's layer is gzipped at level 1 unless `--gzip-level` says otherwise.
 On a bad input the exit status is 2 and stderr has one `error: …` line naming the problem.
 """
 
@@ -37,12 +48,29 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from ..debian.download import DownloadError, download_verified
 from ..oci.layer import DEFAULT_MTIME, LayerError
 from ..oci.types import canonical_json
 from .errors import WheelsError
+
+
+class _SkipOfPrecedingWheel(argparse.Action):
+    """`--skip PATH` belongs to the `--wheel` before it: collected as {wheel index: [PATH]}."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        value: Any,
+        option_string: Optional[str] = None,
+    ) -> None:
+        if not namespace.wheel:
+            parser.error("--skip must follow the --wheel whose path it skips")
+        skips = dict(getattr(namespace, self.dest))
+        skips.setdefault(len(namespace.wheel) - 1, []).append(value)
+        setattr(namespace, self.dest, skips)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,28 +84,37 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument("--sha256", required=True)
     fetch.add_argument("--output", type=Path, required=True)
     plan = commands.add_parser("plan", help="print the wheels to download, as JSON")
-    layers = commands.add_parser("layers", help="install downloaded wheels into layers")
-    for command in (plan, layers):
-        command.add_argument("--lock", type=Path, required=True, help="a Pants/pex lockfile")
+    plan.add_argument("--lock", type=Path, required=True, help="a Pants/pex lockfile")
+    plan.add_argument("--requirement", action="append", required=True, help="PEP 508; repeatable")
+    plan.add_argument("--python", required=True, help="the image's CPython: 3.11 or 3.11.2")
+    plan.add_argument("--platform", required=True, help="linux/amd64 or linux/arm64")
+    plan.add_argument("--glibc", default="2.36", help="the base's glibc (bookworm: 2.36)")
+    group = commands.add_parser("group", help="print the layers of downloaded wheels, as JSON")
+    layer = commands.add_parser("layer", help="install downloaded wheels into one layer")
+    for command in (group, layer):
         command.add_argument(
-            "--requirement", action="append", required=True, help="PEP 508; repeatable"
+            "--wheel", action="append", default=[], help="FILE=SHA256 of a downloaded wheel"
         )
-        command.add_argument("--python", required=True, help="the image's CPython: 3.11 or 3.11.2")
-        command.add_argument("--platform", required=True, help="linux/amd64 or linux/arm64")
-        command.add_argument("--glibc", default="2.36", help="the base's glibc (bookworm: 2.36)")
-    layers.add_argument("--wheels", type=Path, required=True, help="the downloaded wheels")
-    layers.add_argument("--output-dir", type=Path, required=True)
-    layers.add_argument("--prefix", default="opt/agent", help="relative install prefix")
-    layers.add_argument("--interpreter", default="/usr/bin/python3", help="for script shebangs")
-    layers.add_argument(
+        command.add_argument("--python", required=True, help="the image's CPython X.Y")
+        command.add_argument("--prefix", default="opt/agent", help="relative install prefix")
+        command.add_argument(
+            "--interpreter", default="/usr/bin/python3", help="the image's, for script shebangs"
+        )
+    group.add_argument("--threshold-mib", type=int, default=64, help="own layer above this")
+    layer.add_argument("--output-dir", type=Path, required=True)
+    layer.add_argument(
+        "--skip", action=_SkipOfPrecedingWheel, default={}, help="a path the --wheel before skips"
+    )
+    layer.add_argument("--venv-version", help="add pyvenv.cfg and bin/python* for CPython X.Y.Z")
+    layer.add_argument("--kind", choices=("big", "small"), default="small")
+    layer.add_argument(
         "--bytecode-interpreter", help="a CPython of the target's X.Y on this host; else no .pyc"
     )
-    layers.add_argument("--threshold-mib", type=int, default=64, help="own layer above this")
-    layers.add_argument("--compression", choices=("gzip", "none"), default="gzip")
-    layers.add_argument(
-        "--gzip-level", type=int, help="1..9 (default: 1 for a big distribution's layer, else 6)"
+    layer.add_argument("--compression", choices=("gzip", "none"), default="gzip")
+    layer.add_argument(
+        "--gzip-level", type=int, help="1..9 (default: 1 for a big wheel's layer, else 6)"
     )
-    layers.add_argument("--source-date-epoch", type=int, default=DEFAULT_MTIME)
+    layer.add_argument("--source-date-epoch", type=int, default=DEFAULT_MTIME)
     return parser
 
 
@@ -93,16 +130,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     # Imported only now: a `fetch` step (one per wheel) needs neither `packaging` nor
     # `installer`, whose import costs more than the rest of its start-up.
-    from .steps import resolve_wheels, run_layers
+    from .steps import resolve_wheels, run_group, run_layer
     from .target import Target
 
     try:
-        target = Target.parse(args.python, args.platform, args.glibc)
         if args.command == "plan":
-            wheels = resolve_wheels(args, target)
-            sys.stdout.write(canonical_json([wheel.to_json() for wheel in wheels]).decode() + "\n")
+            wheels = resolve_wheels(args, Target.parse(args.python, args.platform, args.glibc))
+            _print_json([wheel.to_json() for wheel in wheels])
+        elif args.command == "group":
+            _print_json(run_group(args))
         else:
-            run_layers(args, target)
+            run_layer(args)
     except (
         WheelsError,
         LayerError,
@@ -112,6 +150,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(canonical_json(value).decode() + "\n")
 
 
 if __name__ == "__main__":

@@ -19,13 +19,10 @@ import os
 import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, List, Sequence, Tuple
+from typing import Iterable, List, Sequence, Tuple
 
 from .errors import WheelsError
 from .installed import InstalledDistribution, InstalledFile, file_sha256
-
-if TYPE_CHECKING:  # no import at run time: the Debian step compiles without packaging
-    from .target import Target
 
 # What the compiling interpreter reports about itself (no site, no bytecode of its own).
 _PROBE = (
@@ -70,7 +67,8 @@ class Compiler:
     cache_tag: str
 
     @classmethod
-    def probe(cls, command: Sequence[str], target: Target) -> Compiler:
+    def probe(cls, command: Sequence[str], minor: int) -> Compiler:
+        """Check that `command` runs CPython 3.`minor`, the image's."""
         try:
             result = subprocess.run(
                 [*command, "-I", "-B", "-c", _PROBE],
@@ -86,11 +84,11 @@ class Compiler:
             )
         facts = json.loads(result.stdout)
         version = ".".join(str(part) for part in facts["version"])
-        if facts["implementation"] != "cpython" or facts["version"][:2] != [3, target.minor]:
+        if facts["implementation"] != "cpython" or facts["version"][:2] != [3, minor]:
             raise BytecodeError(
                 f"{command[0]} is {facts['implementation']} {version}, but the image runs"
-                f" {target.describe()}: bytecode must come from CPython 3.{target.minor}"
-                f" (give a python3.{target.minor} of the build host or the image's own)"
+                f" CPython 3.{minor}: bytecode must come from CPython 3.{minor}"
+                f" (give a python3.{minor} of the build host or the image's own)"
             )
         return cls(tuple(command), version, facts["cache_tag"])
 

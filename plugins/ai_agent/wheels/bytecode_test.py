@@ -10,10 +10,8 @@ import pytest
 from .bytecode import BytecodeError, Compiler
 from .conftest import RealWheel
 from .install import InstalledDistribution, InstalledFile, InstallLayout, file_sha256, install_wheel
-from .target import Target
 
 LAYOUT = InstallLayout("opt/agent", "/usr/bin/python3.11")
-TARGET_311 = Target.parse("3.11", "linux/amd64", "2.36")
 
 
 def _compiled(wheel: RealWheel, root: Path, compiler: Compiler) -> InstalledDistribution:
@@ -32,7 +30,7 @@ def _pyc_files(distribution: InstalledDistribution) -> Dict[str, bytes]:
 def test_bytecode_is_byte_identical_and_names_image_paths(
     real_wheels: Dict[str, RealWheel], host_python311: str, tmp_path: Path
 ) -> None:
-    compiler = Compiler.probe([host_python311], TARGET_311)
+    compiler = Compiler.probe([host_python311], 11)
     assert compiler.cache_tag == "cpython-311" and compiler.version.startswith("3.11.")
     first = _pyc_files(_compiled(real_wheels["markupsafe"], tmp_path / "a", compiler))
     second = _pyc_files(_compiled(real_wheels["markupsafe"], tmp_path / "b" / "deeper", compiler))
@@ -55,7 +53,7 @@ def test_bytecode_is_byte_identical_and_names_image_paths(
 def test_sources_that_do_not_compile_are_noted(
     host_python311: str, tmp_path: Path, real_wheels: Dict[str, RealWheel]
 ) -> None:
-    compiler = Compiler.probe([host_python311], TARGET_311)
+    compiler = Compiler.probe([host_python311], 11)
     distribution = install_wheel(
         real_wheels["six"].path, real_wheels["six"].sha256, LAYOUT, tmp_path / "root"
     )
@@ -83,6 +81,6 @@ def test_an_interpreter_of_another_python_is_refused(host_python311: str) -> Non
     with pytest.raises(
         BytecodeError, match=r"is cpython 3\.11\.\d+, but the image runs CPython 3\.12"
     ):
-        Compiler.probe([host_python311], Target.parse("3.12", "linux/amd64", "2.36"))
+        Compiler.probe([host_python311], 12)
     with pytest.raises(BytecodeError, match="cannot run /nonexistent/python3.11"):
-        Compiler.probe(["/nonexistent/python3.11"], TARGET_311)
+        Compiler.probe(["/nonexistent/python3.11"], 11)

@@ -22,7 +22,7 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Dict, Iterable, List, Optional, Tuple, Union
+from typing import AbstractSet, BinaryIO, Dict, Iterable, List, Optional, Tuple, Union
 
 from installer import install
 from installer.destinations import WheelDestination
@@ -84,7 +84,10 @@ class InstallLayout:
 
     def venv_entries(self, version: str) -> List[Entry]:
         """`pyvenv.cfg` and the `bin/python*` links to the image's interpreter: what makes the
-        prefix a virtual environment of that interpreter (CPython `version`)."""
+        prefix a virtual environment of that interpreter (CPython `version`, X.Y.Z; X.Y stands
+        for X.Y.0)."""
+        if version.count(".") == 1:
+            version += ".0"
         home, _, executable = self.interpreter.rpartition("/")
         config = (
             f"home = {home or '/'}\ninclude-system-site-packages = false\nversion = {version}\n"
@@ -110,35 +113,90 @@ def verify_sha256(path: Path, expected: str) -> None:
 
 
 def install_wheel(
-    wheel_path: Path, sha256: str, layout: InstallLayout, root: Path
+    wheel_path: Path,
+    sha256: str,
+    layout: InstallLayout,
+    root: Path,
+    skip: AbstractSet[str] = frozenset(),
 ) -> InstalledDistribution:
-    """Verify and unpack `wheel_path` into the empty-or-missing directory `root`."""
+    """Verify and unpack `wheel_path` into the empty-or-missing directory `root`, except the
+    image paths in `skip` (an earlier layer writes the same bytes there); RECORD lists them
+    as pip's would."""
     verify_sha256(wheel_path, sha256)
+    name, version = _name_and_version(wheel_path)
+    root.mkdir(parents=True, exist_ok=True)
+    if any(root.iterdir()):
+        raise WheelError(f"{wheel_path.name}: scratch directory {root} is not empty")
+    destination = _ImageDestination(
+        _scheme_paths(layout, name), layout.venv_python, root=root, skip=skip
+    )
+    _run_installer(wheel_path, destination)
+    notes: Tuple[str, ...] = ()
+    if destination.skipped:
+        shown = ", ".join(destination.skipped[:3])
+        notes = (
+            f"{len(destination.skipped)} file(s) with the same bytes as in an earlier layer are"
+            f" installed once, by that layer: {shown}"
+            + (" ..." if len(destination.skipped) > 3 else ""),
+        )
+    return InstalledDistribution(
+        project=name,
+        version=version,
+        wheel=wheel_path.name,
+        root=root,
+        files=tuple(destination.files[path] for path in sorted(destination.files)),
+        notes=notes,
+        skipped=tuple(destination.skipped),
+    )
+
+
+@dataclass(frozen=True)
+class ListedWheel:
+    """What a wheel installs, known without unpacking it."""
+
+    project: str
+    version: str
+    # The bytes of its members, unpacked: what decides whether it gets a layer of its own.
+    unpacked_size: int
+    # Image path -> the installed file for the paths that were measured, else None.
+    files: Dict[str, Optional[InstalledFile]]
+
+
+def list_wheel(
+    wheel_path: Path, layout: InstallLayout, measure: AbstractSet[str] = frozenset()
+) -> ListedWheel:
+    """The image paths `wheel_path` installs, found by running `installer` without writing
+    or reading a member (so a GB wheel costs its central directory), except the paths in
+    `measure`, whose bytes (as installed: shebangs rewritten) are hashed."""
+    name, version = _name_and_version(wheel_path)
+    destination = _ImageDestination(
+        _scheme_paths(layout, name), layout.venv_python, root=None, measure=measure
+    )
+    size = _run_installer(wheel_path, destination)
+    return ListedWheel(name, version, size, destination.listed)
+
+
+def _name_and_version(wheel_path: Path) -> Tuple[str, str]:
     try:
         name, version, _, _ = parse_wheel_filename(wheel_path.name)
     except InvalidWheelFilename as error:
         raise WheelError(f"{wheel_path.name}: {error}") from None
-    root.mkdir(parents=True, exist_ok=True)
-    if any(root.iterdir()):
-        raise WheelError(f"{wheel_path.name}: scratch directory {root} is not empty")
-    destination = _ImageDestination(root, _scheme_paths(layout, name), layout.venv_python)
+    return name, str(version)
+
+
+def _run_installer(wheel_path: Path, destination: _ImageDestination) -> int:
+    """Install with `installer` into `destination`; returns the members' unpacked size."""
     try:
         with zipfile.ZipFile(wheel_path) as archive:
             _check_member_names(archive.namelist(), wheel_path.name)
             install(WheelFile(archive), destination, {"INSTALLER": INSTALLER})
+            return sum(member.file_size for member in archive.infolist())
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as error:
         raise WheelError(f"{wheel_path.name}: not a readable wheel: {error}") from None
     except (InstallerError, ValueError, KeyError, AssertionError) as error:
         # installer reports malformed wheels (no or two .dist-info, a bad Wheel-Version, an
         # unknown .data scheme, a bad entry point) with these.
         raise WheelError(f"{wheel_path.name}: {error or type(error).__name__}") from None
-    return InstalledDistribution(
-        project=name,
-        version=str(version),
-        wheel=wheel_path.name,
-        root=root,
-        files=tuple(destination.files[path] for path in sorted(destination.files)),
-    )
 
 
 def _scheme_paths(layout: InstallLayout, project: str) -> Dict[str, str]:
@@ -161,13 +219,28 @@ def _check_member_names(names: Iterable[str], wheel: str) -> None:
 
 
 class _ImageDestination(WheelDestination):
-    """Writes `installer`'s output below `root`, recording each file's mode, size and sha256."""
+    """Writes `installer`'s output below `root`, recording each file's mode, size and sha256;
+    paths in `skip` are hashed for RECORD but not written. Without a `root` it only lists
+    (`listed`: image path -> the file for paths in `measure`, else None), reading no bytes
+    but those of `measure`."""
 
-    def __init__(self, root: Path, schemes: Dict[str, str], interpreter: str) -> None:
+    def __init__(
+        self,
+        schemes: Dict[str, str],
+        interpreter: str,
+        *,
+        root: Optional[Path],
+        skip: AbstractSet[str] = frozenset(),
+        measure: AbstractSet[str] = frozenset(),
+    ) -> None:
         self.root = root
         self.schemes = schemes
         self.interpreter = interpreter
+        self.skip = skip
+        self.measure = measure
         self.files: Dict[str, InstalledFile] = {}
+        self.skipped: List[str] = []
+        self.listed: Dict[str, Optional[InstalledFile]] = {}
 
     def write_file(
         self,
@@ -209,20 +282,39 @@ class _ImageDestination(WheelDestination):
         self, scheme: Scheme, path: str, stream: BinaryIO, is_executable: bool
     ) -> RecordEntry:
         image_path = f"{self.schemes[scheme]}/{path}"
-        if image_path in self.files:
+        if image_path in self.files or image_path in self.listed or image_path in self.skipped:
             raise WheelError(f"{image_path} would be installed twice")
-        host_path = self.root / image_path
-        host_path.parent.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256()
-        size = 0
-        with open(os.open(host_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
-            for chunk in iter(lambda: stream.read(CHUNK_SIZE), b""):
-                out.write(chunk)
-                digest.update(chunk)
-                size += len(chunk)
         mode = 0o755 if is_executable else 0o644
-        self.files[image_path] = InstalledFile(image_path, mode, size, digest.hexdigest())
+        if self.root is None:
+            measured = None
+            if image_path in self.measure:
+                size, digest = _consume(stream, None)
+                measured = InstalledFile(image_path, mode, size, digest.hexdigest())
+            self.listed[image_path] = measured
+            return RecordEntry(path, None, None)
+        if image_path in self.skip:
+            self.skipped.append(image_path)
+            size, digest = _consume(stream, None)
+        else:
+            host_path = self.root / image_path
+            host_path.parent.mkdir(parents=True, exist_ok=True)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+            with open(os.open(host_path, flags, 0o600), "wb") as out:
+                size, digest = _consume(stream, out)
+            self.files[image_path] = InstalledFile(image_path, mode, size, digest.hexdigest())
         return RecordEntry(path, Hash("sha256", _urlsafe_b64(digest.digest())), size)
+
+
+def _consume(stream: BinaryIO, out: Optional[BinaryIO]) -> Tuple[int, hashlib._Hash]:
+    """Read `stream` to its end in chunks, hashing it and copying it to `out` if given."""
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in iter(lambda: stream.read(CHUNK_SIZE), b""):
+        if out is not None:
+            out.write(chunk)
+        digest.update(chunk)
+        size += len(chunk)
+    return size, digest
 
 
 def _urlsafe_b64(digest: bytes) -> str:

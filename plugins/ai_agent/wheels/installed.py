@@ -34,6 +34,8 @@ class InstalledDistribution:
     root: Path
     files: Tuple[InstalledFile, ...]
     notes: Tuple[str, ...] = field(default=())
+    # Paths the wheel installs that an earlier layer writes (the same bytes): not in `files`.
+    skipped: Tuple[str, ...] = field(default=())
 
     @property
     def size(self) -> int:
@@ -48,12 +50,6 @@ class InstalledDistribution:
     def with_files(self, added: Iterable[InstalledFile]) -> InstalledDistribution:
         files = sorted(self.files + tuple(added), key=lambda installed: installed.path)
         return replace(self, files=tuple(files))
-
-    def without(self, paths: Iterable[str], note: str) -> InstalledDistribution:
-        """The distribution less `paths` (installed by another layer), saying why."""
-        dropped = set(paths)
-        files = tuple(installed for installed in self.files if installed.path not in dropped)
-        return replace(self, files=files, notes=self.notes + (note,))
 
 
 def file_sha256(path: Path) -> str:

@@ -4,8 +4,10 @@ import hashlib
 import json
 import os
 import subprocess
+import tarfile
+import zipfile
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 import pytest
 
@@ -16,7 +18,7 @@ from .conftest import TESTDATA, RealWheel
 
 
 def _lock_of(wheels: Dict[str, RealWheel], path: Path) -> Path:
-    """A pex lock pinning the real wheels (URLs are never fetched by `layers`)."""
+    """A pex lock pinning the real wheels (URLs are never fetched by `plan`)."""
     projects = [
         {
             "project_name": name,
@@ -39,14 +41,41 @@ def _lock_of(wheels: Dict[str, RealWheel], path: Path) -> Path:
     return path
 
 
-def _layers(lock: Path, wheels_dir: Path, output: Path, extra: List[str]) -> Dict[str, Any]:
-    arguments = ["layers", "--lock", str(lock), "--python", "3.11", "--platform", "linux/amd64"]
-    arguments += ["--wheels", str(wheels_dir), "--output-dir", str(output)]
-    arguments += ["--interpreter", "/usr/bin/python3.11", *extra]
-    for requirement in ("six", "markupsafe", "jsonpointer", "pyflakes"):
-        arguments += ["--requirement", requirement]
-    assert main(arguments) == 0
-    return json.loads((output / "layers.json").read_text())
+def _group(
+    wheels: Dict[str, RealWheel], capsys: pytest.CaptureFixture, threshold_mib: int = 64
+) -> Dict[str, Any]:
+    arguments = ["group", "--python", "3.11", "--threshold-mib", str(threshold_mib)]
+    arguments += [f"--wheel={wheel.path}={wheel.sha256}" for wheel in wheels.values()]
+    capsys.readouterr()
+    assert main(arguments) == 0, capsys.readouterr().err
+    return json.loads(capsys.readouterr().out)
+
+
+def _layers(
+    wheels: Dict[str, RealWheel],
+    output: Path,
+    capsys: pytest.CaptureFixture,
+    *,
+    threshold_mib: int = 64,
+    extra: Sequence[str] = (),
+    venv_version: str = "3.11.2",
+) -> List[Dict[str, Any]]:
+    """`group`, then `layer` for each layer into OUTPUT/<name>, as the build's rules run them;
+    each layer as grouped, with its `installed.json` and `descriptor.json`."""
+    layers = _group(wheels, capsys, threshold_mib)["layers"]
+    for layer in layers:
+        arguments = ["layer", "--python", "3.11", "--kind", layer["kind"], *extra]
+        arguments += ["--interpreter", "/usr/bin/python3.11"]
+        arguments += ["--output-dir", str(output / layer["name"])]
+        for wheel in layer["wheels"]:
+            arguments += [f"--wheel={wheel['wheel']}={wheel['sha256']}"]
+            arguments += [f"--skip={path}" for path in wheel["skip"]]
+        if layer["kind"] == "small":
+            arguments += ["--venv-version", venv_version]
+        assert main(arguments) == 0, capsys.readouterr().err
+        for name in ("installed", "descriptor"):
+            layer[name] = json.loads((output / layer["name"] / f"{name}.json").read_text())
+    return layers
 
 
 def test_plan_prints_the_wheels_to_download(capsys: pytest.CaptureFixture) -> None:
@@ -61,15 +90,18 @@ def test_plan_prints_the_wheels_to_download(capsys: pytest.CaptureFixture) -> No
 
 
 def test_layers_are_reproducible_and_split_by_size(
-    real_wheels: Dict[str, RealWheel], host_python311: str, tmp_path: Path
+    real_wheels: Dict[str, RealWheel],
+    host_python311: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
 ) -> None:
-    lock = _lock_of(real_wheels, tmp_path / "test.lock")
-    wheels_dir = real_wheels["six"].path.parent
-    options = ["--threshold-mib", "0", "--bytecode-interpreter", host_python311]
-    first = _layers(lock, wheels_dir, tmp_path / "first", options)
-    second = _layers(lock, wheels_dir, tmp_path / "second" / "deeper", options)
+    options = ["--bytecode-interpreter", host_python311]
+    first = _layers(real_wheels, tmp_path / "first", capsys, threshold_mib=0, extra=options)
+    second = _layers(
+        real_wheels, tmp_path / "second" / "deeper", capsys, threshold_mib=0, extra=options
+    )
     assert first == second
-    assert [layer["name"] for layer in first["layers"]] == [
+    assert [layer["name"] for layer in first] == [
         "site-packages-jsonpointer",
         "site-packages-markupsafe",
         "site-packages-pyflakes",
@@ -77,16 +109,16 @@ def test_layers_are_reproducible_and_split_by_size(
         # The virtual environment's own files, in the shared layer even when it has no package.
         "site-packages",
     ]
-    assert first["bytecode"]["cacheTag"] == "cpython-311"
-    descriptor = json.loads(
-        (tmp_path / "first" / "site-packages-six" / "descriptor.json").read_text()
+    six, shared = first[3], first[4]
+    assert six["installed"]["bytecode"]["cacheTag"] == "cpython-311"
+    assert six["wheels"][0]["unpackedSize"] == sum(
+        info.file_size for info in zipfile.ZipFile(real_wheels["six"].path).infolist()
     )
+    descriptor = six["descriptor"]
     assert descriptor["createdBy"] == "wheels: six 1.16.0"
-    # A big distribution's layer is gzipped fast (level 1), the shared one at the usual 6.
-    shared_descriptor = json.loads(
-        (tmp_path / "first" / "site-packages" / "descriptor.json").read_text()
-    )
-    assert (descriptor["compression"]["level"], shared_descriptor["compression"]["level"]) == (1, 6)
+    # A big wheel's layer is gzipped fast (level 1), the shared one at the usual 6.
+    levels = (descriptor["compression"]["level"], shared["descriptor"]["compression"]["level"])
+    assert levels == (1, 6)
     paths = [entry["path"] for entry in descriptor["entries"]]
     assert paths[:5] == [
         "opt",
@@ -96,42 +128,57 @@ def test_layers_are_reproducible_and_split_by_size(
         "opt/agent/lib/python3.11/site-packages",
     ]
     assert "opt/agent/lib/python3.11/site-packages/__pycache__/six.cpython-311.pyc" in paths
-    assert sorted(path.name for path in (tmp_path / "first").iterdir()) == sorted(
-        [layer["name"] for layer in first["layers"]] + ["layers.json"]
-    )
+    assert sorted(path.name for path in (tmp_path / "first" / "site-packages-six").iterdir()) == [
+        "descriptor.json",
+        "installed.json",
+        "layer.tar.gz",
+    ]
 
-    shared = _layers(lock, wheels_dir, tmp_path / "shared", ["--compression", "none"])
-    [layer] = shared["layers"]
-    assert (layer["name"], layer["kind"], shared["bytecode"]) == ("site-packages", "small", None)
-    assert [dist["project"] for dist in layer["distributions"]] == sorted(real_wheels)
+    [layer] = _layers(real_wheels, tmp_path / "shared", capsys, extra=["--compression", "none"])
+    assert (layer["name"], layer["kind"], layer["installed"]["bytecode"]) == (
+        "site-packages",
+        "small",
+        None,
+    )
+    assert [dist["project"] for dist in layer["installed"]["distributions"]] == sorted(real_wheels)
     assert (tmp_path / "shared" / "site-packages" / "layer.tar").is_file()
+
+
+def test_a_big_wheel_layer_depends_on_that_wheel_only(
+    real_wheels: Dict[str, RealWheel], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """What makes one build step per big wheel, shared by every agent locking it: its layer is
+    the same whatever else the agent locks."""
+    everything = _layers(real_wheels, tmp_path / "all", capsys, threshold_mib=0)
+    fewer = {name: real_wheels[name] for name in ("pyflakes", "six")}
+    some = _layers(fewer, tmp_path / "some", capsys, threshold_mib=0)
+    digests = {layer["name"]: layer["descriptor"]["digest"] for layer in everything}
+    assert {layer["name"]: layer["descriptor"]["digest"] for layer in some} == {
+        name: digests[name] for name in ("site-packages-pyflakes", "site-packages-six")
+    } | {"site-packages": digests["site-packages"]}
 
 
 def test_errors_are_one_line_and_exit_2(
     real_wheels: Dict[str, RealWheel], tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    lock = _lock_of(real_wheels, tmp_path / "test.lock")
-    arguments = ["layers", "--lock", str(lock), "--python", "3.11", "--platform", "linux/amd64"]
-    arguments += ["--requirement", "six", "--output-dir", str(tmp_path / "out")]
-    assert main(arguments + ["--wheels", str(tmp_path)]) == 2
+    six = real_wheels["six"]
+    layer = ["layer", "--python", "3.11", "--output-dir", str(tmp_path / "out")]
+    assert main([*layer, f"--wheel={tmp_path}/{six.filename}={six.sha256}"]) == 2
     error = capsys.readouterr().err
-    assert error.startswith("error: ") and "missing six-1.16.0-py2.py3-none-any.whl" in error
     assert (
-        main(
-            [
-                "plan",
-                "--lock",
-                str(lock),
-                "--requirement",
-                "six",
-                "--python",
-                "3.11",
-                "--platform",
-                "linux/s390x",
-            ]
-        )
-        == 2
+        error.startswith("error: ") and "six-1.16.0-py2.py3-none-any.whl: cannot read it" in error
     )
+    assert main([*layer, f"--wheel={six.path}={six.sha256}", "--skip=opt/agent/x.py"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --skip opt/agent/x.py: {six.filename} does not install it\n"
+    )
+    assert main(["group", "--python", "3.11.2", f"--wheel={six.path}={six.sha256}"]) == 2
+    assert (
+        "--python takes the image's CPython as X.Y (3.11), got '3.11.2'" in capsys.readouterr().err
+    )
+    lock = _lock_of(real_wheels, tmp_path / "test.lock")
+    plan = ["plan", "--lock", str(lock), "--requirement", "six", "--python", "3.11"]
+    assert main([*plan, "--platform", "linux/s390x"]) == 2
     assert "--platform must be one of" in capsys.readouterr().err
 
 
@@ -151,42 +198,46 @@ def test_fetch_keeps_only_verified_bytes(tmp_path: Path, capsys: pytest.CaptureF
     assert output.read_bytes() == b"wheel bytes"
 
 
-def _layers_of(
-    wheels: Dict[str, RealWheel], tmp_path: Path, output: Path, threshold_mib: int
-) -> List[str]:
-    """`layers` for all of `wheels`; returns the arguments, to run with `main`."""
-    lock = _lock_of(wheels, tmp_path / "format.lock")
-    arguments = ["layers", "--lock", str(lock), "--python", "3.11", "--platform", "linux/amd64"]
-    arguments += ["--wheels", str(next(iter(wheels.values())).path.parent)]
-    arguments += ["--output-dir", str(output), "--threshold-mib", str(threshold_mib)]
-    for name in wheels:
-        arguments += ["--requirement", name]
-    return arguments
-
-
-def _layer_paths(output: Path, layer: Dict[str, Any]) -> List[str]:
-    descriptor = json.loads((output / layer["descriptor"]).read_text())
-    return [entry["path"] for entry in descriptor["entries"]]
+def _paths(layer: Dict[str, Any]) -> List[str]:
+    return [entry["path"] for entry in layer["descriptor"]["entries"]]
 
 
 def test_the_nvidia_namespace_of_two_wheels_is_installed_once(
-    format_wheels: Dict[str, RealWheel], tmp_path: Path
+    format_wheels: Dict[str, RealWheel], tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     nvidia = {name: format_wheels[name] for name in format_wheels if name.startswith("nvidia-")}
     namespace = "opt/agent/lib/python3.11/site-packages/nvidia/__init__.py"
     for threshold_mib, output in ((64, tmp_path / "shared"), (0, tmp_path / "own")):
-        assert main(_layers_of(nvidia, tmp_path, output, threshold_mib)) == 0
-        layers = json.loads((output / "layers.json").read_text())["layers"]
-        holders = [layer["name"] for layer in layers if namespace in _layer_paths(output, layer)]
+        layers = _layers(nvidia, output, capsys, threshold_mib=threshold_mib)
+        holders = [layer["name"] for layer in layers if namespace in _paths(layer)]
         # Once, in the first layer that has it: the shared one, or the first big one by name.
         assert holders == [layers[0]["name"]]
-        notes = [
-            note for layer in layers for dist in layer["distributions"] for note in dist["notes"]
-        ]
+        notes = [note for layer in layers for wheel in layer["wheels"] for note in wheel["notes"]]
         assert notes == [
             "1 file(s) with the same bytes as in nvidia-cuda-runtime-cu12 are installed once, by"
             f" the first layer: {namespace}"
         ]
+        skipped = [
+            note
+            for layer in layers
+            for dist in layer["installed"]["distributions"]
+            for note in dist["notes"]
+        ]
+        assert skipped == [
+            "1 file(s) with the same bytes as in an earlier layer are installed once, by that"
+            f" layer: {namespace}"
+        ]
+        # RECORD lists the skipped file, as pip's would.
+        with tarfile.open(
+            output / layers[-2 if threshold_mib == 0 else -1]["name"] / "layer.tar.gz"
+        ) as archive:
+            [record] = [
+                name
+                for name in archive.getnames()
+                if name.endswith(".dist-info/RECORD") and "nvtx" in name
+            ]
+            rows = archive.extractfile(record).read().decode()  # type: ignore[union-attr]
+        assert "\nnvidia/__init__.py,sha256=" in f"\n{rows}"
     assert [layer["name"] for layer in layers] == [
         "site-packages-nvidia-cuda-runtime-cu12",
         "site-packages-nvidia-nvtx-cu12",
@@ -197,8 +248,9 @@ def test_the_nvidia_namespace_of_two_wheels_is_installed_once(
 def test_two_projects_installing_one_module_differently_are_refused(
     format_wheels: Dict[str, RealWheel], tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    both = {name: format_wheels[name] for name in ("jwt", "pyjwt")}
-    assert main(_layers_of(both, tmp_path, tmp_path / "out", 64)) == 2
+    both = [format_wheels[name] for name in ("jwt", "pyjwt")]
+    arguments = ["group", "--python", "3.11"]
+    assert main([*arguments, *(f"--wheel={w.path}={w.sha256}" for w in both)]) == 2
     error = capsys.readouterr().err
     assert error.startswith(
         "error: opt/agent/lib/python3.11/site-packages/jwt/__init__.py is installed by both"
@@ -208,7 +260,10 @@ def test_two_projects_installing_one_module_differently_are_refused(
 
 
 def test_the_prefix_is_a_virtual_environment_whose_pth_files_take_effect(
-    real_wheels: Dict[str, RealWheel], format_wheels: Dict[str, RealWheel], tmp_path: Path
+    real_wheels: Dict[str, RealWheel],
+    format_wheels: Dict[str, RealWheel],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
 ) -> None:
     """The layers unpacked as a runtime would, and the prefix's python run: setuptools'
     `distutils-precedence.pth` is processed (its import line loads `_distutils_hack`), which a
@@ -217,12 +272,10 @@ def test_the_prefix_is_a_virtual_environment_whose_pth_files_take_effect(
     if not os.access(interpreter, os.X_OK):
         missing_component(interpreter, "the Debian package `python3.11`")
     wheels = {"six": real_wheels["six"], "setuptools": format_wheels["setuptools"]}
-    arguments = _layers_of(wheels, tmp_path, tmp_path / "out", 64)
-    assert main([*arguments, "--python", "3.11.2", "--interpreter", interpreter]) == 0
-    [layer] = json.loads((tmp_path / "out" / "layers.json").read_text())["layers"]
+    [layer] = _layers(wheels, tmp_path / "out", capsys)
     root = tmp_path / "root"
     root.mkdir()
-    subprocess.run(["tar", "-xf", str(next((tmp_path / "out" / layer["name"]).glob("layer.tar*"))),
+    subprocess.run(["tar", "-xf", str(tmp_path / "out" / layer["name"] / "layer.tar.gz"),
                     "-C", str(root)], check=True)  # fmt: skip
     assert (root / "opt/agent/pyvenv.cfg").read_text() == (
         "home = /usr/bin\ninclude-system-site-packages = false\nversion = 3.11.2\n"

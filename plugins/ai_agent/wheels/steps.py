@@ -1,22 +1,27 @@
-"""The `plan` and `layers` commands: the locked wheels an image needs, installed into layers.
-Apart from the command line so that a `fetch` step never imports `packaging` and `installer`."""
+"""The `plan`, `group` and `layer` commands: the locked wheels an image needs, grouped into
+layers and installed into each. Apart from the command line so that a `fetch` step never
+imports `packaging` and `installer`."""
 
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, List
 
-from ..oci.layer import LAYER_DESCRIPTOR, Compression, LayerOptions, write_layer_directory
+from ..oci.layer import Compression, LayerOptions, write_layer_directory
 from ..oci.types import canonical_json
 from .bytecode import Compiler
 from .errors import WheelsError
 from .install import InstalledDistribution, InstallLayout, install_wheel
 from .pexlock import ChosenWheel, PexLock
-from .plan import BIG, MIB, PlannedLayer, plan_layers
+from .plan import BIG, MIB, LockedWheel, plan_layers
 from .target import Target
+
+# Beside a layer's descriptor: what `layer` installed, and the bytecode's CPython.
+INSTALLED = "installed.json"
 
 # A big distribution's layer (hundreds of MB of shared libraries: torch, the nvidia-* wheels) is
 # compressed at level 1, where most of the build time went: on libcublasLt.so.12 (200 MiB of it,
@@ -25,85 +30,86 @@ from .target import Target
 BIG_LAYER_GZIP_LEVEL = 1
 
 
-class WheelsMissing(WheelsError):
-    """A wheel the plan needs was not downloaded into the wheels directory."""
-
-
 def resolve_wheels(args: argparse.Namespace, target: Target) -> List[ChosenWheel]:
     return PexLock.load(args.lock, target).resolve(args.requirement, target)
 
 
-def run_layers(args: argparse.Namespace, target: Target) -> Dict[str, Any]:
-    wheels = resolve_wheels(args, target)
-    missing = [wheel.filename for wheel in wheels if not (args.wheels / wheel.filename).is_file()]
-    if missing:
-        raise WheelsMissing(f"{args.wheels}: missing {', '.join(missing)} (run `plan` first)")
-    layout = InstallLayout(args.prefix, args.interpreter, f"3.{target.minor}")
+def _layout(args: argparse.Namespace) -> InstallLayout:
+    if not re.fullmatch(r"3\.[0-9]+", args.python):
+        raise ValueError(f"--python takes the image's CPython as X.Y (3.11), got {args.python!r}")
+    return InstallLayout(args.prefix, args.interpreter, args.python)
+
+
+def run_group(args: argparse.Namespace) -> Dict[str, Any]:
+    """The layers of `--wheel`s, as `layer` commands are to write them."""
+    wheels = [LockedWheel.parse(argument) for argument in args.wheel]
+    layers = plan_layers(wheels, _layout(args), args.threshold_mib * MIB)
+    return {
+        "prefix": args.prefix,
+        "thresholdBytes": args.threshold_mib * MIB,
+        "layers": [layer.to_json() for layer in layers],
+    }
+
+
+def run_layer(args: argparse.Namespace) -> Dict[str, Any]:
+    """Install `--wheel`s (each but its `--skip` paths) into one layer at OUT/."""
+    layout = _layout(args)
     compiler = (
         None
         if args.bytecode_interpreter is None
-        else Compiler.probe([args.bytecode_interpreter], target)
+        else Compiler.probe([args.bytecode_interpreter], int(args.python.split(".")[1]))
     )
     args.output_dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".wheels-", dir=args.output_dir))
     try:
         installed = []
-        for wheel in wheels:
+        for index, argument in enumerate(args.wheel):
+            wheel = LockedWheel.parse(argument)
+            skip = set(args.skip.get(index, ()))
             distribution = install_wheel(
-                args.wheels / wheel.filename, wheel.sha256, layout, scratch / wheel.project
+                wheel.path, wheel.sha256, layout, scratch / str(index), skip
             )
+            unused = skip.difference(distribution.skipped)
+            if unused:
+                raise WheelsError(
+                    f"--skip {sorted(unused)[0]}: {wheel.path.name} does not install it"
+                )
             if compiler is not None:
                 distribution = compiler.compile(distribution, layout.site_packages)
             installed.append(distribution)
-        venv = layout.venv_entries(target.python_full_version)
-        layers = plan_layers(installed, args.threshold_mib * MIB, venv)
-        written = [_write_layer(layer, args.output_dir, _options(args, layer)) for layer in layers]
+        venv = [] if args.venv_version is None else layout.venv_entries(args.venv_version)
+        entries = [*venv, *(entry for dist in installed for entry in dist.entries())]
+        names = (
+            ", ".join(f"{dist.project} {dist.version}" for dist in installed)
+            or "the virtual environment"
+        )
+        descriptor = write_layer_directory(
+            entries, args.output_dir, _options(args), f"wheels: {names}"
+        )
     finally:
         shutil.rmtree(scratch)
     summary = {
-        "target": {"python": args.python, "platform": args.platform, "glibc": args.glibc},
-        "prefix": layout.prefix,
-        "thresholdBytes": args.threshold_mib * MIB,
+        "digest": descriptor["digest"],
         "bytecode": (
             None
             if compiler is None
             else {"cpython": compiler.version, "cacheTag": compiler.cache_tag}
         ),
-        "layers": written,
+        "distributions": [_distribution_json(dist) for dist in installed],
     }
-    (args.output_dir / "layers.json").write_bytes(canonical_json(summary))
+    (args.output_dir / INSTALLED).write_bytes(canonical_json(summary))
     return summary
 
 
-def _options(args: argparse.Namespace, layer: PlannedLayer) -> LayerOptions:
-    """gzip at `--gzip-level`, else at BIG_LAYER_GZIP_LEVEL for a big distribution's layer and
-    the usual level for the shared one."""
+def _options(args: argparse.Namespace) -> LayerOptions:
+    """gzip at `--gzip-level`, else at BIG_LAYER_GZIP_LEVEL for a big wheel's layer and the
+    usual level for the shared one."""
     level = args.gzip_level
-    if level is None and args.compression == "gzip" and layer.kind == BIG:
+    if level is None and args.compression == "gzip" and args.kind == BIG:
         level = BIG_LAYER_GZIP_LEVEL
     return LayerOptions(
         compression=Compression(args.compression, level), mtime=args.source_date_epoch
     )
-
-
-def _write_layer(layer: PlannedLayer, output_dir: Path, options: LayerOptions) -> Dict[str, Any]:
-    """Write OUT/<name>/ as the `oci layer` command would; the blob is moved in when complete."""
-    names = (
-        ", ".join(f"{dist.project} {dist.version}" for dist in layer.distributions)
-        or "the virtual environment"
-    )
-    descriptor = write_layer_directory(
-        layer.entries(), output_dir / layer.name, options, f"wheels: {names}"
-    )
-    return {
-        "name": layer.name,
-        "kind": layer.kind,
-        "descriptor": f"{layer.name}/{LAYER_DESCRIPTOR}",
-        "digest": descriptor["digest"],
-        "diffID": descriptor["diffID"],
-        "size": descriptor["size"],
-        "distributions": [_distribution_json(dist) for dist in layer.distributions],
-    }
 
 
 def _distribution_json(distribution: InstalledDistribution) -> Dict[str, Any]:
