@@ -43,6 +43,13 @@ built-in BuildKit, which needs buildx or a 20.10-22.x CLI, e.g. Debian's /usr/bi
     P7  `publish` to a real registry of an unchanged image and of a code-only change vs `docker
         push` of the docker-built image; blob uploads are read from the registry's access log and
         sized from its storage, for both tools.
+    P8  a real ML stack: the torch example agent (`agents/classifier`: torch 2.5.1 from PyPI with
+        its nvidia-* CUDA wheels, ~2.5 GB of wheels). Cold `package` (fresh scratch repo and
+        caches, wheels downloaded) vs what users do instead: `docker load` of the same base, pip
+        of the same locked wheels (fresh cache, downloads included) into a directory, and
+        `docker build --no-cache` COPYing it; the image sizes; then a small requirement bump
+        (filelock to another release, edited into the lock) re-packaged vs pip again (warm cache)
+        and `docker build` (warm layer cache).
 """
 
 from __future__ import annotations
@@ -79,11 +86,14 @@ from testkit.components import (
 from testkit.pants_repo import AGENTS_SKELETON, ScratchRepo
 
 MIB = 1 << 20
-BENCHMARKS = ("P1", "P2", "P3", "P4", "P5", "P6", "P7")
+BENCHMARKS = ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8")
 IMAGE_PREFIX = "bench-agent-builds"
 BASE = "agents/base:bookworm-python"
 BASE_ARCHIVE = "agents.base/bookworm-python.tar"
 ROUTER = "agents/router@accelerator=cpu"
+CLASSIFIER = "agents/classifier:classifier"
+# P8's small requirement bump: a release of filelock other than the torch lock's.
+FILELOCK_BUMP = "3.16.1"
 # The file the code-edit benchmarks change, in the repo and in the image.
 ROUTER_SOURCE = ("agents/router/router_agent/server.py", "opt/agent/app/router_agent/server.py")
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
@@ -628,11 +638,11 @@ class Pip:
         )
 
     def install(self, image: BuiltImage, prefix: Path, cache_dir: Path) -> float:
-        """Install into `prefix`/opt/agent/{site-packages,bin}, where our packages layer puts
-        them; return pip's wall time."""
+        """Install into `prefix`/opt/agent/{lib/python3.11/site-packages,bin}, where our packages
+        layers put them; return pip's wall time."""
         if (prefix / "opt").exists():
             shutil.rmtree(prefix / "opt")
-        target = prefix / "opt/agent/site-packages"
+        target = prefix / "opt/agent/lib/python3.11/site-packages"
         # This machine's pip.conf and find-links would bypass the index and a cold cache.
         env = {name: value for name, value in os.environ.items() if not name.startswith("PIP_")}
         env.update(
@@ -664,6 +674,25 @@ class Pip:
         if (target / "bin").is_dir():
             (target / "bin").rename(prefix / "opt/agent/bin")
         return seconds
+
+
+def bump_in_lock(lockfile: Path, project: str, version: str) -> None:
+    """Pin `project` to `version` in a pex lock, with its py3 wheel's URL and sha256 from PyPI."""
+    with urllib.request.urlopen(f"https://pypi.org/pypi/{project}/{version}/json") as answer:
+        files = json.loads(answer.read())["urls"]
+    (wheel,) = (file for file in files if file["filename"].endswith("-py3-none-any.whl"))
+    lines = lockfile.read_text().splitlines(keepends=True)
+    header = "".join(line for line in lines if line.startswith("//"))
+    lock = json.loads("".join(line for line in lines if not line.startswith("//")))
+    (resolve,) = lock["locked_resolves"]
+    (locked,) = (
+        entry for entry in resolve["locked_requirements"] if entry["project_name"] == project
+    )
+    locked["version"] = version
+    locked["artifacts"] = [
+        {"algorithm": "sha256", "hash": wheel["digests"]["sha256"], "url": wheel["url"]}
+    ]
+    lockfile.write_text(header + json.dumps(lock, indent=2, sort_keys=True) + "\n")
 
 
 def _normalized(name: str) -> str:
@@ -1265,6 +1294,90 @@ def p7_publish(session: Session) -> List[Row]:
     ]
 
 
+# P8 ---------------------------------------------------------------------------------------------
+
+
+def p8_real_stack(session: Session) -> List[Row]:
+    cold, cold_docker, bump, bump_docker = [], [], [], []
+    for run in range(session.runs):
+        root = session.scratch("p8")
+        repo = examples_repo(root / "repo")
+        caches = Caches.under(root / "caches")
+        progress(f"P8 run {run + 1}: cold package of {CLASSIFIER}")
+        seconds, _ = pants(repo, caches, "package", BASE, CLASSIFIER)
+        cold.append(seconds)
+        image, base = BuiltImage.of(repo, CLASSIFIER), BuiltImage.base(repo)
+        base_tag = session.base_tag(repo)
+        context = DockerEquivalent.prepare(
+            image, root / "context", base_tag, f"{IMAGE_PREFIX}/classifier"
+        )
+        session.docker.remove(context.tag, base_tag)
+        progress(f"P8 run {run + 1}: docker load + pip (cold cache) + docker build --no-cache")
+        started = time.perf_counter()
+        session.docker.load(base, base_tag)
+        session.pip.install(image, context.context / "packages", root / "pip-cache")
+        session.docker.build(context.context, context.tag, no_cache=True)
+        cold_docker.append(time.perf_counter() - started)
+        ours_tag = f"{IMAGE_PREFIX}/classifier-ours:latest"
+        session.docker.load(image, ours_tag)
+        sizes = (
+            session.docker.image_size(ours_tag),
+            session.docker.image_size(context.tag),
+            image.compressed_size,
+        )
+
+        progress(f"P8 run {run + 1}: filelock bumped to {FILELOCK_BUMP}")
+        bump_in_lock(image.lockfile, "filelock", FILELOCK_BUMP)
+        seconds, _ = pants(repo, caches, "package", CLASSIFIER)
+        bump.append(seconds)
+        bumped = BuiltImage.of(repo, CLASSIFIER)
+        assert ("filelock", FILELOCK_BUMP) in bumped.locked_pins(), bumped.locked_pins()
+        started = time.perf_counter()
+        session.pip.install(bumped, context.context / "packages", root / "pip-cache")
+        session.docker.build(context.context, context.tag)
+        bump_docker.append(time.perf_counter() - started)
+        progress(
+            f"P8 run {run + 1}: cold {cold[-1]:.1f} s vs {cold_docker[-1]:.1f} s,"
+            f" bump {bump[-1]:.1f} s vs {bump_docker[-1]:.1f} s"
+        )
+        session.docker.remove(ours_tag, context.tag)
+        shutil.rmtree(root)
+    layers = image.layers
+    big = [layer for layer in layers if layer["kind"] == "big package"]
+    return [
+        Row(
+            "P8 cold build of the torch agent",
+            "s",
+            median(cold),
+            median(cold_docker),
+            "load base + pip + build --no-cache",
+            "<= 1.0x",
+            median(cold) <= median(cold_docker),
+            note=f"{len(layers)} layers, {len(big)} of them one big wheel each"
+            f" ({', '.join(str(layer['holds']) for layer in big)})",
+        ),
+        Row(
+            "P8 re-package after a small requirement bump",
+            "s",
+            median(bump),
+            median(bump_docker),
+            "pip (warm cache) + docker build",
+            "<= 0.3x",
+            median(bump) <= 0.3 * median(bump_docker),
+        ),
+        Row(
+            "P8 torch image size, uncompressed",
+            "B",
+            sizes[0],
+            sizes[1],
+            "pip --target + docker build",
+            "-",
+            None,
+            note=f"ours as pushed (gzip layers): {_size(sizes[2])}",
+        ),
+    ]
+
+
 # Main -------------------------------------------------------------------------------------------
 
 RUNNERS: Dict[str, Callable[[Session], List[Row]]] = {
@@ -1275,6 +1388,7 @@ RUNNERS: Dict[str, Callable[[Session], List[Row]]] = {
     "P5": p5_noop,
     "P6": p6_size,
     "P7": p7_publish,
+    "P8": p8_real_stack,
 }
 
 

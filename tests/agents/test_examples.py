@@ -13,7 +13,6 @@ module, serves the tests.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -24,10 +23,11 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Tuple
 
 import pytest
 
+from testkit.agent_http import request_json, wait_until_healthy
 from testkit.components import RunningRegistry, free_loopback_port
 from testkit.pants_output import PackagedOutputs, file_sha256
 from testkit.pants_repo import ScratchRepo
@@ -96,59 +96,19 @@ def _summary(metadata: Mapping[str, Any]) -> str:
 # HTTP -------------------------------------------------------------------------------------------
 
 
-def _request(url: str, body: Optional[Any] = None, timeout: float = 10) -> Tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        url, data=data, headers={"Content-Type": "application/json"} if data else {}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode(errors="replace")
-
-
-def _wait_until_healthy(
-    url: str,
-    timeout: float,
-    still_running: Callable[[], bool],
-    diagnostics: Callable[[], str],
-) -> None:
-    """Poll `url` (a /healthz) until it answers 200; fail with `diagnostics()` if it does not
-    within `timeout`, or as soon as `still_running()` turns false."""
-    deadline = time.monotonic() + timeout
-    last_error: object = None
-    while time.monotonic() < deadline:
-        if not still_running():
-            pytest.fail(f"stopped before {url} answered:\n{diagnostics()}", pytrace=False)
-        try:
-            status, body = _request(url, timeout=2)
-            if status == 200:
-                assert body["status"] == "ok", body
-                return
-            last_error = f"HTTP {status}: {body}"
-        except (OSError, ValueError) as error:  # refused, reset, not JSON yet
-            last_error = error
-        time.sleep(0.25)
-    pytest.fail(
-        f"{url} did not answer 200 within {timeout:.0f}s ({last_error}):\n{diagnostics()}",
-        pytrace=False,
-    )
-
-
 def _ask(agent: str, base_url: str) -> str:
     """Ask `agent` every known sentence, assert the intents; return the model version answering."""
     if agent == "router":
         versions = set()
         for text, intent in SENTENCES:
-            status, body = _request(f"{base_url}/route", {"text": text})
+            status, body = request_json(f"{base_url}/route", {"text": text})
             assert status == 200, body
             assert body["intent"] == intent, (text, body)
             assert 0 < body["score"] <= 1, body
             versions.add(body["model"])
         (version,) = versions
         return str(version)
-    status, body = _request(f"{base_url}/triage", {"tickets": [text for text, _ in SENTENCES]})
+    status, body = request_json(f"{base_url}/triage", {"tickets": [text for text, _ in SENTENCES]})
     assert status == 200, body
     for index, (text, intent) in enumerate(SENTENCES):
         assert body["queues"][intent] == [index], (text, body)
@@ -260,7 +220,7 @@ def test_image_runs_read_only_as_nonroot_and_answers_known_sentences(
             return bool(container.status == "running")
 
         base_url = f"http://127.0.0.1:{host_port}"
-        _wait_until_healthy(
+        wait_until_healthy(
             f"{base_url}/healthz",
             timeout=30,
             still_running=running,
@@ -393,7 +353,7 @@ def test_pants_run_serves_on_the_agent_port_and_ctrl_c_removes_the_container(
         )
     container = None
     try:
-        _wait_until_healthy(
+        wait_until_healthy(
             f"http://127.0.0.1:{port}/healthz",
             timeout=300,
             still_running=lambda: process.poll() is None,
@@ -405,7 +365,7 @@ def test_pants_run_serves_on_the_agent_port_and_ctrl_c_removes_the_container(
         assert container.attrs["HostConfig"]["ReadonlyRootfs"] is True
         bindings = container.attrs["HostConfig"]["PortBindings"]
         assert [binding["HostPort"] for binding in bindings[f"{port}/tcp"]] == [str(port)]
-        status, body = _request(f"http://127.0.0.1:{port}/route", {"text": SENTENCES[0][0]})
+        status, body = request_json(f"http://127.0.0.1:{port}/route", {"text": SENTENCES[0][0]})
         assert (status, body["intent"]) == (200, SENTENCES[0][1]), body
 
         # Pants runs the runner in a session of its own: Ctrl-C reaches it only through Pants.

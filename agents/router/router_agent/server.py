@@ -1,4 +1,5 @@
-"""`POST /route` and `GET /healthz` over the standard library's threading HTTP server.
+"""`POST /route` and `GET /healthz` over the standard library's threading HTTP server, for any
+intent model (the router's centroids, the classifier agent's torch model).
 
 Configured by environment only (the image has no shell to pass flags through): `PORT` (default
 8080) and `MODEL_DIR` (default /models/router, where the image's model layer puts the weights).
@@ -14,12 +15,19 @@ import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
-from typing import Any
-
-from router_agent.accelerator import cuda_status
-from router_model import Router
+from typing import Any, Protocol
 
 MAX_BODY_BYTES = 64 * 1024
+
+
+class IntentModel(Protocol):
+    """What the server asks of a model: its labels, its version, and one text's best intent."""
+
+    labels: tuple[str, ...]
+    version: str
+
+    def route(self, text: str) -> tuple[str, float]:
+        ...
 
 
 class RequestError(Exception):
@@ -41,7 +49,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path == "/healthz":
-            self.reply(HTTPStatus.OK, {"status": "ok", "cuda": self.server.cuda})
+            self.reply(HTTPStatus.OK, {"status": "ok", **self.server.health})
         else:
             self.reply(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: GET {self.path}"})
 
@@ -90,17 +98,18 @@ class RouterServer(ThreadingHTTPServer):
     # Non-daemon handler threads are joined by server_close(): requests in flight at SIGTERM end.
     daemon_threads = False
 
-    def __init__(self, address: tuple[str, int], router: Router) -> None:
+    def __init__(
+        self, address: tuple[str, int], router: IntentModel, health: dict[str, Any]
+    ) -> None:
         super().__init__(address, Handler)
         self.router = router
-        # Probed once: the GPUs a container sees do not change while it runs.
-        self.cuda = cuda_status()
+        # Probed once (the GPUs a container sees do not change while it runs), shown at /healthz.
+        self.health = health
 
 
-def main() -> int:
-    """Loads the model, serves until SIGTERM or SIGINT, finishes open requests, returns 0."""
-    router = Router.load(os.environ.get("MODEL_DIR", "/models/router"))
-    server = RouterServer(("0.0.0.0", int(os.environ.get("PORT", "8080"))), router)
+def serve(name: str, router: IntentModel, health: dict[str, Any]) -> int:
+    """Serves `router` on `PORT` until SIGTERM or SIGINT, finishes open requests, returns 0."""
+    server = RouterServer(("0.0.0.0", int(os.environ.get("PORT", "8080"))), router, health)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         # shutdown() waits for serve_forever() to return, and that runs in this (the main) thread.
@@ -109,9 +118,9 @@ def main() -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     labels = ", ".join(router.labels)
-    print(f"router: model {router.version} ({labels}), port {server.server_port}", file=sys.stderr)
-    print(f"router: CUDA {server.cuda}", file=sys.stderr)
+    print(f"{name}: model {router.version} ({labels}), port {server.server_port}", file=sys.stderr)
+    print(f"{name}: {json.dumps(health)}", file=sys.stderr)
     server.serve_forever()
     server.server_close()
-    print("router: stopped", file=sys.stderr)
+    print(f"{name}: stopped", file=sys.stderr)
     return 0
