@@ -2,8 +2,10 @@
 so that a change re-runs only the processes whose inputs it touches:
 
 - third-party packages (`ai_agent.wheels`): the locked wheels, each fetched by its own process
-  keyed by its sha256, installed for the base's Python and platform, distributions above
-  `[ai-agents].wheel_layer_threshold_mib` in layers of their own;
+  keyed by its sha256, grouped into layers by one cheap process, then installed for the base's
+  Python and platform by one process per layer: a wheel that unpacks to more than
+  `[ai-agents].wheel_layer_threshold_mib` alone (shared by every agent that locks it), the rest
+  together;
 - weights: uncompressed, one layer per big file and one for the small ones; the process sees only
   those files and their image paths, so identical weights in two agents are one cached layer;
 - first-party code and resources, gzip;

@@ -31,9 +31,10 @@ class AiAgentSubsystem(Subsystem):
         default=64,
         help=softwrap(
             """
-            A third-party distribution whose installed size is at least this many MiB gets an
-            image layer of its own (e.g. torch), so that bumping any other requirement leaves
-            its layer, and its cached and pushed blob, unchanged.
+            A third-party wheel that unpacks to more than this many MiB gets an image layer of
+            its own (e.g. torch), written by a build step that sees only that wheel: agents
+            locking the same wheel share the step and the layer, and bumping any other
+            requirement leaves its layer, and its cached and pushed blob, unchanged.
             """
         ),
     )
