@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Tuple
 
 import pytest
 
-from testkit.agent_http import request_json, wait_until_healthy
+from testkit.agent_http import request_json, wait_until_container_healthy, wait_until_healthy
 from testkit.components import RunningRegistry, free_loopback_port
 from testkit.pants_output import PackagedOutputs, file_sha256
 from testkit.pants_repo import ScratchRepo
@@ -214,18 +214,8 @@ def test_image_runs_read_only_as_nonroot_and_answers_known_sentences(
         container.reload()
         assert container.attrs["HostConfig"]["ReadonlyRootfs"] is True
         assert container.attrs["Config"]["User"] == NONROOT
-
-        def running() -> bool:
-            container.reload()
-            return bool(container.status == "running")
-
         base_url = f"http://127.0.0.1:{host_port}"
-        wait_until_healthy(
-            f"{base_url}/healthz",
-            timeout=30,
-            still_running=running,
-            diagnostics=lambda: container.logs().decode(errors="replace"),
-        )
+        wait_until_container_healthy(container, f"{base_url}/healthz", timeout=30)
         version = _ask(agent, base_url)
         # Both agents answer with the bundled weights (the model's version is their sha256).
         assert version == file_sha256(built.repo.root / CENTROIDS)[:12]

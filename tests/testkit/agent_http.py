@@ -50,3 +50,18 @@ def wait_until_healthy(
         f"{url} did not answer 200 within {timeout:.0f}s ({last_error}):\n{diagnostics()}",
         pytrace=False,
     )
+
+
+def wait_until_container_healthy(container: Any, url: str, timeout: float) -> None:
+    """`wait_until_healthy` for a docker-py container: fail, with its logs, if it stops first."""
+
+    def running() -> bool:
+        container.reload()
+        return bool(container.status == "running")
+
+    wait_until_healthy(
+        url,
+        timeout=timeout,
+        still_running=running,
+        diagnostics=lambda: container.logs().decode(errors="replace"),
+    )

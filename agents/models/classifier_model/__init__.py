@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from router_model.featurize import BUCKETS, FEATURIZER, featurize
+from router_model.featurize import BUCKETS, check_trained_with, featurize
 
 # One float32 row per label: BUCKETS weights, then the bias.
 WEIGHTS_FILE = "classifier-weights.npy"
@@ -35,11 +35,7 @@ class Classifier:
     def load(cls, directory: str | Path, device: str) -> "Classifier":
         directory = Path(directory)
         meta = json.loads((directory / LABELS_FILE).read_text(encoding="utf-8"))
-        if meta["featurizer"] != FEATURIZER:
-            raise ValueError(
-                f"{directory / LABELS_FILE}: trained with featuriser {meta['featurizer']!r}, "
-                f"this code computes {FEATURIZER!r}; retrain the model"
-            )
+        check_trained_with(meta["featurizer"], directory / LABELS_FILE)
         labels = tuple(meta["labels"])
         raw = (directory / WEIGHTS_FILE).read_bytes()
         matrix = np.load(io.BytesIO(raw), allow_pickle=False)

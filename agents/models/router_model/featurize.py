@@ -10,6 +10,7 @@ import hashlib
 import math
 import re
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,3 +49,12 @@ def featurize(text: str, dtype: npt.DTypeLike = np.float32) -> npt.NDArray[np.fl
         values = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
         vector[indices] = values / math.sqrt(sum(c * c for c in counts.values()))
     return vector.astype(dtype, copy=False)
+
+
+def check_trained_with(featurizer: str, labels_file: Path) -> None:
+    """Refuse a model made with another featuriser: its weights expect other vectors."""
+    if featurizer != FEATURIZER:
+        raise ValueError(
+            f"{labels_file}: trained with featuriser {featurizer!r}, "
+            f"this code computes {FEATURIZER!r}; retrain the model"
+        )

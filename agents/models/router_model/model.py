@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from router_model.featurize import BUCKETS, FEATURIZER, featurize
+from router_model.featurize import BUCKETS, check_trained_with, featurize
 
 CENTROIDS_FILE = "router-centroids.npy"
 LABELS_FILE = "router-labels.json"
@@ -29,11 +29,7 @@ class Router:
         """Reads the weights `train.py` wrote, refusing ones made by a different featuriser."""
         directory = Path(directory)
         meta = json.loads((directory / LABELS_FILE).read_text(encoding="utf-8"))
-        if meta["featurizer"] != FEATURIZER:
-            raise ValueError(
-                f"{directory / LABELS_FILE}: trained with featuriser {meta['featurizer']!r}, "
-                f"this code computes {FEATURIZER!r}; retrain the model"
-            )
+        check_trained_with(meta["featurizer"], directory / LABELS_FILE)
         raw = (directory / CENTROIDS_FILE).read_bytes()
         centroids = np.load(io.BytesIO(raw), allow_pickle=False)
         labels = tuple(meta["labels"])
