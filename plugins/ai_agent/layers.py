@@ -245,12 +245,14 @@ async def third_party_layers(
     compiler = await Get(PythonExecutable, InterpreterConstraints([f"CPython=={major_minor}.*"]))
     layer_args = [*layout_args, "--bytecode-interpreter", compiler.path]
     layer_args += ["--source-date-epoch", str(subsystem.source_date_epoch)]
-    planned = []
-    for layer in grouping["layers"]:
-        inputs = await Get(Digest, MergeDigests(wheel_digests[w["wheel"]] for w in layer["wheels"]))
-        planned.append(
-            _wheel_layer_step(layer, request, inputs, layer_args, request.owner, builder)
-        )
+    inputs = await MultiGet(
+        Get(Digest, MergeDigests(wheel_digests[wheel["wheel"]] for wheel in layer["wheels"]))
+        for layer in grouping["layers"]
+    )
+    planned = [
+        _wheel_layer_step(layer, request, layer_inputs, layer_args, builder)
+        for layer, layer_inputs in zip(grouping["layers"], inputs)
+    ]
     outputs = await MultiGet(Get(BuildStepOutput, BuildStep, step) for _, step in planned)
     descriptors = await MultiGet(
         Get(
@@ -259,7 +261,7 @@ async def third_party_layers(
         for (directory, _), output in zip(planned, outputs)
     )
     layers = []
-    for layer, (_directory, _), (descriptor,) in zip(grouping["layers"], planned, descriptors):
+    for layer, (descriptor,) in zip(grouping["layers"], descriptors):
         holds = ", ".join(f"{wheel['project']} {wheel['version']}" for wheel in layer["wheels"])
         kind = "big package" if layer["kind"] == "big" else "packages"
         layers.append(_layer_info(kind, holds, descriptor.path, json.loads(descriptor.content)))
@@ -275,7 +277,6 @@ def _wheel_layer_step(
     request: WheelPlanRequest,
     inputs: Digest,
     layer_args: List[str],
-    owner: str,
     builder: ImageBuilder,
 ) -> Tuple[str, BuildStep]:
     """The `wheels layer` step of one grouped layer and its output directory. A big wheel's
@@ -296,7 +297,9 @@ def _wheel_layer_step(
     else:
         directory = f"layers/site-packages-{request.platform.replace('/', '-')}"
         arguments += ["--venv-version", request.python_version]
-        description = f"Installing the {len(wheels)} small packages of {owner} ({request.platform})"
+        description = (
+            f"Installing the {len(wheels)} small packages of {request.owner} ({request.platform})"
+        )
     step = BuildStep(
         builder.process(
             "wheels",
@@ -305,7 +308,7 @@ def _wheel_layer_step(
             input_digest=inputs,
             output_directories=(directory,),
         ),
-        owner=owner,
+        owner=request.owner,
     )
     return directory, step
 

@@ -17,8 +17,10 @@ Normalisation, so that the same inputs give the same bytes on any machine and an
   carrying only `path`, `linkpath` or `size` records when a value does not fit USTAR or is not
   ASCII, as Go's archive/tar does), ending with two zero blocks and no record padding;
 - gzip is written here too: raw deflate at a fixed level inside a header with mtime 0, no file
-  name and OS byte 255. Compressed bytes still depend on the zlib build, so the zlib version is
-  recorded with the layer (`Compression.to_json`); the diffID does not depend on it.
+  name and OS byte 255, or (`Compression(parallel=True)`, for big layers) the same format made of
+  independent 1 MiB blocks deflated on every core, whose bytes do not depend on the core count.
+  Compressed bytes still depend on the zlib build, so the zlib version is recorded with the layer
+  (`Compression.to_json`); the diffID does not depend on it.
 
 Refused with `LayerError` naming the path: absolute or non-normal destinations (`..`, `.`, empty
 components), one destination given twice with different content (identical duplicates collapse),
@@ -31,6 +33,8 @@ link is followed.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import contextlib
 import hashlib
 import io
@@ -45,6 +49,8 @@ from pathlib import Path
 from typing import (
     Any,
     BinaryIO,
+    Callable,
+    Deque,
     Dict,
     Iterable,
     Iterator,
@@ -60,6 +66,8 @@ from .types import OCI_LAYER_TAR, OCI_LAYER_TAR_GZIP, Descriptor, canonical_json
 # 2000-01-01T00:00:00Z: a fixed time that zip-based tools (wheels, jars) accept, unlike 0.
 DEFAULT_MTIME = 946684800
 DEFAULT_GZIP_LEVEL = 6
+# The input each block of a parallel gzip covers: its output is fixed by this and the level.
+PARALLEL_GZIP_BLOCK = 1 << 20
 # Reads and hashes go in chunks this big: large enough that per-chunk Python work is noise.
 CHUNK_SIZE = 1 << 20
 
@@ -191,6 +199,9 @@ class Compression:
 
     algorithm: str = "none"
     level: Optional[int] = None
+    # gzip only: deflate independent 1 MiB blocks (each primed with the 32 KiB before it) on
+    # every core, as a deterministic pigz does; the bytes depend on the input and level only.
+    parallel: bool = False
 
     def __post_init__(self) -> None:
         if self.algorithm == "none":
@@ -203,6 +214,8 @@ class Compression:
                 raise ValueError(f"gzip level must be 1..9, got {self.level}")
         else:
             raise ValueError(f"compression must be `none` or `gzip`, got {self.algorithm!r}")
+        if self.parallel and self.algorithm != "gzip":
+            raise ValueError("only gzip compresses in parallel")
 
     @property
     def media_type(self) -> str:
@@ -212,7 +225,10 @@ class Compression:
         """What produced the blob, zlib build included: gzip bytes differ between zlib builds."""
         if self.algorithm == "none":
             return {"algorithm": "none"}
-        return {"algorithm": "gzip", "level": self.level, "zlib": zlib.ZLIB_RUNTIME_VERSION}
+        described = {"algorithm": "gzip", "level": self.level, "zlib": zlib.ZLIB_RUNTIME_VERSION}
+        if self.parallel:
+            described["blockSize"] = PARALLEL_GZIP_BLOCK
+        return described
 
 
 def _check_octal_field(what: str, value: int, width: int, name: str = "") -> int:
@@ -714,7 +730,7 @@ class _BlobSink:
         self._output = output
         self._blob_hash = hashlib.sha256()
         self._blob_size = 0
-        self._compressor: Any = None
+        self._deflate: Any = None
         if compression.algorithm == "none":
             self._diff_hash = self._blob_hash
             return
@@ -722,24 +738,26 @@ class _BlobSink:
         self._diff_hash = hashlib.sha256()
         self._crc = 0
         self._tar_size = 0
-        self._compressor = zlib.compressobj(
-            compression.level, zlib.DEFLATED, -zlib.MAX_WBITS, 8, zlib.Z_DEFAULT_STRATEGY
+        self._deflate = (
+            _ParallelDeflate(compression.level, self._emit)
+            if compression.parallel
+            else _Deflate(compression.level, self._emit)
         )
         self._emit(gzip_header(compression.level))
 
     def write(self, data: bytes) -> None:
-        if self._compressor is None:
+        if self._deflate is None:
             self._emit(data)
             return
         self._diff_hash.update(data)
         self._crc = zlib.crc32(data, self._crc)
         self._tar_size += len(data)
-        self._emit(self._compressor.compress(data))
+        self._deflate.write(data)
 
     def finish(self) -> Tuple[str, str, int]:
         """Flush and return (digest, diff_id, size)."""
-        if self._compressor is not None:
-            self._emit(self._compressor.flush())
+        if self._deflate is not None:
+            self._deflate.finish()
             self._emit(struct.pack("<II", self._crc, self._tar_size & 0xFFFFFFFF))
         digest = "sha256:" + self._blob_hash.hexdigest()
         return digest, "sha256:" + self._diff_hash.hexdigest(), self._blob_size
@@ -749,6 +767,79 @@ class _BlobSink:
             self._blob_hash.update(data)
             self._blob_size += len(data)
             self._output.write(data)
+
+
+class _Deflate:
+    """One raw deflate stream at `level`, passing what it makes to `emit`."""
+
+    def __init__(self, level: int, emit: Callable[[bytes], None]) -> None:
+        self._compressor = zlib.compressobj(
+            level, zlib.DEFLATED, -zlib.MAX_WBITS, 8, zlib.Z_DEFAULT_STRATEGY
+        )
+        self._emit = emit
+
+    def write(self, data: bytes) -> None:
+        self._emit(self._compressor.compress(data))
+
+    def finish(self) -> None:
+        self._emit(self._compressor.flush())
+
+
+class _ParallelDeflate:
+    """The same raw deflate stream format made from independent blocks on a thread pool (zlib
+    releases the GIL): each PARALLEL_GZIP_BLOCK of input is deflated with the 32 KiB before it
+    as its dictionary and ends with a sync flush (the last with the final block), and the
+    blocks are emitted in order. At most two blocks per thread are in flight, which bounds
+    memory; the bytes do not depend on the number of threads."""
+
+    def __init__(self, level: int, emit: Callable[[bytes], None]) -> None:
+        self._level = level
+        self._emit = emit
+        self._threads = max(1, len(os.sched_getaffinity(0)))
+        self._pool = concurrent.futures.ThreadPoolExecutor(self._threads, "oci-layer-gzip")
+        self._pending: Deque[concurrent.futures.Future[bytes]] = collections.deque()
+        self._buffer = bytearray()
+        self._dictionary = b""
+
+    def write(self, data: bytes) -> None:
+        self._buffer += data
+        while len(self._buffer) >= PARALLEL_GZIP_BLOCK:
+            block = bytes(self._buffer[:PARALLEL_GZIP_BLOCK])
+            del self._buffer[:PARALLEL_GZIP_BLOCK]
+            self._submit(block, final=False)
+
+    def finish(self) -> None:
+        try:
+            self._submit(bytes(self._buffer), final=True)
+            while self._pending:
+                self._emit(self._pending.popleft().result())
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _submit(self, block: bytes, final: bool) -> None:
+        self._pending.append(
+            self._pool.submit(_deflate_block, block, self._dictionary, self._level, final)
+        )
+        self._dictionary = block[-_DEFLATE_WINDOW:]
+        while len(self._pending) > 2 * self._threads:
+            self._emit(self._pending.popleft().result())
+
+
+_DEFLATE_WINDOW = 32 * 1024
+
+
+def _deflate_block(block: bytes, dictionary: bytes, level: int, final: bool) -> bytes:
+    if dictionary:
+        compressor = zlib.compressobj(
+            level, zlib.DEFLATED, -zlib.MAX_WBITS, 8, zlib.Z_DEFAULT_STRATEGY, dictionary
+        )
+    else:
+        compressor = zlib.compressobj(
+            level, zlib.DEFLATED, -zlib.MAX_WBITS, 8, zlib.Z_DEFAULT_STRATEGY
+        )
+    return compressor.compress(block) + compressor.flush(
+        zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH
+    )
 
 
 def gzip_header(level: int) -> bytes:

@@ -23,6 +23,7 @@ import pytest
 from .__main__ import main
 from .layer import (
     DEFAULT_MTIME,
+    PARALLEL_GZIP_BLOCK,
     Compression,
     Entry,
     LayerError,
@@ -110,6 +111,33 @@ def test_gzip_layer_digest_covers_the_blob_and_diff_id_the_tar(tmp_path: Path) -
         "level": 6,
         "zlib": zlib.ZLIB_RUNTIME_VERSION,
     }
+
+
+def test_parallel_gzip_is_one_gzip_member_whose_bytes_do_not_depend_on_the_cores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Several 1 MiB blocks, compressible and not, and a last block shorter than the others.
+    size = 3 * PARALLEL_GZIP_BLOCK + 12345
+    content = (os.urandom(size // 2) + b"torch " * (size // 12))[:size]
+    entries = [Entry.content("opt/agent/lib.so", content)]
+    plain, tar_bytes = build(entries)
+    parallel = LayerOptions(compression=Compression("gzip", 1, parallel=True))
+    blobs = []
+    for cores in ({0}, {0, 1}, set(range(7))):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, cores=cores: cores)
+        result, blob = build(entries, parallel)
+        assert gzip.decompress(blob) == tar_bytes
+        assert result.diff_id == plain.diff_id
+        blobs.append(blob)
+    assert blobs[0] == blobs[1] == blobs[2]
+    assert blobs[0][:10] == gzip_header(1)
+    # Python's own reader (one member, CRC and size checked) and gzip(1) agree.
+    assert subprocess.run(["gzip", "-t"], input=blobs[0]).returncode == 0
+    assert result.compression.to_json()["blockSize"] == PARALLEL_GZIP_BLOCK
+    serial, _ = build(entries, LayerOptions(compression=Compression("gzip", 1)))
+    assert serial.diff_id == result.diff_id and serial.descriptor != result.descriptor
+    with pytest.raises(ValueError, match="only gzip compresses in parallel"):
+        Compression("none", parallel=True)
 
 
 def sha256_hex(data: bytes) -> str:

@@ -24,9 +24,10 @@ from .target import Target
 INSTALLED = "installed.json"
 
 # A big distribution's layer (hundreds of MB of shared libraries: torch, the nvidia-* wheels) is
-# compressed at level 1, where most of the build time went: on libcublasLt.so.12 (200 MiB of it,
-# this project's 2-core machine, 2026-12-05) zlib gave 72 MB/s and 0.569 of the size at level 1,
-# 30 MB/s and 0.550 at level 6, on one core.
+# compressed at level 1 on every core, where most of the build time went: on libcublasLt.so.12
+# (benchmarks/gzip_options.py, this project's 2-core machine, 2026-12-05) zlib gave 27.6 MB/s at
+# level 6, 67.2 MB/s at level 1 (0.603 and 0.620 of the size), and level 1 in 1 MiB blocks on
+# two threads 118.1 MB/s for the same size.
 BIG_LAYER_GZIP_LEVEL = 1
 
 
@@ -102,13 +103,15 @@ def run_layer(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def _options(args: argparse.Namespace) -> LayerOptions:
-    """gzip at `--gzip-level`, else at BIG_LAYER_GZIP_LEVEL for a big wheel's layer and the
-    usual level for the shared one."""
+    """gzip at `--gzip-level`, else at BIG_LAYER_GZIP_LEVEL for a big wheel's layer (on every
+    core) and the usual level for the shared one."""
     level = args.gzip_level
-    if level is None and args.compression == "gzip" and args.kind == BIG:
+    big_gzip = args.compression == "gzip" and args.kind == BIG
+    if level is None and big_gzip:
         level = BIG_LAYER_GZIP_LEVEL
     return LayerOptions(
-        compression=Compression(args.compression, level), mtime=args.source_date_epoch
+        compression=Compression(args.compression, level, parallel=big_gzip),
+        mtime=args.source_date_epoch,
     )
 
 
