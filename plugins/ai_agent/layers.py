@@ -298,7 +298,8 @@ def _wheel_layer_step(
         directory = f"layers/site-packages-{request.platform.replace('/', '-')}"
         arguments += ["--venv-version", request.python_version]
         description = (
-            f"Installing the {len(wheels)} small packages of {request.owner} ({request.platform})"
+            f"Installing the small packages of {request.owner}"
+            f" ({len(wheels)} wheels, {request.platform})"
         )
     step = BuildStep(
         builder.process(
