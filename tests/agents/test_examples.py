@@ -29,7 +29,7 @@ import pytest
 
 from testkit.agent_http import request_json, wait_until_container_healthy, wait_until_healthy
 from testkit.components import RunningRegistry, free_loopback_port
-from testkit.pants_output import PackagedOutputs, file_sha256
+from testkit.pants_output import PackagedOutputs, file_sha256, succeeded
 from testkit.pants_repo import ScratchRepo
 
 pytestmark = pytest.mark.integration
@@ -51,11 +51,6 @@ UNCOMPRESSED_LAYER = "application/vnd.oci.image.layer.v1.tar"
 NONROOT = "65532"
 
 
-def _ok(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    return f"{result.stdout}\n{result.stderr}"
-
-
 @dataclass(frozen=True)
 class Built:
     """The scratch repo after `package agents::`, with what that run wrote and printed."""
@@ -74,7 +69,7 @@ class Built:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     repo = ScratchRepo.with_example_agents(tmp_path_factory.mktemp("agents") / "repo")
-    output = _ok(repo.run("package", "agents::"))
+    output = succeeded(repo.run("package", "agents::"))
     return Built(repo=repo, output=output, outputs=PackagedOutputs.read(repo))
 
 
@@ -227,7 +222,7 @@ def test_image_runs_read_only_as_nonroot_and_answers_known_sentences(
 
 
 def test_packaging_again_without_a_change_rewrites_the_same_bytes(built: Built) -> None:
-    output = _ok(built.repo.run("package", "agents::"))
+    output = succeeded(built.repo.run("package", "agents::"))
     again = PackagedOutputs.read(built.repo)
     assert again == built.outputs
     for metadata in again.metadata.values():
@@ -273,7 +268,7 @@ def test_publish_pushes_the_packaged_digest_to_every_tag_then_skips_every_blob(
     target, digest = built.agent("router")["target"], built.agent("router")["digest"]
 
     # One Pants run packages (writing the archive with its new name and tags) and publishes.
-    first = _ok(built.repo.run("package", "publish", target))
+    first = succeeded(built.repo.run("package", "publish", target))
     metadata = PackagedOutputs.read(built.repo).agent("router")
     # Repository and tags name the archive's image, not the manifest: its digest is unchanged.
     assert metadata["digest"] == digest
@@ -286,7 +281,7 @@ def test_publish_pushes_the_packaged_digest_to_every_tag_then_skips_every_blob(
     for tag in ("1.0", "latest"):
         assert _registry_manifest_digest(registry, "agents/router", tag) == digest
 
-    again = _ok(built.repo.run("publish", target))
+    again = succeeded(built.repo.run("publish", target))
     assert (
         f"pushed {repository}@{digest}: uploaded 0 blobs (0 B), skipped {blobs} (" in again
     ), again

@@ -34,6 +34,12 @@ _COUNTERS = re.compile(r"Counters:\n((?:  \w+: \d+\n?)+)")
 _COUNTER = re.compile(r"^  (\w+): (\d+)$", re.MULTILINE)
 
 
+def succeeded(result: subprocess.CompletedProcess) -> str:
+    """What a run that must have succeeded printed (stdout, then stderr); fails showing both."""
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    return f"{result.stdout}\n{result.stderr}"
+
+
 def executed_processes(result: subprocess.CompletedProcess) -> List[str]:
     """The descriptions of the processes that a run with `--keep-sandboxes=always` started."""
     return _PRESERVED.findall(result.stderr)

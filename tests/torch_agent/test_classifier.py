@@ -12,7 +12,6 @@ the example tree of the other scratch-repo tests (`//agents:tree`) leaves it out
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Sequence
@@ -21,7 +20,7 @@ import pytest
 
 from testkit.agent_http import request_json, wait_until_container_healthy
 from testkit.components import free_loopback_port
-from testkit.pants_output import builder_processes, executed_processes, file_sha256
+from testkit.pants_output import builder_processes, executed_processes, file_sha256, succeeded
 from testkit.pants_repo import ScratchRepo
 
 pytestmark = pytest.mark.integration
@@ -53,11 +52,6 @@ BIG_WHEELS = {
 }
 
 
-def _ok(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    return f"{result.stdout}\n{result.stderr}"
-
-
 @dataclass(frozen=True)
 class Built:
     repo: ScratchRepo
@@ -72,7 +66,7 @@ class Built:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     repo = ScratchRepo.with_example_agents(tmp_path_factory.mktemp("torch") / "repo")
-    _ok(repo.run("package", AGENT, timeout=3600))
+    succeeded(repo.run("package", AGENT, timeout=3600))
     return Built(repo, json.loads((repo.root / METADATA).read_text()))
 
 
@@ -175,7 +169,7 @@ def test_a_second_agent_locking_the_same_torch_adds_no_work_for_its_big_wheels(
         "agents/classifier2:classifier2",
         timeout=1800,
     )
-    _ok(second)
+    succeeded(second)
     ran = builder_processes(second)
     shown = f"executed: {executed_processes(second)}"
     # No wheel was chosen, fetched, grouped or installed again: the second agent's steps for its

@@ -25,9 +25,9 @@ INSTALLED = "installed.json"
 
 # A big distribution's layer (hundreds of MB of shared libraries: torch, the nvidia-* wheels) is
 # compressed at level 1 on every core, where most of the build time went: on libcublasLt.so.12
-# (benchmarks/gzip_options.py, this project's 2-core machine, 2026-12-05) zlib gave 27.6 MB/s at
-# level 6, 67.2 MB/s at level 1 (0.603 and 0.620 of the size), and level 1 in 1 MiB blocks on
-# two threads 118.1 MB/s for the same size.
+# (benchmarks/gzip_options.py, this project's 2-core machine, 2026-12-05) the layer writer made
+# 26.9 MB/s at level 6, 64.8 MB/s at level 1 (0.603 and 0.620 of the size), and level 1 in 1 MiB
+# blocks on two cores 124.8 MB/s for the same size.
 BIG_LAYER_GZIP_LEVEL = 1
 
 
