@@ -16,10 +16,10 @@ from pants.backend.python.subsystems.setup import PythonSetup
 from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
 from pants.core.goals.package import (
     BuiltPackage,
-    BuiltPackageArtifact,
     OutputPathField,
     PackageFieldSet,
 )
+from pants.core.util_rules.distdir import DistDir
 from pants.engine.addresses import Address
 from pants.engine.fs import (
     CreateDigest,
@@ -49,6 +49,7 @@ from ai_agent.image import (
     ImageArchiveRequest,
     PlatformImage,
     checked_output_path,
+    exported_package,
 )
 from ai_agent.layers import (
     APP_DIR,
@@ -637,26 +638,20 @@ class AgentPackageFieldSet(PackageFieldSet):
 
 
 @rule(desc="Packaging an ai_agent image", level=LogLevel.DEBUG)
-async def package_agent(field_set: AgentPackageFieldSet) -> BuiltPackage:
+async def package_agent(field_set: AgentPackageFieldSet, dist_dir: DistDir) -> BuiltPackage:
     output_path = await checked_output_path(field_set.address, field_set.output_path)
     image = await Get(AgentImage, AgentImageRequest(field_set.address, output_path))
     metadata = json.loads(image.metadata_json)
     layers = metadata["images"][0]["layers"]
     size = sum(layer["size"] for layer in layers)
     tags = ", ".join(f"{metadata['repository']}:{tag}" for tag in metadata["tags"])
-    return BuiltPackage(
+    return await exported_package(
+        str(field_set.address),
+        image.archive,
         image.digest,
-        (
-            BuiltPackageArtifact(
-                image.archive.archive_path,
-                extra_log_lines=(
-                    f"{field_set.address}: {metadata['digest']} ({len(layers)} layers,"
-                    f" {size / MIB:.1f} MiB, tagged {tags};"
-                    f" details in {image.archive.metadata_path})",
-                ),
-            ),
-            BuiltPackageArtifact(image.archive.metadata_path),
-        ),
+        f"{field_set.address}: {metadata['digest']} ({len(layers)} layers, {size / MIB:.1f} MiB,"
+        f" tagged {tags}; details in {dist_dir.relpath / image.archive.metadata_path})",
+        dist_dir,
     )
 
 

@@ -35,10 +35,10 @@ from pants.core.goals.generate_lockfiles import (
 )
 from pants.core.goals.package import (
     BuiltPackage,
-    BuiltPackageArtifact,
     OutputPathField,
     PackageFieldSet,
 )
+from pants.core.util_rules.distdir import DistDir
 from pants.engine.addresses import Address
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import (
@@ -78,6 +78,7 @@ from ai_agent.image import (
     ImageArchiveRequest,
     PlatformImage,
     checked_output_path,
+    exported_package,
 )
 from ai_agent.oci.base import BaseLock, BaseLockError
 from ai_agent.oci.types import Descriptor, Platform, canonical_json, digest_hex
@@ -566,7 +567,9 @@ class BaseImagePackageFieldSet(PackageFieldSet):
 
 
 @rule(desc="Packaging a base image", level=LogLevel.DEBUG)
-async def package_base_image(field_set: BaseImagePackageFieldSet) -> BuiltPackage:
+async def package_base_image(
+    field_set: BaseImagePackageFieldSet, dist_dir: DistDir
+) -> BuiltPackage:
     output_path = await checked_output_path(field_set.address, field_set.output_path)
     base = await Get(BaseImage, BaseImageRequest(field_set.address))
     archive = await Get(
@@ -582,15 +585,12 @@ async def package_base_image(field_set: BaseImagePackageFieldSet) -> BuiltPackag
             output_path=output_path,
         ),
     )
-    return BuiltPackage(
+    return await exported_package(
+        str(field_set.address),
+        archive,
         archive.digest,
-        (
-            BuiltPackageArtifact(
-                archive.archive_path,
-                extra_log_lines=(f"    manifest {archive.manifest_digest}",),
-            ),
-            BuiltPackageArtifact(archive.metadata_path),
-        ),
+        f"    manifest {archive.manifest_digest}",
+        dist_dir,
     )
 
 

@@ -1,5 +1,14 @@
 """Assembling images: a base image, new layers and a config update into one docker-loadable OCI
-archive, by the OCI core's `image` command running as a cacheable process."""
+archive, by the OCI core's `image` command running as a cacheable process; and placing the
+archive and its metadata in `dist/`.
+
+Pants' `package` goal would write a package's files into `dist/` itself, truncating and
+rewriting them in place: a kill midway leaves a torn archive beside new metadata, and every run
+rewrites gigabytes that did not change. So image packages hand it nothing to write
+(`exported_package`); the OCI core's `export` command places the files, whole or not at all, the
+metadata last, hardlinked from Pants' store where the filesystem allows. It runs on every
+`package` (its work is in `dist/`, which no cache holds) and writes only what changed.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +17,12 @@ import posixpath
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Tuple
 
-from pants.core.goals.package import OutputPathField
+from pants.base.build_root import BuildRoot
+from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, OutputPathField
+from pants.core.util_rules.distdir import DistDir
 from pants.engine.addresses import Address
 from pants.engine.fs import (
+    EMPTY_DIGEST,
     CreateDigest,
     Digest,
     DigestContents,
@@ -19,6 +31,7 @@ from pants.engine.fs import (
     MergeDigests,
     PathGlobs,
 )
+from pants.engine.process import ProcessCacheScope
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import AllTargets
 from pants.util.frozendict import FrozenDict
@@ -189,6 +202,58 @@ async def write_image_archive(
         image_id=metadata["docker"]["imageID"],
         step=step,
     )
+
+
+@dataclass(frozen=True)
+class DistExportRequest:
+    """Files of `digest` to place in `dist/` at their paths there, the last one last."""
+
+    owner: str
+    digest: Digest
+    paths: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DistExport:
+    """The `dist/` paths written, and those that already held the same file."""
+
+    written: Tuple[str, ...]
+    unchanged: Tuple[str, ...]
+
+
+@rule(desc="Placing an image in dist/", level=LogLevel.DEBUG)
+async def export_to_dist(
+    request: DistExportRequest, builder: ImageBuilder, dist_dir: DistDir, build_root: BuildRoot
+) -> DistExport:
+    step = BuildStep(
+        builder.process(
+            "oci",
+            ["export", "--into", str(build_root.pathlib_path / dist_dir.relpath), *request.paths],
+            description=f"Placing {request.owner}'s image in {dist_dir.relpath}/",
+            input_digest=request.digest,
+            # `dist/` is outside every cache: look at it on every run.
+            cache_scope=ProcessCacheScope.PER_SESSION,
+        ),
+        owner=request.owner,
+    )
+    output = await Get(BuildStepOutput, BuildStep, step)
+    result = json.loads(output.stdout)
+    return DistExport(tuple(result["written"]), tuple(result["unchanged"]))
+
+
+async def exported_package(
+    owner: str, archive: ImageArchive, digest: Digest, summary: str, dist_dir: DistDir
+) -> BuiltPackage:
+    """A package whose archive and metadata (both in `digest`) are placed in `dist/` by the
+    `export` step; Pants is given nothing to write, only what to print."""
+    export = await Get(
+        DistExport,
+        DistExportRequest(owner, digest, (archive.archive_path, archive.metadata_path)),
+    )
+    lines = [f"Wrote {dist_dir.relpath / path}" for path in export.written] + [
+        f"Unchanged {dist_dir.relpath / path}" for path in export.unchanged
+    ]
+    return BuiltPackage(EMPTY_DIGEST, (BuiltPackageArtifact(None, (*lines, summary)),))
 
 
 class OutputPathProblem(Exception):

@@ -1,11 +1,12 @@
-"""`./pants publish` for `ai_agent` targets: the packaged archive pushed by the OCI core's `push`
-command, blobs as they are (so the registry's manifest digest is the one `package` printed),
-skipping blobs the registry already has, to every tag in `image_tags`."""
+"""`./pants publish` for `ai_agent` targets: the image archive that `package` builds, pushed by
+the OCI core's `push` command, blobs as they are (so the registry's manifest digest is the one
+`package` printed), skipping blobs the registry already has, to every tag in `image_tags`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pants.core.goals.package import OutputPathField
 from pants.core.goals.publish import (
     PublishFieldSet,
     PublishOutputData,
@@ -13,13 +14,14 @@ from pants.core.goals.publish import (
     PublishProcesses,
     PublishRequest,
 )
-from pants.engine.fs import Digest, MergeDigests
 from pants.engine.process import InteractiveProcess
 from pants.engine.rules import Get, collect_rules, rule
 from pants.util.logging import LogLevel
 
+from ai_agent.agent_image import AgentImage, AgentImageRequest
 from ai_agent.base_images import RegistryAccess
 from ai_agent.builder import ImageBuilder
+from ai_agent.image import checked_output_path
 from ai_agent.target_types import AgentConfigSourceField, AgentImageTagsField, AgentRepositoryField
 
 
@@ -34,6 +36,7 @@ class PublishAgentFieldSet(PublishFieldSet):
 
     repository: AgentRepositoryField
     image_tags: AgentImageTagsField
+    output_path: OutputPathField
 
     def get_output_data(self) -> PublishOutputData:
         return PublishOutputData(
@@ -56,21 +59,17 @@ async def publish_agent(
                 )
             ]
         )
-    archives = [
-        artifact.relpath
-        for package in request.packages
-        for artifact in package.artifacts
-        if artifact.relpath and artifact.relpath.endswith(".tar")
-    ]
+    # The package in `request.packages` is in `dist/`, not in a digest (see `image.py`).
+    output_path = await checked_output_path(field_set.address, field_set.output_path)
+    image = await Get(AgentImage, AgentImageRequest(field_set.address, output_path))
     refs = [f"{repository}:{tag}" for tag in field_set.image_tags.value or ()]
-    inputs = await Get(Digest, MergeDigests(package.digest for package in request.packages))
     process = builder.process(
         "oci",
-        ["push", "--archive", archives[0]]
+        ["push", "--archive", image.archive.archive_path]
         + [arg for ref in refs for arg in ("--ref", ref)]
         + list(access.args),
         description=f"Pushing {field_set.address} to {repository}",
-        input_digest=inputs,
+        input_digest=image.digest,
         env=access.env,
         level=LogLevel.INFO,
     )

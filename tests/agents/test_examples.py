@@ -1,7 +1,7 @@
 """The example agents (`agents/router`, `agents/triage`) end to end through Pants: `package
 agents::` in a scratch repo, then each agent's CPU image loaded into dockerd, run read-only as its
 nonroot user and asked the known sentences; their layers (shared base and weights) and locks; a
-no-op rebuild (the same bytes; rebuilds elsewhere are `tests/reproducible`'s); `publish` to a real
+no-op rebuild (nothing written; rebuilds elsewhere are `tests/reproducible`'s); `publish` to a real
 registry (the manifest digest `package` printed, every blob skipped on a second push); and `run`
 until Ctrl-C, which must leave no container behind.
 
@@ -13,6 +13,7 @@ module, serves the tests.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -221,12 +222,44 @@ def test_image_runs_read_only_as_nonroot_and_answers_known_sentences(
 # reproducibility --------------------------------------------------------------------------------
 
 
-def test_packaging_again_without_a_change_rewrites_the_same_bytes(built: Built) -> None:
+def _dist_files(repo: ScratchRepo) -> Dict[str, Tuple[int, int]]:
+    """Every file in dist/ with its inode and mtime: what tells a rewrite from no write."""
+    dist = repo.root / "dist"
+    return {
+        str(path.relative_to(dist)): (path.stat().st_ino, path.stat().st_mtime_ns)
+        for path in sorted(dist.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_packaging_again_without_a_change_writes_nothing(built: Built) -> None:
+    before = _dist_files(built.repo)
     output = succeeded(built.repo.run("package", "agents::"))
-    again = PackagedOutputs.read(built.repo)
-    assert again == built.outputs
-    for metadata in again.metadata.values():
+    assert _dist_files(built.repo) == before
+    assert PackagedOutputs.read(built.repo) == built.outputs
+    assert "Wrote dist/" not in output
+    for metadata in built.outputs.metadata.values():
         assert _summary(metadata) in output
+        assert f"Unchanged dist/{metadata['archive']}" in output
+
+
+def test_archives_are_hardlinked_from_the_store_and_a_lost_file_alone_is_written(
+    built: Built,
+) -> None:
+    metadata = built.agent("router")
+    archive = built.archive(metadata)
+    # Pants' store holds the other link (where dist/ and the store share a filesystem, as here).
+    assert archive.stat().st_nlink >= 2
+    described = archive.with_name(archive.name + ".json")
+    before = _dist_files(built.repo)
+    described.unlink()
+    output = succeeded(built.repo.run("package", str(metadata["target"])))
+    assert f"Wrote dist/{metadata['archive']}.json" in output
+    assert f"Unchanged dist/{metadata['archive']}" in output
+    after = _dist_files(built.repo)
+    changed = {path for path in before if after[path] != before[path]}
+    assert changed == {f"{metadata['archive']}.json"}
+    assert json.loads(described.read_text()) == metadata
 
 
 # publish ----------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@
     push --archive ARCHIVE.tar --ref REGISTRY/REPOSITORY[:TAG] [--ref ...]
          [--insecure-registry HOST[:PORT] ...]
     compare --first DIR --second DIR
+    export --into DIR PATH [PATH ...]
 
 `lock-base` resolves a registry base's tag and writes its lock (the format is in `base.py`).
 `pull-blob` downloads one blob by digest; FILE appears only once the bytes matched the digest.
@@ -17,6 +18,9 @@ whose bytes differ, and where first: tar entry and header field, JSON field, or 
 config or layer of an image archive (`compare.py`).
 `push` pushes what an `image` archive holds, blobs as they are (so the digest is kept), skipping
 blobs the registry has, and prints per repository the bytes uploaded and skipped.
+`export` places each PATH (relative to the working directory) at the same relative path under
+DIR, whole or not at all and the last one last (`export.py`), and prints what it wrote and what
+was already there as {"written": [...], "unchanged": [...]}.
 All three read registry credentials from `$DOCKER_CONFIG/config.json` (else
 `~/.docker/config.json`) and reach loopback registries, and those given with --insecure-registry,
 over plain HTTP.
@@ -103,6 +107,7 @@ from .archive import ArchiveError, write_archive
 from .auth import CredentialError
 from .base import BaseLockError, lock_base
 from .compare import compare_directories
+from .export import ExportError, export_files
 from .image import (
     ConfigUpdate,
     Image,
@@ -494,6 +499,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     compare = commands.add_parser("compare", help="explain how two output directories differ")
     compare.add_argument("--first", type=Path, required=True)
     compare.add_argument("--second", type=Path, required=True)
+    export = commands.add_parser("export", help="place finished files in a directory, whole")
+    export.add_argument("--into", type=Path, required=True)
+    export.add_argument("paths", nargs="+", metavar="PATH", help="the last one is placed last")
     for registry_command in (lock, pull, push):
         registry_command.add_argument(
             "--insecure-registry",
@@ -516,6 +524,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         elif args.command == "compare":
             differences = compare_directories(args.first, args.second)
             print(json.dumps([difference.to_json() for difference in differences], indent=1))
+        elif args.command == "export":
+            exported = export_files(args.into, [(Path(path), path) for path in args.paths])
+            print(json.dumps({"written": exported.written, "unchanged": exported.unchanged}))
         else:
             run_pull_blob(
                 args.repository, args.digest, args.size, args.insecure_registry, args.output
@@ -530,6 +541,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         BaseLockError,
         RegistryError,
         CredentialError,
+        ExportError,
         OSError,
     ) as error:
         print(f"error: {error}", file=sys.stderr)
