@@ -15,14 +15,13 @@ Which processes executed is read from `--keep-sandboxes=always`, which logs
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
 from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
 
-from testkit.pants_output import builder_processes, executed_processes
+from testkit.pants_output import builder_processes, executed_processes, succeeded
 from testkit.pants_repo import AGENTS_SKELETON, ScratchRepo
 
 pytestmark = pytest.mark.integration
@@ -49,10 +48,6 @@ ai_agent(name="agent", entry_point="inc_agent", dependencies=[":src"], weights=[
 }
 
 
-def _ok(result: subprocess.CompletedProcess) -> None:
-    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-
-
 def _layers(repo: ScratchRepo) -> List[Dict[str, Any]]:
     metadata = json.loads((repo.root / METADATA).read_text())
     (image,) = metadata["images"]
@@ -62,7 +57,7 @@ def _layers(repo: ScratchRepo) -> List[Dict[str, Any]]:
 def test_code_edit_rebuilds_only_the_code_layer(tmp_path: Path) -> None:
     repo = ScratchRepo.create(tmp_path / "repo")
     repo.write(FILES)
-    _ok(repo.run("package", AGENT))
+    succeeded(repo.run("package", AGENT))
     first = _layers(repo)
     assert [layer["kind"] for layer in first] == ["base", "packages", "weights", "code", "config"]
 
@@ -73,7 +68,7 @@ def test_code_edit_rebuilds_only_the_code_layer(tmp_path: Path) -> None:
     sandboxes.mkdir()
     keep = ("--keep-sandboxes=always", f"--local-execution-root-dir={sandboxes}")
     edited = repo.run(*keep, "package", AGENT)
-    _ok(edited)
+    succeeded(edited)
     ran = builder_processes(edited)
     shown = f"executed: {executed_processes(edited)}"
     assert len(ran) == 2, shown
@@ -100,6 +95,6 @@ def test_code_edit_rebuilds_only_the_code_layer(tmp_path: Path) -> None:
     second_metadata = (repo.root / METADATA).read_text()
 
     unchanged = repo.run(*keep, "package", AGENT)
-    _ok(unchanged)
+    succeeded(unchanged)
     assert builder_processes(unchanged) == [], f"executed: {executed_processes(unchanged)}"
     assert (repo.root / METADATA).read_text() == second_metadata

@@ -32,6 +32,7 @@ import toml
 import ai_agent
 from ai_agent.cuda.table import DEFAULT_TABLE, known_versions
 from testkit.components import RunningRegistry
+from testkit.pants_output import succeeded
 from testkit.pants_repo import ScratchRepo
 
 pytestmark = pytest.mark.integration
@@ -95,10 +96,6 @@ __defaults__(
     }
 )
 """
-
-
-def _ok(result: subprocess.CompletedProcess) -> None:
-    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
 
 
 def _oci(*args: str) -> str:
@@ -194,7 +191,7 @@ def cuda_base(
 ) -> CudaBase:
     """`nvidia/cuda:12.4.1-runtime-ubuntu22.04`'s shape on the repo's Debian base, pushed to the
     local registry under that name."""
-    _ok(scratch.run("package", "base:bookworm-python"))
+    succeeded(scratch.run("package", "base:bookworm-python"))
     debian_archive = scratch.root / DEBIAN_ARCHIVE
     [debian] = json.loads(Path(f"{debian_archive}.json").read_text())["images"]
     workdir = tmp_path_factory.mktemp("cuda-base")
@@ -259,7 +256,7 @@ def test_cuda_agent_without_base_builds_on_the_overridden_table_entry(
     loaded_images: List[str],
 ) -> None:
     reference = cuda_base.reference
-    _ok(scratch.run("generate-lockfiles", "--resolve=cuda"))
+    succeeded(scratch.run("generate-lockfiles", "--resolve=cuda"))
     lock_text = (scratch.root / CUDA_LOCK).read_text()
     lock = json.loads(lock_text)
     assert lock["image"] == reference
@@ -270,7 +267,7 @@ def test_cuda_agent_without_base_builds_on_the_overridden_table_entry(
 
     scratch.write(_agent_files("gpu", 'name="gpu", accelerator="cuda12.4"'))
     result = scratch.run("package", "agents/gpu:gpu")
-    _ok(result)
+    succeeded(result)
 
     metadata = json.loads((scratch.root / f"{GPU_ARCHIVE}.json").read_text())
     assert metadata["accelerator"] == "cuda12.4"
@@ -351,7 +348,7 @@ def test_cuda_agent_whose_wheels_carry_cuda_builds_on_the_default_python_base(
         result = scratch.run(
             "--ai-agents-default-base=//base:bookworm-python", "package", "agents/wheelcuda:"
         )
-        _ok(result)
+        succeeded(result)
         archive = scratch.root / "dist/agents.wheelcuda/wheelcuda.tar"
         metadata = json.loads(Path(f"{archive}.json").read_text())
         [image] = metadata["images"]

@@ -7,12 +7,12 @@ byte for byte the one a single-platform build gives. Needs deb.debian.org (the a
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any, Dict
 
 import pytest
 
+from testkit.pants_output import succeeded
 from testkit.pants_repo import AGENTS_SKELETON, ScratchRepo
 
 pytestmark = pytest.mark.integration
@@ -33,20 +33,16 @@ FILES = {
 METADATA = "dist/agents.two/agent.tar.json"
 
 
-def _ok(result: subprocess.CompletedProcess) -> None:
-    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-
-
 def _package(repo: ScratchRepo, platforms: str) -> Dict[str, Any]:
     repo.write({"agents/two/BUILD": AGENT_BUILD.format(platforms=platforms)})
-    _ok(repo.run("package", "agents/two:agent"))
+    succeeded(repo.run("package", "agents/two:agent"))
     return dict(json.loads((repo.root / METADATA).read_text()))
 
 
 def test_two_platforms_give_an_index_of_per_platform_images(tmp_path: Path) -> None:
     repo = ScratchRepo.create(tmp_path / "repo")
     repo.write(FILES)
-    _ok(repo.run("generate-lockfiles", "--resolve=bookworm-python"))
+    succeeded(repo.run("generate-lockfiles", "--resolve=bookworm-python"))
 
     both = _package(repo, ', platforms=["linux/amd64", "linux/arm64"]')
     assert both["mediaType"] == "application/vnd.oci.image.index.v1+json"

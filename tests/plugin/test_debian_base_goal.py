@@ -8,11 +8,11 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from testkit.pants_output import succeeded
 from testkit.pants_repo import ScratchRepo
 
 pytestmark = pytest.mark.integration
@@ -20,10 +20,6 @@ pytestmark = pytest.mark.integration
 BUILD = 'debian_base(name="py")\n'
 LOCK = "lockfiles/debian-py.lock.json"
 ARCHIVE = "dist/base/py.tar"
-
-
-def _ok(result: subprocess.CompletedProcess) -> None:
-    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
 
 
 def _sha256(path: Path) -> str:
@@ -35,17 +31,17 @@ def test_locked_base_packages_identically_in_two_repos_and_runs(
 ) -> None:
     first = ScratchRepo.create(tmp_path / "first")
     first.write({"base/BUILD": BUILD})
-    _ok(first.run("generate-lockfiles", "--resolve=py"))
+    succeeded(first.run("generate-lockfiles", "--resolve=py"))
     lock = json.loads((first.root / LOCK).read_text())
     assert lock["request"]["packages"][0] == "ca-certificates"
     names = {package["name"] for package in lock["packages"]["amd64"]}
     assert {"python3.11-minimal", "libc6", "ca-certificates"} <= names
-    _ok(first.run("package", "base:py"))
+    succeeded(first.run("package", "base:py"))
 
     second = ScratchRepo.create(tmp_path / "elsewhere" / "deeper" / "second")
     second.write({"base/BUILD": BUILD})
     shutil.copy(first.root / LOCK, second.root / LOCK)
-    _ok(
+    succeeded(
         second.run(
             "--no-local-cache",
             "package",

@@ -18,6 +18,7 @@ from ai_agent.oci.layer import Compression, Entry, LayerOptions, expand_tree, wr
 from ai_agent.oci.registry import BlobData, RegistryClient, Repository
 from ai_agent.oci.types import OCI_MANIFEST, Platform, digest_hex
 from testkit.components import RunningRegistry
+from testkit.pants_output import succeeded
 from testkit.pants_repo import ScratchRepo
 
 pytestmark = pytest.mark.integration
@@ -79,10 +80,6 @@ def _build_file(pushed: PushedBase, platforms: str = '["linux/amd64"]') -> str:
     )
 
 
-def _ok(result: subprocess.CompletedProcess) -> None:
-    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-
-
 def _failed(result: subprocess.CompletedProcess) -> str:
     assert result.returncode != 0, f"expected a failure; stdout:\n{result.stdout}"
     return result.stderr
@@ -105,7 +102,7 @@ def test_locks_packages_runs_and_refuses_unpinned_stale_and_tampered_bases(
     manifest = {"mediaType": OCI_MANIFEST, "digest": image.digest, "size": image.descriptor.size}
     scratch_repo.write({"base/BUILD": _build_file(pushed_base)})
 
-    _ok(scratch_repo.run("generate-lockfiles", f"--resolve={NAME}"))
+    succeeded(scratch_repo.run("generate-lockfiles", f"--resolve={NAME}"))
     lock_text = (scratch_repo.root / LOCK).read_text()
     assert json.loads(lock_text) == {
         "lockVersion": 1,
@@ -121,7 +118,7 @@ def test_locks_packages_runs_and_refuses_unpinned_stale_and_tampered_bases(
     }
     assert lock_text.endswith("}\n")
 
-    _ok(scratch_repo.run("package", f"base:{NAME}"))
+    succeeded(scratch_repo.run("package", f"base:{NAME}"))
     metadata = json.loads((scratch_repo.root / f"{ARCHIVE}.json").read_text())
     [built] = metadata["images"]
     # Carried byte for byte: the same gzip blob, never recompressed.

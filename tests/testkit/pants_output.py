@@ -14,8 +14,8 @@ from typing import Any, Dict, List, Mapping
 from testkit.pants_repo import ScratchRepo
 
 # Descriptions of the plugin's build processes (layers.py, image.py, base_images.py); other
-# processes (interpreter discovery, which Pants re-runs in every session, and dependency
-# inference of an edited file) build nothing of the image.
+# processes (interpreter discovery and placing images in dist/, which run in every session, and
+# dependency inference of an edited file) build nothing of the image.
 BUILDER_PROCESSES = (
     "Writing the ",
     "Installing ",
