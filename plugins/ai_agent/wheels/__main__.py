@@ -20,8 +20,7 @@ build process per wheel caches each wheel by its hash, locally and remotely).
 prints the layers, in image order: a wheel that unpacks to more than the threshold alone, by
 project; then the shared layer with the rest:
 
-    {"prefix": "opt/agent", "thresholdBytes": N,
-     "layers": [{"name": "site-packages-torch", "kind": "big" | "small",
+    {"layers": [{"name": "site-packages-torch", "kind": "big" | "small",
                  "wheels": [{"wheel": FILE, "sha256": …, "project": …, "version": …,
                              "unpackedSize": N, "skip": [PATH, …], "notes": […]}]}, …]}
 

@@ -45,11 +45,7 @@ def run_group(args: argparse.Namespace) -> Dict[str, Any]:
     """The layers of `--wheel`s, as `layer` commands are to write them."""
     wheels = [LockedWheel.parse(argument) for argument in args.wheel]
     layers = plan_layers(wheels, _layout(args), args.threshold_mib * MIB)
-    return {
-        "prefix": args.prefix,
-        "thresholdBytes": args.threshold_mib * MIB,
-        "layers": [layer.to_json() for layer in layers],
-    }
+    return {"layers": [layer.to_json() for layer in layers]}
 
 
 def run_layer(args: argparse.Namespace) -> Dict[str, Any]:
