@@ -69,7 +69,7 @@ from pants.util.docutil import bin_name
 from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
-from ai_agent.builder import BuildStep, BuildStepOutput, ImageBuilder
+from ai_agent.builder import BuildStep, BuildStepOutput, ImageBuilder, NetworkLimitArgs
 from ai_agent.debian.lock import LockRequest
 from ai_agent.image import (
     BaseImage,
@@ -148,7 +148,7 @@ class RegistryBaseRequest:
 @dataclass(frozen=True)
 class RegistryAccess:
     """What every registry process gets: the Docker config's directory (a path, never its
-    content) and the registries it may reach over plain HTTP."""
+    content), the registries it may reach over plain HTTP and the network limits."""
 
     env: FrozenDict[str, str]
     args: Tuple[str, ...]
@@ -180,7 +180,7 @@ def _missing_lock(target: Target, lock_path: str) -> BaseLockProblem:
 
 
 @rule
-async def registry_access(subsystem: AiAgentSubsystem) -> RegistryAccess:
+async def registry_access(subsystem: AiAgentSubsystem, limits: NetworkLimitArgs) -> RegistryAccess:
     environment = await Get(EnvironmentVars, EnvironmentVarsRequest(["DOCKER_CONFIG", "HOME"]))
     docker_config = subsystem.docker_config or environment.get("DOCKER_CONFIG")
     if not docker_config and environment.get("HOME"):
@@ -189,9 +189,8 @@ async def registry_access(subsystem: AiAgentSubsystem) -> RegistryAccess:
     if docker_config:
         env["DOCKER_CONFIG"] = docker_config
     insecure = subsystem.insecure_registries
-    return RegistryAccess(
-        FrozenDict(env), tuple(arg for host in insecure for arg in ("--insecure-registry", host))
-    )
+    args = tuple(arg for host in insecure for arg in ("--insecure-registry", host))
+    return RegistryAccess(FrozenDict(env), args + limits.registries)
 
 
 # Lock generation ---------------------------------------------------------------------------------
@@ -298,7 +297,10 @@ def base_image_lockfile_requests(
 
 @rule(desc="Generating a Debian package lock", level=LogLevel.DEBUG)
 async def generate_debian_lockfile(
-    request: GenerateDebianLockfile, builder: ImageBuilder, subsystem: AiAgentSubsystem
+    request: GenerateDebianLockfile,
+    builder: ImageBuilder,
+    subsystem: AiAgentSubsystem,
+    limits: NetworkLimitArgs,
 ) -> GenerateLockfileResult:
     lock_request = json.loads(request.request_json)
     argv = ["lock", "--suite", lock_request["suite"], "--variant", lock_request["variant"]]
@@ -307,7 +309,7 @@ async def generate_debian_lockfile(
     argv += [arg for package in lock_request["excludes"] for arg in ("--exclude", package)]
     process = builder.process(
         "debian",
-        [*argv, *_mirror_args(subsystem), "--output", request.lockfile_dest],
+        [*argv, *_mirror_args(subsystem), *limits.downloads, "--output", request.lockfile_dest],
         description=f"Locking Debian packages for `{request.resolve_name}`",
         output_files=(request.lockfile_dest,),
         # gpgv checks the indexes' signatures; it is found on the PATH.
@@ -380,7 +382,10 @@ def _debian_architecture(target: Target, platform: Optional[str]) -> Optional[st
 
 @rule(desc="Building a Debian base", level=LogLevel.DEBUG)
 async def build_debian_base(
-    request: DebianBaseRequest, builder: ImageBuilder, subsystem: AiAgentSubsystem
+    request: DebianBaseRequest,
+    builder: ImageBuilder,
+    subsystem: AiAgentSubsystem,
+    limits: NetworkLimitArgs,
 ) -> BaseImage:
     target = request.target
     owner = str(target.address)
@@ -409,7 +414,7 @@ async def build_debian_base(
             "debian",
             ["fetch", "--lock", lock_path, "--arch", request.architecture]
             + ["--output-dir", "debs", *_mirror_args(subsystem)]
-            + ["--refresh-command", _refresh_command(resolve_name)],
+            + ["--refresh-command", _refresh_command(resolve_name), *limits.downloads],
             description=f"Fetching the Debian packages of {owner} ({request.architecture})",
             input_digest=lock_snapshot.digest,
             output_directories=("debs",),

@@ -32,7 +32,9 @@ from pants.engine.process import FallibleProcessResult, Process, ProcessCacheSco
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.logging import LogLevel
 
-from ai_agent.subsystem import ImageBuilderLibraries
+from ai_agent.debian.download import DOWNLOAD_LIMITS
+from ai_agent.oci.registry import REGISTRY_LIMITS
+from ai_agent.subsystem import AiAgentSubsystem, ImageBuilderLibraries
 
 # Where the cores' sources and libraries are mounted inside each sandbox (read-only, shared
 # between processes).
@@ -94,6 +96,25 @@ class ImageBuilder:
             cache_scope=cache_scope,
             remote_cache_speculation_delay_millis=_REMOTE_CACHE_SPECULATION_DELAY_MILLIS,
         )
+
+
+@dataclass(frozen=True)
+class NetworkLimitArgs:
+    """The `[ai-agents]` network options as flags of the steps that download (Debian indexes and
+    .debs, wheels) and of those that reach registries: only the limits that differ from the
+    step's own defaults, so that default options leave every command line, and with it every
+    cache key, as it was."""
+
+    downloads: Tuple[str, ...]
+    registries: Tuple[str, ...]
+
+
+@rule
+def network_limit_args(subsystem: AiAgentSubsystem) -> NetworkLimitArgs:
+    return NetworkLimitArgs(
+        downloads=subsystem.network_limits(DOWNLOAD_LIMITS).args(DOWNLOAD_LIMITS),
+        registries=subsystem.network_limits(REGISTRY_LIMITS).args(REGISTRY_LIMITS),
+    )
 
 
 class BuildStepFailed(Exception):

@@ -33,7 +33,7 @@ from pants.engine.fs import (
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.logging import LogLevel
 
-from ai_agent.builder import BuildStep, BuildStepOutput, ImageBuilder
+from ai_agent.builder import BuildStep, BuildStepOutput, ImageBuilder, NetworkLimitArgs
 from ai_agent.oci.types import canonical_json
 from ai_agent.subsystem import AiAgentSubsystem
 
@@ -203,7 +203,10 @@ class ThirdPartyLayersRequest:
 
 @rule(desc="Building the third-party layers", level=LogLevel.DEBUG)
 async def third_party_layers(
-    third_party: ThirdPartyLayersRequest, builder: ImageBuilder, subsystem: AiAgentSubsystem
+    third_party: ThirdPartyLayersRequest,
+    builder: ImageBuilder,
+    subsystem: AiAgentSubsystem,
+    limits: NetworkLimitArgs,
 ) -> BuiltLayers:
     """Fetch each wheel, group them into layers (`wheels group`), then write every layer in a
     step of its own (`wheels layer`), all at once. A big wheel's step sees that wheel only, so
@@ -215,7 +218,7 @@ async def third_party_layers(
             builder.process(
                 "wheels",
                 ["fetch", "--url", wheel["url"], "--sha256", wheel["sha256"]]
-                + ["--output", f"wheels/{wheel['filename']}"],
+                + ["--output", f"wheels/{wheel['filename']}", *limits.downloads],
                 description=f"Fetching {wheel['filename']}",
                 output_files=(f"wheels/{wheel['filename']}",),
             ),

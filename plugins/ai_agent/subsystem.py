@@ -2,15 +2,38 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from pants.backend.python.subsystems.python_tool_base import (
     LockfileRules,
     PythonToolRequirementsBase,
 )
-from pants.option.option_types import DictOption, IntOption, StrListOption, StrOption
+from pants.option.option_types import (
+    DictOption,
+    FloatOption,
+    IntOption,
+    StrListOption,
+    StrOption,
+)
 from pants.option.subsystem import Subsystem
 from pants.util.strutil import softwrap
 
+from ai_agent.debian.download import DOWNLOAD_LIMITS
+from ai_agent.oci.connection import InvalidNetworkLimit, NetworkLimits
+from ai_agent.oci.registry import REGISTRY_LIMITS
+
 DEFAULT_SOURCE_DATE_EPOCH = 946684800  # 2000-01-01T00:00:00Z: zip and wheel tools reject < 1980.
+# Downloads and registry operations share these defaults; only their attempts differ.
+_LIMITS = NetworkLimits()
+# Said in each network option's help: the values reach the steps' command lines.
+_SHARED_CACHE_NOTE = (
+    "A value other than the default is passed to the build steps' command lines, and so is part"
+    " of their cache keys: machines that share a remote cache should use the same values."
+)
+
+
+class InvalidNetworkOption(Exception):
+    """A network option of `[ai-agents]` is not a positive number (attempts: at least 1)."""
 
 
 class AiAgentSubsystem(Subsystem):
@@ -103,6 +126,69 @@ class AiAgentSubsystem(Subsystem):
             """
         ),
     )
+    network_connect_timeout = FloatOption(
+        default=_LIMITS.connect_s,
+        help=softwrap(
+            f"""
+            Seconds a download (Debian indexes and packages, wheels) or a registry request
+            (`oci_base` locks and pulls, `publish` pushes) may take to connect before the try
+            fails with "cannot connect". {_SHARED_CACHE_NOTE}
+            """
+        ),
+    )
+    network_read_timeout = FloatOption(
+        default=_LIMITS.read_s,
+        help=softwrap(
+            f"""
+            Seconds a download or registry request may wait, once connected, for the answer and
+            then for each next piece of data before the try fails with "connected, but no
+            answer" (or "no data"). A transfer that keeps receiving is never cut.
+            {_SHARED_CACHE_NOTE}
+            """
+        ),
+    )
+    network_attempts = IntOption(
+        default=None,
+        help=softwrap(
+            f"""
+            How many times a download or registry operation is tried when it fails with a
+            timeout, a lost connection or a 5xx answer; each retry is printed in the step's log.
+            Default: {DOWNLOAD_LIMITS.attempts} for downloads, {REGISTRY_LIMITS.attempts} for
+            registry operations. {_SHARED_CACHE_NOTE}
+            """
+        ),
+    )
+    network_total_timeout = FloatOption(
+        default=_LIMITS.total_s,
+        help=softwrap(
+            f"""
+            Seconds after a download's or registry operation's first try when no retry starts
+            any more. A try under way is bounded by `network_connect_timeout` and
+            `network_read_timeout` instead, so the longest wait for a server that accepts and
+            never answers is about this plus `network_read_timeout`. {_SHARED_CACHE_NOTE}
+            """
+        ),
+    )
+
+    def network_limits(self, default: NetworkLimits) -> NetworkLimits:
+        """`default` (a step's own limits) with the network options that are set."""
+        options = {
+            "connect_s": "network_connect_timeout",
+            "read_s": "network_read_timeout",
+            "attempts": "network_attempts",
+            "total_s": "network_total_timeout",
+        }
+        values = {field: getattr(self, option) for field, option in options.items()}
+        try:
+            return dataclasses.replace(
+                default, **{field: value for field, value in values.items() if value is not None}
+            )
+        except InvalidNetworkLimit as error:
+            option = options[error.field]
+            raise InvalidNetworkOption(
+                f"[{self.options_scope}].{option}: {error}; set it in pants.toml or with"
+                f" --{self.options_scope}-{option.replace('_', '-')}"
+            ) from None
 
 
 class AgentRunner(PythonToolRequirementsBase):

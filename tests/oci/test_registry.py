@@ -30,6 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from ai_agent.oci.auth import AnonymousKeychain, Credentials, StaticKeychain
+from ai_agent.oci.connection import NetworkLimits
 from ai_agent.oci.registry import (
     AuthenticationError,
     BlobData,
@@ -41,7 +42,6 @@ from ai_agent.oci.registry import (
     RegistryClient,
     RegistryUnavailable,
     Repository,
-    RetryPolicy,
     TLSVerificationError,
 )
 from ai_agent.oci.types import (
@@ -57,7 +57,7 @@ from testkit.components import RunningRegistry, require_binary, start_registry
 
 pytestmark = pytest.mark.integration
 
-FAST_RETRIES = RetryPolicy(attempts=5, initial_delay_s=0.01)
+FAST_RETRY = 0.01  # seconds before the first retry
 LINUX_AMD64 = Platform("linux", "amd64")
 
 
@@ -156,7 +156,7 @@ def _content(data: BlobData) -> bytes:
 
 @pytest.fixture
 def client() -> Iterator[RegistryClient]:
-    with RegistryClient(AnonymousKeychain(), retry=FAST_RETRIES) as client:
+    with RegistryClient(AnonymousKeychain(), first_retry_delay_s=FAST_RETRY) as client:
         yield client
 
 
@@ -391,7 +391,7 @@ def test_push_survives_5xx_and_dropped_connections(registry: RunningRegistry) ->
     image = small_image()
     with FaultyProxy(registry.address, first_four_fail) as proxy:
         repository = Repository(proxy.address, unique_repository(registry, "faults").name)
-        with RegistryClient(AnonymousKeychain(), retry=FAST_RETRIES) as client:
+        with RegistryClient(AnonymousKeychain(), first_retry_delay_s=FAST_RETRY) as client:
             stats = client.push(repository, image.manifest, image.blobs, tags=["v1"])
             pull_everything(client, Reference(repository, tag="v1"), image)
     assert proxy.faults == 4
@@ -403,9 +403,13 @@ def test_retries_are_bounded(registry: RunningRegistry) -> None:
     image = small_image()
     with FaultyProxy(registry.address, lambda number, method, path: "503") as proxy:
         repository = Repository(proxy.address, "test/always-failing")
-        policy = RetryPolicy(attempts=3, initial_delay_s=0.01)
-        with RegistryClient(AnonymousKeychain(), retry=policy, jobs=1) as client:
-            with pytest.raises(RegistryUnavailable, match="failed 3 times.*HTTP 503"):
+        limits = NetworkLimits(attempts=3)
+        with RegistryClient(
+            AnonymousKeychain(), limits=limits, first_retry_delay_s=FAST_RETRY, jobs=1
+        ) as client:
+            with pytest.raises(
+                RegistryUnavailable, match=r"gave up after 3 attempt\(s\).*HTTP 503"
+            ):
                 client.push(repository, image.manifest, image.blobs)
     assert len(proxy.requests) == 3
 
@@ -425,7 +429,7 @@ def test_an_interrupted_chunked_upload_restarts_in_a_fresh_session(
     with FaultyProxy(registry.address, drop_second_patch) as proxy:
         repository = Repository(proxy.address, unique_repository(registry, "restart").name)
         with RegistryClient(
-            AnonymousKeychain(), retry=FAST_RETRIES, chunk_size=4096, jobs=1
+            AnonymousKeychain(), first_retry_delay_s=FAST_RETRY, chunk_size=4096, jobs=1
         ) as client:
             stats = client.push(repository, image.manifest, image.blobs, tags=["v1"])
             pull_everything(client, Reference(repository, tag="v1"), image)
@@ -483,7 +487,8 @@ def test_basic_auth_with_credentials_from_the_docker_config(
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
     image = small_image()
     repository = unique_repository(htpasswd_registry, "basic")
-    with RegistryClient(retry=FAST_RETRIES) as client:  # the default keychain: $DOCKER_CONFIG
+    # The default keychain: $DOCKER_CONFIG.
+    with RegistryClient(first_retry_delay_s=FAST_RETRY) as client:
         stats = client.push(repository, image.manifest, image.blobs, tags=["v1"])
         pull_everything(client, Reference(repository, tag="v1"), image)
     assert stats.uploaded_bytes == image.blob_bytes
@@ -499,7 +504,7 @@ def test_basic_auth_refusals_name_the_registry_and_never_the_secret(
         else StaticKeychain({htpasswd_registry.address: Credentials(USER, password)})
     )
     image = small_image()
-    with RegistryClient(keychain, retry=FAST_RETRIES) as client:
+    with RegistryClient(keychain, first_retry_delay_s=FAST_RETRY) as client:
         with pytest.raises(AuthenticationError) as error:
             client.push(
                 unique_repository(htpasswd_registry, "refused"), image.manifest, image.blobs
@@ -647,7 +652,7 @@ def test_bearer_tokens_for_push_pull_and_mount(
     image = small_image()
     source = unique_repository(registry, "bearer-source")
     keychain = StaticKeychain({registry.address: Credentials(USER, PASSWORD)})
-    with RegistryClient(keychain, retry=FAST_RETRIES) as client:
+    with RegistryClient(keychain, first_retry_delay_s=FAST_RETRY) as client:
         pushed = client.push(source, image.manifest, image.blobs, tags=["v1"])
         target = unique_repository(registry, "bearer-target")
         mounted = client.push(target, image.manifest, image.blobs, tags=["v1"], mount_from=source)
@@ -658,7 +663,7 @@ def test_bearer_tokens_for_push_pull_and_mount(
     mount_scopes = [f"repository:{source.name}:pull", f"repository:{target.name}:pull,push"]
     assert any(p["scope"] == mount_scopes for p in authenticated)
 
-    with RegistryClient(AnonymousKeychain(), retry=FAST_RETRIES) as anonymous:
+    with RegistryClient(AnonymousKeychain(), first_retry_delay_s=FAST_RETRY) as anonymous:
         pull_everything(anonymous, Reference(target, tag="v1"), image)
         with pytest.raises(AuthenticationError, match=registry.address):
             anonymous.push(
@@ -673,7 +678,7 @@ def test_bearer_tokens_from_an_identity_token(
     monkeypatch.setenv("SSL_CERT_FILE", str(token_server.certificate))
     image = small_image()
     keychain = StaticKeychain({registry.address: Credentials(identity_token=REFRESH_TOKEN)})
-    with RegistryClient(keychain, retry=FAST_RETRIES) as client:
+    with RegistryClient(keychain, first_retry_delay_s=FAST_RETRY) as client:
         stats = client.push(unique_repository(registry, "refresh"), image.manifest, image.blobs)
     assert stats.uploaded_bytes == image.blob_bytes
     method, form, _ = token_server.requests[-1]
@@ -684,6 +689,7 @@ def test_an_untrusted_token_server_certificate_is_named(
     token_auth: Tuple[RunningRegistry, TokenServer],
 ) -> None:
     registry, token_server = token_auth
-    with RegistryClient(AnonymousKeychain(), retry=FAST_RETRIES) as client:  # system CAs only
+    # The system CAs only.
+    with RegistryClient(AnonymousKeychain(), first_retry_delay_s=FAST_RETRY) as client:
         with pytest.raises(TLSVerificationError, match="localhost:.*SSL_CERT_FILE"):
             client.get_manifest(Reference(unique_repository(registry, "untrusted")))

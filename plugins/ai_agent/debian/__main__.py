@@ -3,9 +3,9 @@
 
     lock  --suite bookworm --arch amd64 [--arch arm64] [--package NAME ...] [--exclude NAME ...]
           [--variant minimal|shell] [--mirror ARCHIVE=URL ...] [--keyring FILE]
-          [--no-check-valid-until] --output lock.json
+          [--no-check-valid-until] [LIMITS] --output lock.json
     fetch --lock lock.json [--arch amd64] --output-dir DEBS [--mirror ARCHIVE=URL ...]
-          [--refresh-command CMD]
+          [--refresh-command CMD] [LIMITS]
     layer --lock lock.json [--arch amd64] --debs DEBS --output-dir OUT
           [--compression none|gzip] [--gzip-level 1..9] [--source-date-epoch N]
           [--bytecode auto|yes|no]
@@ -16,6 +16,8 @@ archive's mirrors in the order given (`--mirror debian=URL --mirror debian-secur
 one for an archive replaces its default, deb.debian.org); `lock` reads the first mirror of each.
 `layer` writes OUT/layer.tar (or layer.tar.gz) and OUT/descriptor.json, the same descriptor the
 `oci layer` command writes. `--arch` may be left out when the lock covers one architecture.
+LIMITS bound each download (`oci/connection.py`; `--help` gives the defaults): [--connect-timeout
+SECONDS] [--read-timeout SECONDS] [--attempts N] [--total-timeout SECONDS].
 
 On a bad input the exit status is 2 and stderr has one `error: ...` line naming the problem.
 """
@@ -31,9 +33,11 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from ..oci.connection import add_limit_arguments, limits_from
 from ..oci.layer import DEFAULT_MTIME, Compression, LayerError, LayerOptions
 from .base import write_base_layer
 from .deb import DebError
+from .download import DOWNLOAD_LIMITS
 from .fetch import FetchError, fetch_debs
 from .index import DEBIAN_ARCHIVE_KEYRING, DEFAULT_MIRRORS, ArchiveIndexError
 from .ldcache import LdCacheError
@@ -123,6 +127,7 @@ def run_lock(args: argparse.Namespace) -> None:
         {archive: urls[0] for archive, urls in mirrors.items()},
         args.keyring,
         check_valid_until=args.check_valid_until,
+        limits=limits_from(args),
     )
     _write_atomically(args.output, lock.dumps())
     for architecture, packages in lock.packages.items():
@@ -135,7 +140,11 @@ def run_fetch(args: argparse.Namespace) -> None:
     architecture = _architecture(lock, args.arch)
     command = args.refresh_command or refresh_command(lock.request, args.lock)
     fetch_debs(
-        lock.packages_for(architecture), parse_mirrors(args.mirror), args.output_dir, command
+        lock.packages_for(architecture),
+        parse_mirrors(args.mirror),
+        args.output_dir,
+        command,
+        limits_from(args),
     )
 
 
@@ -183,6 +192,7 @@ def _parser() -> argparse.ArgumentParser:
         help="accept expired indexes (snapshot mirrors serve them on purpose)",
     )
     lock.add_argument("--output", type=Path, required=True)
+    add_limit_arguments(lock, DOWNLOAD_LIMITS)
 
     fetch = commands.add_parser("fetch", help="download the pinned .debs")
     fetch.add_argument("--lock", type=Path, required=True)
@@ -192,6 +202,7 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument(
         "--refresh-command", help="how users regenerate the lock (named when a .deb is gone)"
     )
+    add_limit_arguments(fetch, DOWNLOAD_LIMITS)
 
     layer = commands.add_parser("layer", help="write the base layer and its descriptor.json")
     layer.add_argument("--lock", type=Path, required=True)

@@ -2,11 +2,11 @@
 ones (.debs, wheels).
 
 urllib honours `http_proxy`/`https_proxy` and the system CA bundle, which is all a mirror needs.
-Timeouts say what happened: no connection within `Timeouts.connect_s`, or a connection over
-which nothing arrived for `Timeouts.read_s` (no answer, or a transfer that stalled). Those, lost
-connections and 5xx answers are retried, each retry said on stderr (the build step's log), until
-`Timeouts.attempts` or `Timeouts.total_s` runs out; 404/410 are final (`NotFound`): a mirror that
-lacks a file will not grow it on the second try.
+Timeouts say what happened: no connection within `NetworkLimits.connect_s`, or a connection
+over which nothing arrived for `NetworkLimits.read_s` (no answer, or a transfer that stalled).
+Those, lost connections and 5xx answers are retried, each retry said on stderr (the build step's
+log), until `NetworkLimits.attempts` or `.total_s` runs out; 404/410 are final (`NotFound`): a
+mirror that lacks a file will not grow it on the second try.
 """
 
 from __future__ import annotations
@@ -21,32 +21,20 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Dict, Iterator, Optional, Tuple, Type, TypeVar
 
-from ..oci.connection import TimedHTTPConnection, TimedHTTPSConnection
+from ..oci.connection import NetworkLimits, TimedHTTPConnection, TimedHTTPSConnection
 
 # Streamed downloads are read in chunks of this size.
 CHUNK_SIZE = 1 << 20
 FIRST_RETRY_DELAY_S = 1.0
 USER_AGENT = "ai-agent-debian/1"
+# The limits of the command lines that download (`debian lock|fetch`, `wheels fetch`).
+DOWNLOAD_LIMITS = NetworkLimits(attempts=3)
 
 T = TypeVar("T")
 C = TypeVar("C", TimedHTTPConnection, TimedHTTPSConnection)
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    """How long a download may take: to connect, between two arrivals of data, in all."""
-
-    connect_s: float = 15.0
-    read_s: float = 60.0
-    attempts: int = 3
-    total_s: float = 600.0
-
-
-DEFAULT_TIMEOUTS = Timeouts()
 
 
 class DownloadError(Exception):
@@ -68,13 +56,13 @@ class _Transient(DownloadError):
     """A failure that another attempt may not meet: no connection, no data, a 5xx answer."""
 
 
-def _opener(timeouts: Timeouts, state: Dict[str, bool]) -> urllib.request.OpenerDirector:
+def _opener(limits: NetworkLimits, state: Dict[str, bool]) -> urllib.request.OpenerDirector:
     """urllib with a connect timeout apart from the read timeout, noting in `state` whether
     the connection (TCP, and TLS for https) was made."""
 
     def timed(base: Type[C]) -> Type[C]:
         class Timed(base):  # type: ignore[valid-type,misc]
-            connect_timeout, read_timeout = timeouts.connect_s, timeouts.read_s
+            connect_timeout, read_timeout = limits.connect_s, limits.read_s
 
             def connect(self) -> None:
                 super().connect()
@@ -103,38 +91,35 @@ def _timed_out(error: BaseException) -> bool:
     return isinstance(reason, (socket.timeout, TimeoutError))
 
 
-def _with_retries(url: str, timeouts: Timeouts, attempt: Callable[[], T]) -> T:
+def _with_retries(url: str, limits: NetworkLimits, attempt: Callable[[], T]) -> T:
     """`attempt()` until it does not fail transiently, saying each retry on stderr, within
-    `timeouts.attempts` and `timeouts.total_s`."""
+    `limits.attempts` and `limits.total_s`."""
     started = time.monotonic()
-    delay = FIRST_RETRY_DELAY_S
-    for number in range(1, timeouts.attempts + 1):
+    for number in range(1, limits.attempts + 1):
         try:
             return attempt()
         except _Transient as error:
             reason = str(error)[len(url) + 2 :]
             elapsed = time.monotonic() - started
-            if number == timeouts.attempts or elapsed + delay >= timeouts.total_s:
-                raise DownloadError(
-                    url, f"{reason} (gave up after {number} attempt(s) in {elapsed:.0f} s)"
-                ) from None
+            delay = limits.retry_delay(number, elapsed, FIRST_RETRY_DELAY_S)
+            if delay is None:
+                raise DownloadError(url, f"{reason} ({limits.given_up(number, elapsed)})") from None
             print(
-                f"retrying {url} in {delay:.0f} s (attempt {number + 1} of"
-                f" {timeouts.attempts}): {reason}",
+                f"retrying {url} in {delay:g} s (attempt {number + 1} of"
+                f" {limits.attempts}): {reason}",
                 file=sys.stderr,
                 flush=True,
             )
             time.sleep(delay)
-            delay *= 2
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-def _open(url: str, timeouts: Timeouts) -> http.client.HTTPResponse:
+def _open(url: str, limits: NetworkLimits) -> http.client.HTTPResponse:
     """One attempt at a response for `url`."""
     state = {"connected": False}
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     try:
-        return _opener(timeouts, state).open(request)
+        return _opener(limits, state).open(request)
     except urllib.error.HTTPError as error:
         if error.code in (404, 410):
             raise NotFound(url, f"HTTP {error.code} {error.reason}") from None
@@ -145,9 +130,9 @@ def _open(url: str, timeouts: Timeouts) -> http.client.HTTPResponse:
         if _timed_out(error):
             raise _Transient(
                 url,
-                f"connected, but no answer within {timeouts.read_s:.0f} s"
+                f"connected, but no answer within {limits.read_s:g} s"
                 if state["connected"]
-                else f"cannot connect within {timeouts.connect_s:.0f} s",
+                else f"cannot connect within {limits.connect_s:g} s",
             ) from None
         reason = getattr(error, "reason", error)
         where = "connection lost" if state["connected"] else "cannot connect"
@@ -155,32 +140,32 @@ def _open(url: str, timeouts: Timeouts) -> http.client.HTTPResponse:
 
 
 @contextlib.contextmanager
-def open_url(url: str, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> Iterator[BinaryIO]:
+def open_url(url: str, limits: NetworkLimits = DOWNLOAD_LIMITS) -> Iterator[BinaryIO]:
     """A readable response for `url`, after retrying transient failures."""
-    response = _with_retries(url, timeouts, lambda: _open(url, timeouts))
+    response = _with_retries(url, limits, lambda: _open(url, limits))
     with response:
         yield response
 
 
-def _read_failed(url: str, error: OSError, timeouts: Timeouts, received: int) -> _Transient:
+def _read_failed(url: str, error: OSError, limits: NetworkLimits, received: int) -> _Transient:
     if _timed_out(error):
         return _Transient(
-            url, f"connected, but no data for {timeouts.read_s:.0f} s after {received} bytes"
+            url, f"connected, but no data for {limits.read_s:g} s after {received} bytes"
         )
     return _Transient(url, f"connection lost after {received} bytes: {error}")
 
 
-def read_url(url: str, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> bytes:
+def read_url(url: str, limits: NetworkLimits = DOWNLOAD_LIMITS) -> bytes:
     """The whole body of `url` (for indexes: a few MiB at most)."""
 
     def attempt() -> bytes:
-        with _open(url, timeouts) as response:
+        with _open(url, limits) as response:
             try:
                 return response.read()
             except OSError as error:
-                raise _read_failed(url, error, timeouts, 0) from None
+                raise _read_failed(url, error, limits, 0) from None
 
-    return _with_retries(url, timeouts, attempt)
+    return _with_retries(url, limits, attempt)
 
 
 def download_verified(
@@ -188,7 +173,7 @@ def download_verified(
     target: Path,
     sha256: str,
     size: Optional[int] = None,
-    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    limits: NetworkLimits = DOWNLOAD_LIMITS,
 ) -> None:
     """Stream `url` into a temporary file beside `target`, checking the size (when pinned) and
     sha256 as it arrives, and rename it into place only if both match: an interrupted or refused
@@ -201,13 +186,13 @@ def download_verified(
     def attempt() -> Tuple[int, str]:
         digest = hashlib.sha256()
         received = 0
-        with open(temporary, "wb") as output, _open(url, timeouts) as response:
+        with open(temporary, "wb") as output, _open(url, limits) as response:
             while True:
                 try:
                     # What has arrived, up to a chunk: a stall is then reported where it began.
                     chunk = response.read1(CHUNK_SIZE)
                 except OSError as error:
-                    raise _read_failed(url, error, timeouts, received) from None
+                    raise _read_failed(url, error, limits, received) from None
                 if not chunk:
                     return received, digest.hexdigest()
                 received += len(chunk)
@@ -217,7 +202,7 @@ def download_verified(
                 output.write(chunk)
 
     try:
-        received, actual = _with_retries(url, timeouts, attempt)
+        received, actual = _with_retries(url, limits, attempt)
         if (size is not None and received != size) or actual != sha256.lower():
             pinned = (
                 f"{size} bytes with sha256 {sha256}" if size is not None else f"sha256 {sha256}"

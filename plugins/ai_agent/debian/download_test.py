@@ -4,6 +4,7 @@ whose transfer stalls once, a port nobody listens on."""
 from __future__ import annotations
 
 import hashlib
+import re
 import socket
 import threading
 import time
@@ -12,9 +13,10 @@ from typing import Iterator, List
 
 import pytest
 
-from .download import DownloadError, Timeouts, download_verified, read_url
+from ..oci.connection import NetworkLimits
+from .download import DownloadError, download_verified, read_url
 
-FAST = Timeouts(connect_s=2, read_s=1, attempts=2, total_s=30)
+FAST = NetworkLimits(connect_s=2, read_s=1, attempts=2, total_s=30)
 BODY = b"x" * 100
 
 
@@ -98,11 +100,23 @@ def test_a_stalled_transfer_starts_again_and_completes(
     assert sorted(path.name for path in tmp_path.iterdir()) == ["file"]
 
 
-def test_the_total_bounds_the_retries(server_of) -> None:
+def test_the_total_bounds_the_retries_and_says_so(server_of, capsys: pytest.CaptureFixture) -> None:
     server = server_of("silent")
-    bounded = Timeouts(connect_s=2, read_s=1, attempts=10, total_s=1.5)
-    with pytest.raises(DownloadError, match=r"gave up after 1 attempt\(s\)"):
+    bounded = NetworkLimits(connect_s=2, read_s=0.5, attempts=10, total_s=2)
+    started = time.monotonic()
+    with pytest.raises(DownloadError) as error:
         read_url(server.url, bounded)
+    # Tries at 0 s and 1.5 s (after a 1 s wait); a third would start at 4 s.
+    assert time.monotonic() - started < 3
+    assert re.fullmatch(
+        re.escape(f"{server.url}: connected, but no answer within 0.5 s (gave up after 2")
+        + r" attempt\(s\) in \d+ s: another would start past the total limit of 2 s\)",
+        str(error.value),
+    ), str(error.value)
+    assert server.connections == 2
+    assert capsys.readouterr().err == (
+        f"retrying {server.url} in 1 s (attempt 2 of 10): connected, but no answer within 0.5 s\n"
+    )
 
 
 def test_nobody_listening_is_cannot_connect(tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ import hashlib
 from pathlib import Path
 from typing import Dict, List, Mapping, Sequence
 
-from .download import CHUNK_SIZE, DownloadError, NotFound, download_verified
+from ..oci.connection import NetworkLimits
+from .download import CHUNK_SIZE, DOWNLOAD_LIMITS, DownloadError, NotFound, download_verified
 from .index import archive_of
 from .lock import LockedPackage
 
@@ -41,7 +42,11 @@ class PackageNotOnMirrors(FetchError):
 
 
 def fetch_deb(
-    package: LockedPackage, mirrors: Sequence[str], destination: Path, refresh_command: str
+    package: LockedPackage,
+    mirrors: Sequence[str],
+    destination: Path,
+    refresh_command: str,
+    limits: NetworkLimits = DOWNLOAD_LIMITS,
 ) -> Path:
     """`package`'s .deb in `destination`, downloaded from the first of `mirrors` (URLs of the
     archive that holds its suite) that serves the pinned bytes."""
@@ -53,7 +58,7 @@ def fetch_deb(
     for mirror in mirrors:
         url = f"{mirror.rstrip('/')}/{package.filename}"
         try:
-            download_verified(url, target, package.sha256, package.size)
+            download_verified(url, target, package.sha256, package.size, limits)
             return target
         except NotFound as error:
             not_found += 1
@@ -71,6 +76,7 @@ def fetch_debs(
     mirrors: Mapping[str, Sequence[str]],
     destination: Path,
     refresh_command: str,
+    limits: NetworkLimits = DOWNLOAD_LIMITS,
 ) -> List[Path]:
     """Every package's .deb in `destination`, in the order given. `mirrors` maps each archive
     (`debian`, `debian-security`) to its mirror URLs, tried in order."""
@@ -83,7 +89,7 @@ def fetch_debs(
                 f"{package.name} comes from suite {package.suite}, but no mirror of the"
                 f" `{archive}` archive is configured"
             )
-        paths.append(fetch_deb(package, mirrors[archive], destination, refresh_command))
+        paths.append(fetch_deb(package, mirrors[archive], destination, refresh_command, limits))
     return paths
 
 

@@ -24,8 +24,9 @@ import tempfile
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
+from ..oci.connection import NetworkLimits
 from .control import ControlSyntaxError, Stanza, parse_single_stanza, parse_stanzas
-from .download import DownloadError, NotFound, read_url
+from .download import DOWNLOAD_LIMITS, DownloadError, NotFound, read_url
 from .version import InvalidVersion, Version
 
 DEBIAN_ARCHIVE_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
@@ -138,6 +139,7 @@ def fetch_release(
     archive_url: str,
     keyring: str = DEBIAN_ARCHIVE_KEYRING,
     check_valid_until: bool = True,
+    limits: NetworkLimits = DOWNLOAD_LIMITS,
 ) -> Release:
     """Download `dists/<suite>/InRelease` from `archive_url`, check its signature against
     `keyring` with gpgv and parse it.
@@ -147,7 +149,7 @@ def fetch_release(
     `check-valid-until=no` does."""
     url = f"{archive_url.rstrip('/')}/dists/{suite}/InRelease"
     try:
-        signed = read_url(url)
+        signed = read_url(url, limits)
     except DownloadError as error:
         raise ArchiveIndexError(f"cannot download the index of suite {suite}: {error}") from None
     text = verify_signature(signed, url, keyring)
@@ -246,7 +248,9 @@ def _checksums(listing: str, source: str) -> Dict[str, FileChecksum]:
 # Packages ---------------------------------------------------------------------------------------
 
 
-def fetch_package_index(release: Release, architecture: str) -> PackageIndex:
+def fetch_package_index(
+    release: Release, architecture: str, limits: NetworkLimits = DOWNLOAD_LIMITS
+) -> PackageIndex:
     """Download the suite's Packages.xz for `architecture`, check it against the Release and
     parse it. With Acquire-By-Hash the file is read by its hash, so an index updated between the
     two downloads cannot mismatch (apt does the same)."""
@@ -266,7 +270,7 @@ def fetch_package_index(release: Release, architecture: str) -> PackageIndex:
     urls = [f"{base}/{path}"]
     if release.acquire_by_hash:
         urls.insert(0, f"{base}/{directory}/by-hash/SHA256/{checksum.sha256}")
-    compressed = _download_first(urls, release.suite)
+    compressed = _download_first(urls, release.suite, limits)
     actual = hashlib.sha256(compressed).hexdigest()
     if len(compressed) != checksum.size or actual != checksum.sha256:
         raise ArchiveIndexError(
@@ -282,10 +286,10 @@ def fetch_package_index(release: Release, architecture: str) -> PackageIndex:
     return PackageIndex(release, architecture, checksum.sha256, tuple(records))
 
 
-def _download_first(urls: List[str], suite: str) -> bytes:
+def _download_first(urls: List[str], suite: str, limits: NetworkLimits) -> bytes:
     for url in urls[:-1]:
         try:
-            return read_url(url)
+            return read_url(url, limits)
         except NotFound:
             continue
         except DownloadError as error:
@@ -293,7 +297,7 @@ def _download_first(urls: List[str], suite: str) -> bytes:
                 f"cannot download the index of suite {suite}: {error}"
             ) from None
     try:
-        return read_url(urls[-1])
+        return read_url(urls[-1], limits)
     except DownloadError as error:
         raise ArchiveIndexError(f"cannot download the index of suite {suite}: {error}") from None
 
@@ -346,6 +350,7 @@ def fetch_indexes(
     archive_urls: Mapping[str, str],
     keyring: str = DEBIAN_ARCHIVE_KEYRING,
     check_valid_until: bool = True,
+    limits: NetworkLimits = DOWNLOAD_LIMITS,
 ) -> Dict[str, List[PackageIndex]]:
     """The verified indexes of release `suite` and its -updates and -security suites, per
     architecture. Each Release is read once, so every architecture is resolved against the same
@@ -355,7 +360,8 @@ def fetch_indexes(
     """
     indexes: Dict[str, List[PackageIndex]] = {architecture: [] for architecture in architectures}
     for name in suites_of(suite):
-        release = fetch_release(name, archive_urls[archive_of(name)], keyring, check_valid_until)
+        archive_url = archive_urls[archive_of(name)]
+        release = fetch_release(name, archive_url, keyring, check_valid_until, limits)
         for architecture in architectures:
-            indexes[architecture].append(fetch_package_index(release, architecture))
+            indexes[architecture].append(fetch_package_index(release, architecture, limits))
     return indexes

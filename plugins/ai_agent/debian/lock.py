@@ -25,6 +25,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
+from ..oci.connection import NetworkLimits
+from .download import DOWNLOAD_LIMITS
 from .index import DEBIAN_ARCHIVE_KEYRING, PackageIndex, fetch_indexes
 from .resolve import resolve
 
@@ -301,10 +303,11 @@ def generate_lock(
     archive_urls: Mapping[str, str],
     keyring: str = DEBIAN_ARCHIVE_KEYRING,
     check_valid_until: bool = True,
+    limits: NetworkLimits = DOWNLOAD_LIMITS,
 ) -> Lock:
     """Fetch and verify the indexes of `request.suite` from `archive_urls` (archive name
     to mirror URL) and resolve the request for every architecture."""
     indexes = fetch_indexes(
-        request.suite, request.architectures, archive_urls, keyring, check_valid_until
+        request.suite, request.architectures, archive_urls, keyring, check_valid_until, limits
     )
     return lock_from_indexes(request, indexes)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -45,4 +48,25 @@ def test_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFi
     assert capsys.readouterr().err == (
         f"error: {lock}: lockVersion 0 is not 1; regenerate the lock with this version of the"
         " tool\n"
+    )
+
+
+def test_lock_from_a_mirror_that_never_answers_stops_within_the_limits_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # connections queue, nothing answers
+        mirror = f"http://127.0.0.1:{silent.getsockname()[1]}/debian"
+        args = ["lock", "--suite", "bookworm", "--arch", "amd64", "--mirror", f"debian={mirror}"]
+        args += ["--read-timeout", "0.5", "--attempts", "10", "--total-timeout", "1"]
+        started = time.monotonic()
+        assert main([*args, "--output", str(tmp_path / "lock.json")]) == 2
+        assert time.monotonic() - started < 5
+    assert re.fullmatch(
+        re.escape(
+            "error: cannot download the index of suite bookworm:"
+            f" {mirror}/dists/bookworm/InRelease: connected, but no answer within 0.5 s (gave up"
+            " after 1 attempt(s) in "
+        )
+        + r"\d+ s: another would start past the total limit of 1 s\)",
+        capsys.readouterr().err.strip(),
     )

@@ -3,11 +3,11 @@
     layer --spec SPEC.json --output-dir DIR [--discard-blob]
     image --spec SPEC.json --output ARCHIVE.tar [--metadata METADATA.json]
     lock-base --image REGISTRY/REPOSITORY:TAG --platform linux/amd64 [--platform P ...]
-              [--insecure-registry HOST[:PORT] ...] --output LOCK.json
+              [--insecure-registry HOST[:PORT] ...] [LIMITS] --output LOCK.json
     pull-blob --repository REGISTRY/REPOSITORY --digest sha256:… --size N --output FILE
-              [--insecure-registry HOST[:PORT] ...]
+              [--insecure-registry HOST[:PORT] ...] [LIMITS]
     push --archive ARCHIVE.tar --ref REGISTRY/REPOSITORY[:TAG] [--ref ...]
-         [--insecure-registry HOST[:PORT] ...]
+         [--insecure-registry HOST[:PORT] ...] [LIMITS]
     compare --first DIR --second DIR
     export --into DIR PATH [PATH ...]
 
@@ -23,7 +23,9 @@ DIR, whole or not at all and the last one last (`export.py`), and prints what it
 was already there as {"written": [...], "unchanged": [...]}.
 All three read registry credentials from `$DOCKER_CONFIG/config.json` (else
 `~/.docker/config.json`) and reach loopback registries, and those given with --insecure-registry,
-over plain HTTP.
+over plain HTTP. LIMITS bound each registry operation (`connection.py`; `--help` gives the
+defaults): [--connect-timeout SECONDS] [--read-timeout SECONDS] [--attempts N]
+[--total-timeout SECONDS].
 
 Relative paths inside a spec are relative to the spec file's directory. Unknown keys are refused.
 On a bad spec, input or output the exit status is 2 and stderr has one `error: …` line naming the
@@ -107,6 +109,7 @@ from .archive import ArchiveError, write_archive
 from .auth import CredentialError
 from .base import BaseLockError, lock_base
 from .compare import compare_directories
+from .connection import NetworkLimits, add_limit_arguments, limits_from
 from .export import ExportError, export_files
 from .image import (
     ConfigUpdate,
@@ -126,7 +129,14 @@ from .layer import (
     expand_tree,
     write_layer_directory,
 )
-from .registry import InvalidReference, Reference, RegistryClient, RegistryError, Repository
+from .registry import (
+    REGISTRY_LIMITS,
+    InvalidReference,
+    Reference,
+    RegistryClient,
+    RegistryError,
+    Repository,
+)
 from .types import Descriptor, InvalidDigest, Platform, canonical_json, digest_hex
 
 T = TypeVar("T")
@@ -400,29 +410,43 @@ def _image_metadata(image: Image) -> Mapping[str, Any]:
 
 
 def run_lock_base(
-    image: str, platforms: Sequence[str], insecure_registries: Sequence[str], output: Path
+    image: str,
+    platforms: Sequence[str],
+    insecure_registries: Sequence[str],
+    limits: NetworkLimits,
+    output: Path,
 ) -> None:
-    with RegistryClient(insecure_registries=insecure_registries) as client:
+    with RegistryClient(insecure_registries=insecure_registries, limits=limits) as client:
         lock = lock_base(client, image, platforms)
     _write_replacing(output, lock.dumps())
 
 
 def run_pull_blob(
-    repository: str, digest: str, size: int, insecure_registries: Sequence[str], output: Path
+    repository: str,
+    digest: str,
+    size: int,
+    insecure_registries: Sequence[str],
+    limits: NetworkLimits,
+    output: Path,
 ) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
-    with RegistryClient(insecure_registries=insecure_registries) as client:
+    with RegistryClient(insecure_registries=insecure_registries, limits=limits) as client:
         client.fetch_blob(Repository.parse(repository), Descriptor(_ANY_BLOB, digest, size), output)
 
 
-def run_push(archive: Path, references: Sequence[str], insecure_registries: Sequence[str]) -> None:
+def run_push(
+    archive: Path,
+    references: Sequence[str],
+    insecure_registries: Sequence[str],
+    limits: NetworkLimits,
+) -> None:
     """Push the image (or index) an archive holds under each reference, blob bytes streamed from
     the archive's OCI layout as they are, so the pushed digest is the built one; print, per
     repository, what was uploaded and what the registry already had."""
     parsed = [Reference.parse(reference) for reference in references]
     with tempfile.TemporaryDirectory(prefix="push-") as scratch:
         root, blobs = _unpack_layout_blobs(archive, Path(scratch))
-        with RegistryClient(insecure_registries=insecure_registries) as client:
+        with RegistryClient(insecure_registries=insecure_registries, limits=limits) as client:
             for repository in sorted({ref.repository for ref in parsed}, key=str):
                 tags = [ref.tag for ref in parsed if ref.repository == repository and ref.tag]
                 stats = client.push(repository, root, blobs, tags=tags)
@@ -510,6 +534,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             metavar="HOST[:PORT]",
             help="may be reached over plain HTTP (loopback always may); repeatable",
         )
+        add_limit_arguments(registry_command, REGISTRY_LIMITS)
     args = parser.parse_args(argv)
     try:
         if args.command == "layer":
@@ -518,9 +543,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             metadata = args.metadata or args.output.with_name(args.output.name + ".json")
             run_image(args.spec, args.output, metadata)
         elif args.command == "lock-base":
-            run_lock_base(args.image, args.platform, args.insecure_registry, args.output)
+            limits = limits_from(args)
+            run_lock_base(args.image, args.platform, args.insecure_registry, limits, args.output)
         elif args.command == "push":
-            run_push(args.archive, args.ref, args.insecure_registry)
+            run_push(args.archive, args.ref, args.insecure_registry, limits_from(args))
         elif args.command == "compare":
             differences = compare_directories(args.first, args.second)
             print(json.dumps([difference.to_json() for difference in differences], indent=1))
@@ -528,8 +554,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             exported = export_files(args.into, [(Path(path), path) for path in args.paths])
             print(json.dumps({"written": exported.written, "unchanged": exported.unchanged}))
         else:
+            limits = limits_from(args)
             run_pull_blob(
-                args.repository, args.digest, args.size, args.insecure_registry, args.output
+                args.repository, args.digest, args.size, args.insecure_registry, limits, args.output
             )
     except (
         SpecError,

@@ -4,6 +4,9 @@ against a loopback server that serves an image the way a registry does."""
 from __future__ import annotations
 
 import json
+import re
+import socket
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
@@ -214,3 +217,23 @@ def test_a_lock_names_what_is_malformed_or_missing() -> None:
         BaseLock.loads(json.dumps(broken).encode(), "lock.json")
     with pytest.raises(BaseLockError, match="not a base lock of version 1"):
         BaseLock.loads(b'{"lockVersion": 2}', "lock.json")
+
+
+def test_pull_blob_from_a_registry_that_never_answers_stops_within_the_limits_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    layer = Descriptor(OCI_LAYER_TAR, sha256_digest(b"layer"), 5)
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # connections queue, nothing answers
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        args = ["pull-blob", "--repository", f"{address}/{REPOSITORY}", "--digest", layer.digest]
+        args += ["--size", "5", "--output", str(tmp_path / "blob")]
+        args += ["--read-timeout", "0.5", "--attempts", "10", "--total-timeout", "1"]
+        started = time.monotonic()
+        assert main(args) == 2
+        assert time.monotonic() - started < 5
+    assert re.fullmatch(
+        f"error: downloading blob {layer.digest} in repository {REPOSITORY} on registry"
+        rf" {address} failed \(gave up after 1 attempt\(s\) in \d+ s: another would start past"
+        r" the total limit of 1 s\); last error: \S+: connected, but nothing arrived within 0.5 s",
+        capsys.readouterr().err.strip(),
+    )

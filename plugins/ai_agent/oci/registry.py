@@ -63,7 +63,7 @@ from .auth import (
     parse_token_response,
     parse_www_authenticate,
 )
-from .connection import TimedHTTPConnection, TimedHTTPSConnection
+from .connection import NetworkLimits, TimedHTTPConnection, TimedHTTPSConnection
 from .types import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
@@ -389,23 +389,10 @@ class Manifest:
 # Statistics and policy --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often an operation is tried, and the exponential backoff between tries."""
-
-    attempts: int = 5
-    initial_delay_s: float = 0.5
-    max_delay_s: float = 10.0
-    # No retry starts once this many seconds have passed since the first try.
-    total_s: float = 600.0
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError("a retry policy needs at least one attempt")
-
-    def delay_before(self, attempt: int) -> float:
-        """Seconds to wait before attempt number `attempt` (2, 3, …)."""
-        return min(self.max_delay_s, self.initial_delay_s * 2.0 ** (attempt - 2))
+# The limits of the command lines that reach registries (`oci lock-base|pull-blob|push`): more
+# attempts than a download gets, for registries that answer 429 or 503 under load.
+REGISTRY_LIMITS = NetworkLimits(attempts=5)
+FIRST_RETRY_DELAY_S = 0.5
 
 
 _UPLOADED, _MOUNTED, _PRESENT = "uploaded", "mounted", "present"
@@ -521,12 +508,9 @@ _Body = Callable[[], _Stream]
 class _ConnectionPool:
     """Idle keep-alive connections per origin. A connection is used by one thread at a time."""
 
-    def __init__(
-        self, ssl_context: ssl.SSLContext, connect_timeout: float, read_timeout: float
-    ) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext, limits: NetworkLimits) -> None:
         self._ssl_context = ssl_context
-        self._connect_timeout = connect_timeout
-        self._read_timeout = read_timeout
+        self._limits = limits
         self._idle: Dict[_Origin, List[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
 
@@ -560,18 +544,18 @@ class _ConnectionPool:
             )
         else:
             connection = TimedHTTPConnection(origin.host, origin.port, blocksize=_COPY_BUFFER)
-        connection.connect_timeout = self._connect_timeout
-        connection.read_timeout = self._read_timeout
+        connection.connect_timeout = self._limits.connect_s
+        connection.read_timeout = self._limits.read_s
         return connection
 
     def timeout_error(self, connection: http.client.HTTPConnection, url: str) -> RegistryTimeout:
         if getattr(connection, "connected", False):
             return RegistryTimeout(
                 f"{_loggable_url(url)}: connected, but nothing arrived within"
-                f" {self._read_timeout:.0f} s"
+                f" {self._limits.read_s:g} s"
             )
         return RegistryTimeout(
-            f"{_loggable_url(url)}: cannot connect within {self._connect_timeout:.0f} s"
+            f"{_loggable_url(url)}: cannot connect within {self._limits.connect_s:g} s"
         )
 
 
@@ -657,11 +641,10 @@ class _Transport:
     def __init__(
         self,
         ssl_context: ssl.SSLContext,
-        connect_timeout: float,
-        read_timeout: float,
+        limits: NetworkLimits,
         insecure_registries: FrozenSet[str],
     ) -> None:
-        self._pool = _ConnectionPool(ssl_context, connect_timeout, read_timeout)
+        self._pool = _ConnectionPool(ssl_context, limits)
         self._insecure_registries = insecure_registries
 
     def allows_plain_http(self, host: str) -> bool:
@@ -851,8 +834,9 @@ class RegistryClient:
     `keychain` defaults to the Docker CLI's config (`$DOCKER_CONFIG`, `~/.docker/config.json`).
     `insecure_registries` (`host[:port]`) may be reached over plain HTTP, as loopback ones always
     are. Blobs larger than `chunk_size` are pushed in chunks of that size, `jobs` at a time.
-    A connection must be made within `connect_timeout_s`, and then each answer or piece of data
-    arrive within `timeout_s`; either failure is retried as `retry` says.
+    A connection must be made within `limits.connect_s`, and then each answer or piece of data
+    arrive within `limits.read_s`; either failure, and answers such as 503, are retried within
+    `limits.attempts` and `limits.total_s`, the first retry after `first_retry_delay_s`.
     """
 
     def __init__(
@@ -860,24 +844,23 @@ class RegistryClient:
         keychain: Optional[Keychain] = None,
         *,
         insecure_registries: Iterable[str] = (),
-        retry: RetryPolicy = RetryPolicy(),
+        limits: NetworkLimits = REGISTRY_LIMITS,
+        first_retry_delay_s: float = FIRST_RETRY_DELAY_S,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         jobs: int = 4,
-        connect_timeout_s: float = 15.0,
-        timeout_s: float = 60.0,
         ssl_context: Optional[ssl.SSLContext] = None,
     ) -> None:
         if chunk_size < 1 or jobs < 1:
             raise ValueError("chunk_size and jobs must be positive")
         self._keychain = keychain if keychain is not None else DockerConfigKeychain()
-        self._retry = retry
+        self._limits = limits
+        self._first_retry_delay_s = first_retry_delay_s
         self._chunk_size = chunk_size
         self._jobs = jobs
         # create_default_context() loads the system CA bundle and honours SSL_CERT_FILE/DIR.
         self._transport = _Transport(
             ssl_context or ssl.create_default_context(),
-            connect_timeout_s,
-            timeout_s,
+            limits,
             frozenset(insecure_registries),
         )
         self._authenticators: Dict[str, _Authenticator] = {}
@@ -990,25 +973,23 @@ class RegistryClient:
             try:
                 return operation()
             except _TRANSIENT_ERRORS as error:
-                out_of_time = (
-                    time.monotonic() - started + self._retry.delay_before(attempt + 1)
-                    >= self._retry.total_s
-                )
-                if attempt >= self._retry.attempts or out_of_time:
+                elapsed = time.monotonic() - started
+                delay = self._limits.retry_delay(attempt, elapsed, self._first_retry_delay_s)
+                if delay is None:
+                    given_up = self._limits.given_up(attempt, elapsed)
                     raise RegistryUnavailable(
                         f"{description} in repository {repository.name} on registry"
-                        f" {repository.registry} failed {attempt} times; last error:"
+                        f" {repository.registry} failed ({given_up}); last error:"
                         f" {_describe(error)}"
                     ) from error
                 attempt += 1
-                delay = self._retry.delay_before(attempt)
                 _log.warning(
-                    "%s in %s failed (%s); attempt %d of %d in %.2fs",
+                    "%s in %s failed (%s); attempt %d of %d in %gs",
                     description,
                     repository,
                     _describe(error),
                     attempt,
-                    self._retry.attempts,
+                    self._limits.attempts,
                     delay,
                 )
                 on_retry()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import socket
 import threading
 import time
@@ -18,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from .auth import AnonymousKeychain, Credentials, StaticKeychain
+from .connection import NetworkLimits
 from .registry import (
     DigestMismatch,
     InvalidManifest,
@@ -29,13 +31,12 @@ from .registry import (
     RegistryClient,
     RegistryUnavailable,
     Repository,
-    RetryPolicy,
     is_loopback,
 )
 from .types import OCI_CONFIG, OCI_INDEX, OCI_LAYER_TAR, OCI_MANIFEST, Descriptor, sha256_digest
 
 DIGEST = "sha256:" + "ab" * 32
-FAST_RETRIES = RetryPolicy(attempts=3, initial_delay_s=0.001)
+FAST_LIMITS = NetworkLimits(attempts=3)
 
 
 # References -------------------------------------------------------------------------------------
@@ -138,11 +139,6 @@ def test_only_loopback_and_insecure_registries_get_plain_http() -> None:
 
 
 # Small nouns ------------------------------------------------------------------------------------
-
-
-def test_retry_delays_grow_exponentially_up_to_a_cap() -> None:
-    policy = RetryPolicy(attempts=6, initial_delay_s=0.5, max_delay_s=3.0)
-    assert [policy.delay_before(n) for n in range(2, 7)] == [0.5, 1.0, 2.0, 3.0, 3.0]
 
 
 def test_push_stats_summary() -> None:
@@ -255,7 +251,9 @@ class StubServer:
 
 @pytest.fixture
 def client() -> Iterator[RegistryClient]:
-    with RegistryClient(AnonymousKeychain(), retry=FAST_RETRIES) as client:
+    with RegistryClient(
+        AnonymousKeychain(), limits=FAST_LIMITS, first_retry_delay_s=0.001
+    ) as client:
         yield client
 
 
@@ -277,7 +275,7 @@ def test_reuses_keep_alive_connections(client: RegistryClient) -> None:
 
 
 def test_never_sends_into_a_connection_the_server_closed() -> None:
-    with RegistryClient(AnonymousKeychain(), retry=RetryPolicy(attempts=1)) as client:
+    with RegistryClient(AnonymousKeychain(), limits=NetworkLimits(attempts=1)) as client:
         with StubServer(lambda r: _manifest_answer(MANIFEST), close_after_each=True) as server:
             reference = Reference.parse(f"{server.address}/app:v1")
             client.get_manifest(reference)
@@ -297,9 +295,9 @@ def test_retries_5xx_then_succeeds(client: RegistryClient) -> None:
 
 def test_gives_up_after_the_configured_attempts(client: RegistryClient) -> None:
     with StubServer(lambda request: (502, {}, b"")) as server:
-        with pytest.raises(RegistryUnavailable, match="failed 3 times.*HTTP 502"):
+        with pytest.raises(RegistryUnavailable, match=r"gave up after 3 attempt\(s\).*HTTP 502"):
             client.get_manifest(Reference.parse(f"{server.address}/app:v1"))
-    assert len(server.requests) == FAST_RETRIES.attempts
+    assert len(server.requests) == 3
 
 
 # Verification -----------------------------------------------------------------------------------
@@ -373,7 +371,7 @@ def test_credentials_stay_on_the_registry_when_a_blob_redirects(tmp_path: Path) 
 
         with StubServer(registry_answer) as registry:
             keychain = StaticKeychain({registry.address: credentials})
-            with RegistryClient(keychain, retry=FAST_RETRIES) as client:
+            with RegistryClient(keychain, limits=FAST_LIMITS, first_retry_delay_s=0.001) as client:
                 repository = Repository(registry.address, "app")
                 client.fetch_blob(repository, descriptor, tmp_path / "blob")
     assert (tmp_path / "blob").read_bytes() == content
@@ -428,22 +426,33 @@ class _SilentServer:
 
 def test_a_registry_that_accepts_and_never_answers_is_said_so_and_bounded() -> None:
     server = _SilentServer()
+    url = f"http://{server.address}/v2/app/manifests/v1"
     try:
-        policy = RetryPolicy(attempts=2, initial_delay_s=0.01)
-        with RegistryClient(AnonymousKeychain(), retry=policy, timeout_s=1) as client:
+        limits = NetworkLimits(read_s=1, attempts=2)
+        with RegistryClient(AnonymousKeychain(), limits=limits, first_retry_delay_s=0.01) as client:
             started = time.monotonic()
             with pytest.raises(RegistryUnavailable) as error:
                 client.get_manifest(Reference.parse(f"{server.address}/app:v1"))
             assert time.monotonic() - started < 10
-        assert str(error.value).endswith(
-            f"failed 2 times; last error: http://{server.address}/v2/app/manifests/v1:"
-            " connected, but nothing arrived within 1 s"
+        assert re.search(
+            r"failed \(gave up after 2 attempt\(s\) in \d+ s\); last error: "
+            + re.escape(f"{url}: connected, but nothing arrived within 1 s")
+            + "$",
+            str(error.value),
         ), str(error.value)
         assert len(server.accepted) == 2
         # The total bounds the attempts, whatever their number.
-        bounded = RetryPolicy(attempts=10, initial_delay_s=0.01, total_s=1.5)
-        with RegistryClient(AnonymousKeychain(), retry=bounded, timeout_s=1) as client:
-            with pytest.raises(RegistryUnavailable, match="failed 2 times"):
+        bounded = NetworkLimits(read_s=1, attempts=10, total_s=1.5)
+        with RegistryClient(
+            AnonymousKeychain(), limits=bounded, first_retry_delay_s=0.01
+        ) as client:
+            with pytest.raises(RegistryUnavailable) as error:
                 client.get_manifest(Reference.parse(f"{server.address}/app:v1"))
+        assert re.search(
+            r"failed \(gave up after 2 attempt\(s\) in \d+ s: another would start past the"
+            r" total limit of 1.5 s\); last error: .*: connected, but nothing arrived within 1 s$",
+            str(error.value),
+        ), str(error.value)
+        assert len(server.accepted) == 4
     finally:
         server.close()

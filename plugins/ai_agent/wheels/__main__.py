@@ -2,7 +2,7 @@
 
     plan   --lock LOCK --requirement REQ [--requirement REQ ...] --python 3.11[.2]
            --platform linux/amd64 [--glibc 2.36]
-    fetch  --url URL --sha256 HEX --output FILE
+    fetch  --url URL --sha256 HEX --output FILE [LIMITS]
     group  --wheel FILE=SHA256 [--wheel ...] --python 3.11 [--threshold-mib 64]
            [--prefix opt/agent] [--interpreter /usr/bin/python3.11]
     layer  --wheel FILE=SHA256 [--skip PATH ...] [--wheel ...] --python 3.11 --output-dir OUT
@@ -14,7 +14,8 @@
 target: `project`, `version`, `filename`, `url`, `sha256`.
 
 `fetch` downloads one wheel of the plan; FILE appears only once its bytes match the sha256 (so a
-build process per wheel caches each wheel by its hash, locally and remotely).
+build process per wheel caches each wheel by its hash, locally and remotely). LIMITS bound the
+download as `python -m ai_agent.debian fetch` says.
 
 `group` reads what each downloaded wheel installs (its archive's directory, not its bytes) and
 prints the layers, in image order: a wheel that unpacks to more than the threshold alone, by
@@ -49,7 +50,8 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from ..debian.download import DownloadError, download_verified
+from ..debian.download import DOWNLOAD_LIMITS, DownloadError, download_verified
+from ..oci.connection import add_limit_arguments, limits_from
 from ..oci.layer import DEFAULT_MTIME, LayerError
 from ..oci.types import canonical_json
 from .errors import WheelsError
@@ -82,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument("--url", required=True)
     fetch.add_argument("--sha256", required=True)
     fetch.add_argument("--output", type=Path, required=True)
+    add_limit_arguments(fetch, DOWNLOAD_LIMITS)
     plan = commands.add_parser("plan", help="print the wheels to download, as JSON")
     plan.add_argument("--lock", type=Path, required=True, help="a Pants/pex lockfile")
     plan.add_argument("--requirement", action="append", required=True, help="PEP 508; repeatable")
@@ -122,7 +125,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "fetch":
         try:
             args.output.parent.mkdir(parents=True, exist_ok=True)
-            download_verified(args.url, args.output, args.sha256)
+            download_verified(args.url, args.output, args.sha256, limits=limits_from(args))
         except (DownloadError, OSError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2

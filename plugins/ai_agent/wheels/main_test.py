@@ -3,8 +3,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import socket
 import subprocess
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
@@ -290,3 +293,22 @@ def test_the_prefix_is_a_virtual_environment_whose_pth_files_take_effect(
     )
     site = f"{root}/opt/agent/lib/python3.11/site-packages"
     assert result.stdout == f"{root}/opt/agent True {site}/six.py\n", result.stderr
+
+
+def test_fetch_from_a_server_that_never_answers_stops_within_the_limits_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # connections queue, nothing answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/demo-1.0-py3-none-any.whl"
+        args = ["fetch", "--url", url, "--sha256", "0" * 64, "--output", str(tmp_path / "w.whl")]
+        args += ["--read-timeout", "0.5", "--attempts", "10", "--total-timeout", "1"]
+        started = time.monotonic()
+        assert main(args) == 2
+        assert time.monotonic() - started < 5
+    assert re.fullmatch(
+        re.escape(
+            f"error: {url}: connected, but no answer within 0.5 s (gave up after 1 attempt(s)"
+        )
+        + r" in \d+ s: another would start past the total limit of 1 s\)",
+        capsys.readouterr().err.strip(),
+    )
