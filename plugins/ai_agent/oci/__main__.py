@@ -9,6 +9,7 @@
     push --archive ARCHIVE.tar --ref REGISTRY/REPOSITORY[:TAG] [--ref ...]
          [--insecure-registry HOST[:PORT] ...]
     compare --first DIR --second DIR
+    check-base --lock LOCK.json [--insecure-registry HOST[:PORT] ...]
 
 `lock-base` resolves a registry base's tag and writes its lock (the format is in `base.py`).
 `pull-blob` downloads one blob by digest; FILE appears only once the bytes matched the digest.
@@ -17,7 +18,9 @@ whose bytes differ, and where first: tar entry and header field, JSON field, or 
 config or layer of an image archive (`compare.py`).
 `push` pushes what an `image` archive holds, blobs as they are (so the digest is kept), skipping
 blobs the registry has, and prints per repository the bytes uploaded and skipped.
-All three read registry credentials from `$DOCKER_CONFIG/config.json` (else
+`check-base` asks the registry, with HEAD, whether it still has every digest a base lock pins, and
+prints the report of the `debian check` command (`types.check_report`).
+All registry commands read registry credentials from `$DOCKER_CONFIG/config.json` (else
 `~/.docker/config.json`) and reach loopback registries, and those given with --insecure-registry,
 over plain HTTP.
 
@@ -101,7 +104,7 @@ from typing import (
 
 from .archive import ArchiveError, write_archive
 from .auth import CredentialError
-from .base import BaseLockError, lock_base
+from .base import BaseLock, BaseLockError, check_lock, lock_base
 from .compare import compare_directories
 from .image import (
     ConfigUpdate,
@@ -122,7 +125,7 @@ from .layer import (
     write_layer_directory,
 )
 from .registry import InvalidReference, Reference, RegistryClient, RegistryError, Repository
-from .types import Descriptor, InvalidDigest, Platform, canonical_json, digest_hex
+from .types import Descriptor, InvalidDigest, Platform, canonical_json, check_report, digest_hex
 
 T = TypeVar("T")
 D = TypeVar("D")
@@ -410,6 +413,13 @@ def run_pull_blob(
         client.fetch_blob(Repository.parse(repository), Descriptor(_ANY_BLOB, digest, size), output)
 
 
+def run_check_base(lock_path: Path, insecure_registries: Sequence[str]) -> None:
+    lock = BaseLock.loads(lock_path.read_bytes(), str(lock_path))
+    with RegistryClient(insecure_registries=insecure_registries) as client:
+        checked, findings = check_lock(client, lock)
+    sys.stdout.buffer.write(check_report(checked, findings) + b"\n")
+
+
 def run_push(archive: Path, references: Sequence[str], insecure_registries: Sequence[str]) -> None:
     """Push the image (or index) an archive holds under each reference, blob bytes streamed from
     the archive's OCI layout as they are, so the pushed digest is the built one; print, per
@@ -494,7 +504,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     compare = commands.add_parser("compare", help="explain how two output directories differ")
     compare.add_argument("--first", type=Path, required=True)
     compare.add_argument("--second", type=Path, required=True)
-    for registry_command in (lock, pull, push):
+    check = commands.add_parser("check-base", help="ask whether a base lock's digests are served")
+    check.add_argument("--lock", type=Path, required=True)
+    for registry_command in (lock, pull, push, check):
         registry_command.add_argument(
             "--insecure-registry",
             action="append",
@@ -513,6 +525,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             run_lock_base(args.image, args.platform, args.insecure_registry, args.output)
         elif args.command == "push":
             run_push(args.archive, args.ref, args.insecure_registry)
+        elif args.command == "check-base":
+            run_check_base(args.lock, args.insecure_registry)
         elif args.command == "compare":
             differences = compare_directories(args.first, args.second)
             print(json.dumps([difference.to_json() for difference in differences], indent=1))
