@@ -118,7 +118,7 @@ class Agent:
         return self.target.address
 
 
-def _base_spec(target: Target, subsystem: AiAgentSubsystem) -> Optional[str]:
+def base_spec(target: Target, subsystem: AiAgentSubsystem) -> Optional[str]:
     """The `base` field, else `[ai-agents].default_base`."""
     return target[AgentBaseField].value or subsystem.default_base
 
@@ -207,8 +207,8 @@ async def resolve_agent(
             f"{address}: field `user` is {user!r}: the agent runs as root. Leave `user` unset"
             " (65532, the distroless `nonroot` user) unless it must."
         )
-    base_spec = _base_spec(target, subsystem)
-    if not base_spec and target[AgentAcceleratorField].value == "cpu":
+    spec = base_spec(target, subsystem)
+    if not spec and target[AgentAcceleratorField].value == "cpu":
         raise InvalidAgent(
             f"{address}: no base image: set the `base` field (e.g."
             ' base="//agents/base:bookworm-python") or `[ai-agents].default_base`'
@@ -218,7 +218,7 @@ async def resolve_agent(
         Get(
             Addresses,
             UnparsedAddressInputs(
-                [base_spec] if base_spec else [],
+                [spec] if spec else [],
                 owning_address=address,
                 description_of_origin=f"the `base` field of {address}",
             ),

@@ -154,7 +154,7 @@ class RegistryAccess:
     args: Tuple[str, ...]
 
 
-def _refresh_command(resolve_name: str) -> str:
+def refresh_command(resolve_name: str) -> str:
     return f"{bin_name()} generate-lockfiles --resolve={resolve_name}"
 
 
@@ -168,14 +168,14 @@ def _lock_request(target: Target) -> LockRequest:
     )
 
 
-def _mirror_args(subsystem: AiAgentSubsystem) -> Tuple[str, ...]:
+def mirror_args(subsystem: AiAgentSubsystem) -> Tuple[str, ...]:
     return tuple(arg for mirror in subsystem.debian_mirrors for arg in ("--mirror", mirror))
 
 
 def _missing_lock(target: Target, lock_path: str) -> BaseLockProblem:
     return BaseLockProblem(
         f"{target.address}: its lock `{lock_path}` does not exist (field `lockfile`). Create it"
-        f" with `{_refresh_command(target.address.target_name)}`."
+        f" with `{refresh_command(target.address.target_name)}`."
     )
 
 
@@ -309,7 +309,7 @@ async def generate_debian_lockfile(
     argv += [arg for package in lock_request["excludes"] for arg in ("--exclude", package)]
     process = builder.process(
         "debian",
-        [*argv, *_mirror_args(subsystem), *limits.downloads, "--output", request.lockfile_dest],
+        [*argv, *mirror_args(subsystem), *limits.downloads, "--output", request.lockfile_dest],
         description=f"Locking Debian packages for `{request.resolve_name}`",
         output_files=(request.lockfile_dest,),
         # gpgv checks the indexes' signatures; it is found on the PATH.
@@ -400,21 +400,21 @@ async def build_debian_base(
         raise BaseLockProblem(
             f"{owner}: `{lock_path}` was made for other settings than the target's (suite,"
             f" architectures, packages, excludes, variant). Refresh it with"
-            f" `{_refresh_command(resolve_name)}`."
+            f" `{refresh_command(resolve_name)}`."
         )
     if request.architecture not in lock["request"]["architectures"]:
         raise BasePlatformProblem(
             f"{owner}: no `{request.architecture}` in field `architectures`"
             f" {lock['request']['architectures']}; add it and run"
-            f" `{_refresh_command(resolve_name)}`."
+            f" `{refresh_command(resolve_name)}`."
         )
 
     fetch_step = BuildStep(
         builder.process(
             "debian",
             ["fetch", "--lock", lock_path, "--arch", request.architecture]
-            + ["--output-dir", "debs", *_mirror_args(subsystem)]
-            + ["--refresh-command", _refresh_command(resolve_name), *limits.downloads],
+            + ["--output-dir", "debs", *mirror_args(subsystem)]
+            + ["--refresh-command", refresh_command(resolve_name), *limits.downloads],
             description=f"Fetching the Debian packages of {owner} ({request.architecture})",
             input_digest=lock_snapshot.digest,
             output_directories=("debs",),
@@ -507,7 +507,7 @@ async def build_registry_base(
 ) -> BaseImage:
     target = request.target
     owner = str(target.address)
-    refresh = _refresh_command(target.address.target_name)
+    refresh = refresh_command(target.address.target_name)
     lock_path = target[OciBaseLockfileField].value_or_default()
     lock_snapshot = await Get(Snapshot, PathGlobs([lock_path]))
     if not lock_snapshot.files:

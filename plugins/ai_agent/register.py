@@ -5,6 +5,7 @@ from ai_agent import (
     agent_image,
     base_images,
     builder,
+    check_locks,
     image,
     layers,
     publish,
@@ -17,6 +18,7 @@ from ai_agent.target_types import AiAgentTarget, DebianBaseTarget, OciBaseTarget
 def rules():
     return [
         *builder.rules(),
+        *check_locks.rules(),
         *image.rules(),
         *base_images.rules(),
         *agent.rules(),

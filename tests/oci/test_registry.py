@@ -19,6 +19,7 @@ import subprocess
 import tarfile
 import threading
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from http.client import HTTPConnection
@@ -30,6 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from ai_agent.oci.auth import AnonymousKeychain, Credentials, StaticKeychain
+from ai_agent.oci.base import check_lock, lock_base
 from ai_agent.oci.connection import NetworkLimits
 from ai_agent.oci.registry import (
     AuthenticationError,
@@ -37,6 +39,7 @@ from ai_agent.oci.registry import (
     BlobSourceMismatch,
     DigestMismatch,
     MissingBlob,
+    NotFoundError,
     PlatformNotFound,
     Reference,
     RegistryClient,
@@ -45,6 +48,7 @@ from ai_agent.oci.registry import (
     TLSVerificationError,
 )
 from ai_agent.oci.types import (
+    GONE,
     OCI_CONFIG,
     OCI_INDEX,
     OCI_LAYER_TAR,
@@ -250,6 +254,30 @@ def test_resolves_by_tag_and_by_digest(client: RegistryClient, registry: Running
     assert by_tag == by_digest
     assert by_tag.descriptor == image.manifest
     assert by_tag.config == image.config and list(by_tag.layers) == image.layers
+
+
+def test_a_base_lock_check_finds_a_deleted_manifest_gone(
+    client: RegistryClient, registry: RunningRegistry
+) -> None:
+    image = small_image()
+    repository = unique_repository(registry, "check")
+    client.push(repository, image.manifest, image.blobs, tags=["v1"])
+    lock = lock_base(client, f"{repository}:v1", ["linux/amd64"])
+    assert client.served_size(repository, "manifests", image.manifest.digest) == image.manifest.size
+    assert client.served_size(repository, "blobs", image.config.digest) == image.config.size
+    # The tag names the manifest itself: manifest, config and layer.
+    assert check_lock(client, lock) == (3, [])
+
+    # What a registry's clean-up does to an image nobody tags any more.
+    delete = f"{registry.url}/v2/{repository.name}/manifests/{image.manifest.digest}"
+    urllib.request.urlopen(urllib.request.Request(delete, method="DELETE")).close()
+    with pytest.raises(NotFoundError):
+        client.served_size(repository, "manifests", image.manifest.digest)
+    checked, [finding] = check_lock(client, lock)
+    assert checked == 3
+    assert finding.item == f"{repository}@{image.manifest.digest} (what the tag resolved to)"
+    assert finding.status == GONE
+    assert finding.detail.endswith(f"on registry {registry.address} failed with HTTP 404")
 
 
 def test_docker_pulls_and_runs_the_pushed_image_by_digest(

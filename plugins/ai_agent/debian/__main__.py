@@ -9,6 +9,7 @@
     layer --lock lock.json [--arch amd64] --debs DEBS --output-dir OUT
           [--compression none|gzip] [--gzip-level 1..9] [--source-date-epoch N]
           [--bytecode auto|yes|no]
+    check --lock lock.json [--mirror ARCHIVE=URL ...] [LIMITS]
 
 `lock` reads the signed indexes (gpgv + debian-archive-keyring) and writes the lock; without
 `--package` it locks the Python 3.11 runtime. `fetch` downloads the pinned .debs, trying each
@@ -18,6 +19,10 @@ one for an archive replaces its default, deb.debian.org); `lock` reads the first
 `oci layer` command writes. `--arch` may be left out when the lock covers one architecture.
 LIMITS bound each download (`oci/connection.py`; `--help` gives the defaults): [--connect-timeout
 SECONDS] [--read-timeout SECONDS] [--attempts N] [--total-timeout SECONDS].
+`check` asks the mirrors, with HEAD, whether each .deb the lock pins (every architecture) is still
+served with its pinned size, and prints `{"checked": N, "problems": [{"item", "status",
+"detail"}, ...]}` with status `gone`, `mismatch` or `unreachable` (`oci.types.Finding`); a .deb is
+fine if any mirror of its archive serves it. Problems found still exit 0: they are the answer.
 
 On a bad input the exit status is 2 and stderr has one `error: ...` line naming the problem.
 """
@@ -35,10 +40,11 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..oci.connection import add_limit_arguments, limits_from
 from ..oci.layer import DEFAULT_MTIME, Compression, LayerError, LayerOptions
+from ..oci.types import check_report
 from .base import write_base_layer
 from .deb import DebError
 from .download import DOWNLOAD_LIMITS
-from .fetch import FetchError, fetch_debs
+from .fetch import FetchError, check_debs, fetch_debs
 from .index import DEBIAN_ARCHIVE_KEYRING, DEFAULT_MIRRORS, ArchiveIndexError
 from .ldcache import LdCacheError
 from .lock import PYTHON_RUNTIME_PACKAGES, VARIANTS, Lock, LockError, LockRequest, generate_lock
@@ -148,6 +154,13 @@ def run_fetch(args: argparse.Namespace) -> None:
     )
 
 
+def run_check(args: argparse.Namespace) -> None:
+    lock = Lock.loads(args.lock.read_bytes(), str(args.lock))
+    packages = [package for packages in lock.packages.values() for package in packages]
+    checked, findings = check_debs(packages, parse_mirrors(args.mirror), limits_from(args))
+    sys.stdout.buffer.write(check_report(checked, findings) + b"\n")
+
+
 def run_layer(args: argparse.Namespace) -> None:
     lock = Lock.loads(args.lock.read_bytes(), str(args.lock))
     try:
@@ -213,6 +226,11 @@ def _parser() -> argparse.ArgumentParser:
     layer.add_argument("--gzip-level", type=int)
     layer.add_argument("--source-date-epoch", type=int, default=DEFAULT_MTIME)
     layer.add_argument("--bytecode", choices=BYTECODE_MODES, default="auto")
+
+    check = commands.add_parser("check", help="ask the mirrors whether the pinned .debs are served")
+    check.add_argument("--lock", type=Path, required=True)
+    check.add_argument("--mirror", action="append", default=[], metavar="ARCHIVE=URL")
+    add_limit_arguments(check, DOWNLOAD_LIMITS)
     return parser
 
 
@@ -223,6 +241,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "lock": run_lock,
         "fetch": run_fetch,
         "layer": run_layer,
+        "check": run_check,
     }
     try:
         commands[args.command](args)

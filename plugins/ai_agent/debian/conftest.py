@@ -37,11 +37,13 @@ def fixture_indexes(suite: str = "bookworm", architecture: str = "amd64") -> Lis
 
 @dataclass
 class Mirror:
-    """A directory served over HTTP on 127.0.0.1, with the paths it was asked for."""
+    """A directory served over HTTP on 127.0.0.1, with the paths it was asked for: with GET in
+    `requests`, with HEAD in `heads`."""
 
     root: Path
     url: str
     requests: List[str] = field(default_factory=list)
+    heads: List[str] = field(default_factory=list)
 
     def put(self, relative: str, data: bytes) -> None:
         path = self.root / relative
@@ -57,6 +59,10 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def do_GET(self) -> None:
         self._mirror.requests.append(self.path)
         super().do_GET()
+
+    def do_HEAD(self) -> None:
+        self._mirror.heads.append(self.path)
+        super().do_HEAD()
 
     def log_message(self, format: str, *args: object) -> None:
         pass

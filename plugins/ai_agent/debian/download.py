@@ -7,6 +7,9 @@ over which nothing arrived for `NetworkLimits.read_s` (no answer, or a transfer 
 Those, lost connections and 5xx answers are retried, each retry said on stderr (the build step's
 log), until `NetworkLimits.attempts` or `.total_s` runs out; 404/410 are final (`NotFound`): a
 mirror that lacks a file will not grow it on the second try.
+
+`check_url` asks whether a pinned file is still served with HEAD, so a lock check downloads
+nothing; a redirect keeps the HEAD.
 """
 
 from __future__ import annotations
@@ -22,16 +25,21 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import BinaryIO, Callable, Dict, Iterator, Optional, Tuple, Type, TypeVar
+from typing import IO, BinaryIO, Callable, Dict, Iterator, Optional, Tuple, Type, TypeVar
 
 from ..oci.connection import NetworkLimits, TimedHTTPConnection, TimedHTTPSConnection
+from ..oci.types import GONE, MISMATCH, UNREACHABLE, Finding
 
 # Streamed downloads are read in chunks of this size.
 CHUNK_SIZE = 1 << 20
 FIRST_RETRY_DELAY_S = 1.0
 USER_AGENT = "ai-agent-debian/1"
-# The limits of the command lines that download (`debian lock|fetch`, `wheels fetch`).
+# The limits of the command lines that download (`debian lock|fetch|check`, `wheels
+# fetch|check`).
 DOWNLOAD_LIMITS = NetworkLimits(attempts=3)
+# HEAD requests in flight at once in a lock check: a lock's few dozen files take seconds instead of
+# a minute, and no server sees more than a browser's worth of connections.
+CHECK_JOBS = 8
 
 T = TypeVar("T")
 C = TypeVar("C", TimedHTTPConnection, TimedHTTPSConnection)
@@ -83,7 +91,25 @@ def _opener(limits: NetworkLimits, state: Dict[str, bool]) -> urllib.request.Ope
                 arguments["check_hostname"] = self._check_hostname  # type: ignore[attr-defined]
             return self.do_open(TLSConnection, req, **arguments)  # type: ignore[arg-type]
 
-    return urllib.request.build_opener(HTTPHandler, HTTPSHandler)
+    class KeepMethod(urllib.request.HTTPRedirectHandler):
+        """Follows a redirect with the request's own method: urllib's turns a HEAD into a GET,
+        which would download what a check only asks about."""
+
+        def redirect_request(
+            self,
+            req: urllib.request.Request,
+            fp: IO[bytes],
+            code: int,
+            msg: str,
+            headers: http.client.HTTPMessage,
+            newurl: str,
+        ) -> Optional[urllib.request.Request]:
+            redirected = super().redirect_request(req, fp, code, msg, headers, newurl)
+            if redirected is not None:
+                redirected.method = req.get_method()
+            return redirected
+
+    return urllib.request.build_opener(HTTPHandler, HTTPSHandler, KeepMethod)
 
 
 def _timed_out(error: BaseException) -> bool:
@@ -114,10 +140,10 @@ def _with_retries(url: str, limits: NetworkLimits, attempt: Callable[[], T]) -> 
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-def _open(url: str, limits: NetworkLimits) -> http.client.HTTPResponse:
+def _open(url: str, limits: NetworkLimits, method: str = "GET") -> http.client.HTTPResponse:
     """One attempt at a response for `url`."""
     state = {"connected": False}
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT}, method=method)
     try:
         return _opener(limits, state).open(request)
     except urllib.error.HTTPError as error:
@@ -215,3 +241,31 @@ def download_verified(
     except BaseException:
         os.unlink(temporary)
         raise
+
+
+def served_size(url: str, limits: NetworkLimits = DOWNLOAD_LIMITS) -> Optional[int]:
+    """The size the server states for `url` (None if it states none), asked with HEAD, after
+    retrying transient failures; `NotFound` if it has no such file."""
+
+    def attempt() -> Optional[int]:
+        with _open(url, limits, "HEAD") as response:
+            length = response.headers.get("Content-Length", "")
+        return int(length) if length.isdigit() else None
+
+    return _with_retries(url, limits, attempt)
+
+
+def check_url(
+    url: str, item: str, size: Optional[int], limits: NetworkLimits = DOWNLOAD_LIMITS
+) -> Optional[Finding]:
+    """None if `url` is served (with `size` bytes, when pinned and stated), else what is wrong
+    with `item`, the pinned thing it serves."""
+    try:
+        served = served_size(url, limits)
+    except NotFound as error:
+        return Finding(item, GONE, str(error))
+    except DownloadError as error:
+        return Finding(item, UNREACHABLE, str(error))
+    if size is not None and served is not None and served != size:
+        return Finding(item, MISMATCH, f"{url}: the server states {served} bytes, pinned: {size}")
+    return None

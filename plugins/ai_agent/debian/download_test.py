@@ -1,9 +1,11 @@
 """Downloads against misbehaving servers on loopback: one that accepts and never answers, one
-whose transfer stalls once, a port nobody listens on."""
+whose transfer stalls once, a port nobody listens on; and `check_url`'s HEAD requests against a
+server that redirects."""
 
 from __future__ import annotations
 
 import hashlib
+import http.server
 import re
 import socket
 import threading
@@ -14,7 +16,8 @@ from typing import Iterator, List
 import pytest
 
 from ..oci.connection import NetworkLimits
-from .download import DownloadError, download_verified, read_url
+from ..oci.types import GONE, MISMATCH, UNREACHABLE, Finding
+from .download import DownloadError, check_url, download_verified, read_url
 
 FAST = NetworkLimits(connect_s=2, read_s=1, attempts=2, total_s=30)
 BODY = b"x" * 100
@@ -125,3 +128,69 @@ def test_nobody_listening_is_cannot_connect(tmp_path: Path) -> None:
         port = probe.getsockname()[1]
     with pytest.raises(DownloadError, match=r"cannot connect: .*refused"):
         read_url(f"http://127.0.0.1:{port}/file", FAST)
+
+
+class _Redirecting(http.server.BaseHTTPRequestHandler):
+    """`/old` redirects to `/new`, which is BODY; anything else is 404. Records each request."""
+
+    requests: List[str] = []
+
+    def _answer(self, with_body: bool) -> None:
+        self.requests.append(f"{self.command} {self.path}")
+        if self.path == "/old":
+            self.send_response(302)
+            self.send_header("Location", "/new")
+            self.send_header("Content-Length", "0")
+        elif self.path == "/new":
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(BODY)))
+        else:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+        self.end_headers()
+        if with_body and self.path == "/new":
+            self.wfile.write(BODY)
+
+    def do_HEAD(self) -> None:
+        self._answer(with_body=False)
+
+    def do_GET(self) -> None:
+        self._answer(with_body=True)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def redirecting() -> Iterator[str]:
+    """The URL of a `_Redirecting` server on loopback, whose requests start empty."""
+    _Redirecting.requests = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Redirecting)
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_check_url_asks_with_head_through_redirects(redirecting: str) -> None:
+    assert check_url(f"{redirecting}/old", "file", len(BODY), FAST) is None
+    assert check_url(f"{redirecting}/old", "file", None, FAST) is None
+    assert _Redirecting.requests == ["HEAD /old", "HEAD /new"] * 2
+
+
+def test_check_url_says_gone_other_size_or_unreachable(redirecting: str) -> None:
+    assert check_url(f"{redirecting}/new", "file", len(BODY) + 1, FAST) == Finding(
+        "file",
+        MISMATCH,
+        f"{redirecting}/new: the server states {len(BODY)} bytes, pinned: {len(BODY) + 1}",
+    )
+    assert check_url(f"{redirecting}/gone", "file", 1, FAST) == Finding(
+        "file", GONE, f"{redirecting}/gone: HTTP 404 Not Found"
+    )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        nobody = f"http://127.0.0.1:{probe.getsockname()[1]}/file"
+    finding = check_url(nobody, "file", 1, FAST)
+    assert finding is not None and finding.status == UNREACHABLE
+    assert finding.detail.startswith(f"{nobody}: cannot connect: ")
+    assert "(gave up after 2 attempt(s) in " in finding.detail

@@ -5,16 +5,29 @@ may serve.
 A .deb lands in the destination directory under its pool file name only once it is complete and
 verified: it is written to a hidden temporary file beside it and renamed, so an interrupted or
 refused download leaves nothing behind. A file already there is checked and reused.
+
+`check_debs` asks the same mirrors, with HEAD, whether they still serve what a lock pins, so that
+a lock whose versions left the pool is found before a build needs it.
 """
 
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, List, Mapping, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..oci.connection import NetworkLimits
-from .download import CHUNK_SIZE, DOWNLOAD_LIMITS, DownloadError, NotFound, download_verified
+from ..oci.types import GONE, MISMATCH, UNREACHABLE, Finding
+from .download import (
+    CHECK_JOBS,
+    CHUNK_SIZE,
+    DOWNLOAD_LIMITS,
+    DownloadError,
+    NotFound,
+    check_url,
+    download_verified,
+)
 from .index import archive_of
 from .lock import LockedPackage
 
@@ -41,6 +54,10 @@ class PackageNotOnMirrors(FetchError):
         self.refresh_command = refresh_command
 
 
+def _url(mirror: str, package: LockedPackage) -> str:
+    return f"{mirror.rstrip('/')}/{package.filename}"
+
+
 def fetch_deb(
     package: LockedPackage,
     mirrors: Sequence[str],
@@ -56,9 +73,8 @@ def fetch_deb(
     reasons: List[str] = []
     not_found = 0
     for mirror in mirrors:
-        url = f"{mirror.rstrip('/')}/{package.filename}"
         try:
-            download_verified(url, target, package.sha256, package.size, limits)
+            download_verified(_url(mirror, package), target, package.sha256, package.size, limits)
             return target
         except NotFound as error:
             not_found += 1
@@ -71,6 +87,16 @@ def fetch_deb(
     raise FetchError(f"cannot fetch {package.name} {package.version}: {details}")
 
 
+def _mirrors_of(package: LockedPackage, mirrors: Mapping[str, Sequence[str]]) -> Sequence[str]:
+    archive = archive_of(package.suite)
+    if not mirrors.get(archive):
+        raise FetchError(
+            f"{package.name} comes from suite {package.suite}, but no mirror of the"
+            f" `{archive}` archive is configured"
+        )
+    return mirrors[archive]
+
+
 def fetch_debs(
     packages: Sequence[LockedPackage],
     mirrors: Mapping[str, Sequence[str]],
@@ -81,16 +107,45 @@ def fetch_debs(
     """Every package's .deb in `destination`, in the order given. `mirrors` maps each archive
     (`debian`, `debian-security`) to its mirror URLs, tried in order."""
     destination.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for package in packages:
-        archive = archive_of(package.suite)
-        if not mirrors.get(archive):
-            raise FetchError(
-                f"{package.name} comes from suite {package.suite}, but no mirror of the"
-                f" `{archive}` archive is configured"
-            )
-        paths.append(fetch_deb(package, mirrors[archive], destination, refresh_command, limits))
-    return paths
+    return [
+        fetch_deb(package, _mirrors_of(package, mirrors), destination, refresh_command, limits)
+        for package in packages
+    ]
+
+
+def check_deb(
+    package: LockedPackage, mirrors: Sequence[str], limits: NetworkLimits = DOWNLOAD_LIMITS
+) -> Optional[Finding]:
+    """None if any of `mirrors` serves the pinned .deb with its pinned size (asked with HEAD),
+    else what they said: unreachable while a mirror did not answer (it may have it), served with
+    another size if one did so, else gone."""
+    item = f"{package.name}={package.version} ({package.architecture})"
+    findings = []
+    for mirror in mirrors:
+        finding = check_url(_url(mirror, package), item, package.size, limits)
+        if finding is None:
+            return None
+        findings.append(finding)
+    statuses = {finding.status for finding in findings}
+    status = next(status for status in (UNREACHABLE, MISMATCH, GONE) if status in statuses)
+    return Finding(item, status, "; ".join(finding.detail for finding in findings))
+
+
+def check_debs(
+    packages: Sequence[LockedPackage],
+    mirrors: Mapping[str, Sequence[str]],
+    limits: NetworkLimits = DOWNLOAD_LIMITS,
+) -> Tuple[int, List[Finding]]:
+    """How many .debs were asked about (each once: a lock for two architectures lists the `all`
+    ones twice), and the findings of those no mirror serves as pinned."""
+    unique = list({package.filename: package for package in packages}.values())
+    mirrors_of = {package.filename: _mirrors_of(package, mirrors) for package in unique}
+    with ThreadPoolExecutor(CHECK_JOBS) as pool:
+        found = pool.map(
+            lambda package: check_deb(package, mirrors_of[package.filename], limits), unique
+        )
+        findings = [finding for finding in found if finding is not None]
+    return len(unique), findings
 
 
 def file_matches(path: Path, package: LockedPackage) -> bool:

@@ -1,22 +1,36 @@
-"""Fetching pinned .debs from mirrors: real HTTP servers on loopback serve temporary directories."""
+"""Fetching pinned .debs from mirrors, and checking that mirrors still serve them: real HTTP
+servers on loopback serve temporary directories, and deb.debian.org the example lock's pins."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import socket
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
+from testkit.components import missing_component
+
+from ..oci.connection import NetworkLimits
+from ..oci.types import GONE, MISMATCH, UNREACHABLE
 from .conftest import Mirror
 from .fetch import (
     FetchError,
     PackageNotOnMirrors,
+    check_deb,
+    check_debs,
     fetch_deb,
     fetch_debs,
     fetched_debs,
 )
-from .lock import LockedPackage
+from .index import DEFAULT_MIRRORS
+from .lock import Lock, LockedPackage
+
+# The repo's own Debian lock (in the sandbox through //:repo-config).
+EXAMPLE_LOCK = Path(__file__).parents[3] / "lockfiles" / "debian-bookworm-python.lock.json"
+FAST = NetworkLimits(connect_s=2, read_s=2, attempts=1, total_s=10)
 
 CONTENT = b"!<arch>\n" + b"pretend .deb bytes " * 1000
 REFRESH = "pants generate-lockfiles --resolve=debian-base"
@@ -128,3 +142,74 @@ def test_fetched_debs_are_checked_against_the_lock(tmp_path: Path) -> None:
         fetched_debs([package], tmp_path)
     (tmp_path / package.basename).write_bytes(CONTENT)
     assert fetched_debs([package], tmp_path) == {"libexample1": tmp_path / package.basename}
+
+
+def test_a_deb_is_served_if_any_mirror_serves_its_pinned_size(
+    mirrors: Callable[[], Mirror],
+) -> None:
+    empty, serving = mirrors(), mirrors()
+    _serve(serving)
+    assert check_deb(_package(), [empty.url, serving.url], FAST) is None
+    # Asked with HEAD: nothing downloaded.
+    assert empty.heads == serving.heads == [f"/{_package().filename}"]
+    assert not empty.requests and not serving.requests
+
+
+def test_a_deb_no_mirror_serves_is_gone_other_size_or_unreachable(
+    mirrors: Callable[[], Mirror],
+) -> None:
+    first, second = mirrors(), mirrors()
+    package = _package()
+    gone = check_deb(package, [first.url, second.url], FAST)
+    assert gone is not None and gone.status == GONE
+    assert gone.item == "libexample1=1.2-3+deb12u1 (amd64)"
+    assert gone.detail == "; ".join(
+        f"{mirror.url}/{package.filename}: HTTP 404 File not found" for mirror in (first, second)
+    )
+
+    _serve(second, CONTENT + b"more")
+    mismatch = check_deb(package, [first.url, second.url], FAST)
+    assert mismatch is not None and mismatch.status == MISMATCH
+    assert f"the server states {len(CONTENT) + 4} bytes, pinned: {len(CONTENT)}" in mismatch.detail
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        nobody = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    # A mirror that did not answer may have it: not gone, but not known to be served either.
+    unknown = check_deb(package, [first.url, nobody], FAST)
+    assert unknown is not None and unknown.status == UNREACHABLE
+    assert f"{nobody}/{package.filename}: cannot connect" in unknown.detail
+
+
+def test_each_deb_is_checked_once_from_its_archive_mirrors(mirrors: Callable[[], Mirror]) -> None:
+    main, security = mirrors(), mirrors()
+    _serve(security)
+    package = _package(suite="bookworm-security")
+    # A lock for amd64 and arm64 lists an `all` package under both.
+    checked, findings = check_debs(
+        [package, package], {"debian": (main.url,), "debian-security": (security.url,)}, FAST
+    )
+    assert (checked, findings) == (1, [])
+    assert security.heads == [f"/{package.filename}"] and not main.heads
+    with pytest.raises(FetchError, match="no mirror of the `debian-security` archive"):
+        check_debs([package], {"debian": (main.url,)}, FAST)
+
+
+def test_deb_debian_org_serves_a_pin_of_the_example_lock_and_not_a_made_up_version() -> None:
+    lock = Lock.loads(EXAMPLE_LOCK.read_bytes(), str(EXAMPLE_LOCK))
+    # A package of the release itself: point releases and security updates replace the others.
+    pinned = next(package for package in lock.packages["amd64"] if package.suite == "bookworm")
+    mirror = DEFAULT_MIRRORS["debian"]
+    served = check_deb(pinned, mirror)
+    if served is not None and served.status == UNREACHABLE:
+        missing_component("deb.debian.org", f"network access to it ({served.detail})")
+    assert served is None
+
+    made_up = dataclasses.replace(
+        pinned,
+        version="99:0-0",
+        filename=pinned.filename.replace(pinned.basename, f"{pinned.name}_0-0_all.deb"),
+    )
+    gone = check_deb(made_up, mirror)
+    assert gone is not None and gone.status == GONE
+    assert gone.detail == f"{mirror[0]}/{made_up.filename}: HTTP 404 Not Found"

@@ -9,6 +9,7 @@
     push --archive ARCHIVE.tar --ref REGISTRY/REPOSITORY[:TAG] [--ref ...]
          [--insecure-registry HOST[:PORT] ...] [LIMITS]
     compare --first DIR --second DIR
+    check-base --lock LOCK.json [--insecure-registry HOST[:PORT] ...] [LIMITS]
     export --into DIR PATH [PATH ...]
 
 `lock-base` resolves a registry base's tag and writes its lock (the format is in `base.py`).
@@ -18,10 +19,12 @@ whose bytes differ, and where first: tar entry and header field, JSON field, or 
 config or layer of an image archive (`compare.py`).
 `push` pushes what an `image` archive holds, blobs as they are (so the digest is kept), skipping
 blobs the registry has, and prints per repository the bytes uploaded and skipped.
+`check-base` asks the registry, with HEAD, whether it still has every digest a base lock pins, and
+prints the report of the `debian check` command (`types.check_report`).
 `export` places each PATH (relative to the working directory) at the same relative path under
 DIR, whole or not at all and the last one last (`export.py`), and prints what it wrote and what
 was already there as {"written": [...], "unchanged": [...]}.
-All three read registry credentials from `$DOCKER_CONFIG/config.json` (else
+All registry commands read registry credentials from `$DOCKER_CONFIG/config.json` (else
 `~/.docker/config.json`) and reach loopback registries, and those given with --insecure-registry,
 over plain HTTP. LIMITS bound each registry operation (`connection.py`; `--help` gives the
 defaults): [--connect-timeout SECONDS] [--read-timeout SECONDS] [--attempts N]
@@ -107,7 +110,7 @@ from typing import (
 
 from .archive import ArchiveError, write_archive
 from .auth import CredentialError
-from .base import BaseLockError, lock_base
+from .base import BaseLock, BaseLockError, check_lock, lock_base
 from .compare import compare_directories
 from .connection import NetworkLimits, add_limit_arguments, limits_from
 from .export import ExportError, export_files
@@ -137,7 +140,7 @@ from .registry import (
     RegistryError,
     Repository,
 )
-from .types import Descriptor, InvalidDigest, Platform, canonical_json, digest_hex
+from .types import Descriptor, InvalidDigest, Platform, canonical_json, check_report, digest_hex
 
 T = TypeVar("T")
 D = TypeVar("D")
@@ -434,6 +437,15 @@ def run_pull_blob(
         client.fetch_blob(Repository.parse(repository), Descriptor(_ANY_BLOB, digest, size), output)
 
 
+def run_check_base(
+    lock_path: Path, insecure_registries: Sequence[str], limits: NetworkLimits
+) -> None:
+    lock = BaseLock.loads(lock_path.read_bytes(), str(lock_path))
+    with RegistryClient(insecure_registries=insecure_registries, limits=limits) as client:
+        checked, findings = check_lock(client, lock)
+    sys.stdout.buffer.write(check_report(checked, findings) + b"\n")
+
+
 def run_push(
     archive: Path,
     references: Sequence[str],
@@ -523,10 +535,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     compare = commands.add_parser("compare", help="explain how two output directories differ")
     compare.add_argument("--first", type=Path, required=True)
     compare.add_argument("--second", type=Path, required=True)
+    check = commands.add_parser("check-base", help="ask whether a base lock's digests are served")
+    check.add_argument("--lock", type=Path, required=True)
     export = commands.add_parser("export", help="place finished files in a directory, whole")
     export.add_argument("--into", type=Path, required=True)
     export.add_argument("paths", nargs="+", metavar="PATH", help="the last one is placed last")
-    for registry_command in (lock, pull, push):
+    for registry_command in (lock, pull, push, check):
         registry_command.add_argument(
             "--insecure-registry",
             action="append",
@@ -547,6 +561,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             run_lock_base(args.image, args.platform, args.insecure_registry, limits, args.output)
         elif args.command == "push":
             run_push(args.archive, args.ref, args.insecure_registry, limits_from(args))
+        elif args.command == "check-base":
+            run_check_base(args.lock, args.insecure_registry, limits_from(args))
         elif args.command == "compare":
             differences = compare_directories(args.first, args.second)
             print(json.dumps([difference.to_json() for difference in differences], indent=1))

@@ -16,16 +16,18 @@ registry state again gives the same bytes):
 `resolved` is an index or, for a single-platform tag, the one image manifest. Builds read only
 the digests: the config and the layers are fetched by digest, never by tag. The diffIDs come from
 the config, so the lock alone describes every base layer (digest, diffID, size) without its bytes.
+
+`check_lock` asks the registry, with HEAD, whether it still has every digest a lock pins.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
-from .registry import Reference, RegistryClient, platforms_match
-from .types import Descriptor, Platform, check_digest
+from .registry import NotFoundError, Reference, RegistryClient, RegistryError, platforms_match
+from .types import GONE, MISMATCH, UNREACHABLE, Descriptor, Finding, Platform, check_digest
 
 LOCK_VERSION = 1
 
@@ -163,6 +165,34 @@ def lock_base(client: RegistryClient, image: str, platforms: Sequence[str]) -> B
             ),
         )
     return BaseLock(image, _plain(top.descriptor), locked)
+
+
+def check_lock(client: RegistryClient, lock: BaseLock) -> Tuple[int, List[Finding]]:
+    """How many digests `lock` pins (what the tag resolved to, and each platform's manifest,
+    config and layers), and the findings of those the registry no longer serves as pinned."""
+    repository = lock.reference.repository
+    pinned = {lock.resolved.digest: ("manifests", lock.resolved, "what the tag resolved to")}
+    for name, image in sorted(lock.platforms.items()):
+        pinned.setdefault(image.manifest.digest, ("manifests", image.manifest, f"{name} manifest"))
+        pinned.setdefault(image.config.digest, ("blobs", image.config, f"{name} config"))
+        for number, layer in enumerate(image.layers, 1):
+            pinned.setdefault(
+                layer.descriptor.digest, ("blobs", layer.descriptor, f"{name} layer {number}")
+            )
+    findings = []
+    for digest, (kind, descriptor, role) in pinned.items():
+        item = f"{repository}@{digest} ({role})"
+        try:
+            size = client.served_size(repository, kind, digest)
+        except NotFoundError as error:
+            findings.append(Finding(item, GONE, str(error)))
+        except RegistryError as error:
+            findings.append(Finding(item, UNREACHABLE, str(error)))
+        else:
+            if size is not None and size != descriptor.size:
+                detail = f"the registry states {size} bytes, pinned: {descriptor.size}"
+                findings.append(Finding(item, MISMATCH, detail))
+    return len(pinned), findings
 
 
 def _plain(descriptor: Descriptor) -> Descriptor:

@@ -1,5 +1,5 @@
-"""Unit tests of registry bases: the lock format, and the `lock-base` and `pull-blob` commands
-against a loopback server that serves an image the way a registry does."""
+"""Unit tests of registry bases: the lock format, and the `lock-base`, `pull-blob` and
+`check-base` commands against a loopback server that serves an image the way a registry does."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ from typing import Any, Dict, List, Tuple
 import pytest
 
 from .__main__ import main
-from .base import BaseLock, BaseLockError
+from .auth import AnonymousKeychain
+from .base import BaseLock, BaseLockError, check_lock
+from .connection import NetworkLimits
+from .registry import RegistryClient
 from .registry_test import Answer, Request, StubServer
 from .types import (
     DOCKER_CONFIG,
@@ -237,3 +240,68 @@ def test_pull_blob_from_a_registry_that_never_answers_stops_within_the_limits_gi
         r" the total limit of 1 s\); last error: \S+: connected, but nothing arrived within 0.5 s",
         capsys.readouterr().err.strip(),
     )
+
+
+def test_check_base_names_each_digest_gone_or_served_with_another_size(
+    registry: FakeRegistry, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    manifest, config, layers = registry.add_image(
+        {"os": "linux", "architecture": "amd64"}, [b"a1", b"a2"], tag="1"
+    )
+    lock_path = tmp_path / "lock.json"
+    with StubServer(registry.answer) as server:
+        image = f"{server.address}/{REPOSITORY}"
+        assert (
+            main(
+                ["lock-base", "--image", f"{image}:1", "--platform", "linux/amd64"]
+                + ["--output", str(lock_path)]
+            )
+            == 0
+        )
+        check = ["check-base", "--lock", str(lock_path)]
+        capsys.readouterr()
+        server.requests.clear()
+        assert main(check) == 0
+        # The single-platform tag resolved to the manifest itself: each digest is asked once,
+        # with HEAD, and never by tag.
+        assert json.loads(capsys.readouterr().out) == {"checked": 4, "problems": []}
+        assert sorted((r.method, r.path.rsplit("/", 1)[1]) for r in server.requests) == sorted(
+            ("HEAD", d.digest) for d in (manifest, config, *layers)
+        )
+
+        del registry.blobs[layers[1].digest]
+        registry.blobs[config.digest] += b" "
+        assert main(check) == 0
+    layer_path = f"/v2/{REPOSITORY}/blobs/{layers[1].digest}"
+    assert json.loads(capsys.readouterr().out) == {
+        "checked": 4,
+        "problems": [
+            {
+                "item": f"{image}@{config.digest} (linux/amd64 config)",
+                "status": "mismatch",
+                "detail": f"the registry states {config.size + 1} bytes, pinned: {config.size}",
+            },
+            {
+                "item": f"{image}@{layers[1].digest} (linux/amd64 layer 2)",
+                "status": "gone",
+                "detail": f"HEAD http://{server.address}{layer_path} for repository {REPOSITORY}"
+                f" on registry {server.address} failed with HTTP 404",
+            },
+        ],
+    }
+
+
+def test_a_registry_that_does_not_answer_is_unreachable_not_gone(tmp_path: Path) -> None:
+    lock = BaseLock.loads(json.dumps(_lock_document()).encode(), "lock.json")
+    with StubServer(lambda request: (503, {}, b"")) as server:
+        lock = BaseLock(f"{server.address}/base:1", lock.resolved, lock.platforms)
+        limits = NetworkLimits(attempts=2)
+        with RegistryClient(
+            AnonymousKeychain(), limits=limits, first_retry_delay_s=0.001
+        ) as client:
+            checked, findings = check_lock(client, lock)
+    # One digest stands for all four in the made-up lock.
+    assert checked == 1
+    [finding] = findings
+    assert finding.status == "unreachable"
+    assert "(gave up after 2 attempt(s)" in finding.detail and "HTTP 503" in finding.detail

@@ -929,6 +929,13 @@ class RegistryClient:
 
         return self._retrying(f"downloading blob {descriptor.digest}", repository, download)
 
+    def served_size(self, repository: Repository, kind: str, digest: str) -> Optional[int]:
+        """The size the registry states for the manifest or blob (`kind` "manifests" or "blobs")
+        `digest`, asked with HEAD so that nothing is downloaded; NotFoundError if it has none."""
+        return self._retrying(
+            f"checking for {digest}", repository, lambda: self._head(repository, kind, digest)
+        )
+
     # Push ---------------------------------------------------------------------------------------
 
     def push(
@@ -1122,18 +1129,28 @@ class RegistryClient:
                 ),
             )
 
-    def _exists(self, repository: Repository, kind: str, digest: str) -> bool:
+    def _head(self, repository: Repository, kind: str, digest: str) -> Optional[int]:
+        """HEAD of a manifest or blob (`kind` "manifests" or "blobs") by digest: the size the
+        registry states, if it does; NotFoundError if it has no such digest."""
         with self._request(
             repository,
             "HEAD",
             f"/v2/{repository.name}/{kind}/{digest}",
             scopes=_pull_scope(repository),
-            expected={200, 404},
+            expected={200},
             headers={"Accept": _MANIFEST_ACCEPT} if kind == "manifests" else None,
             follow_redirects=True,
         ) as response:
             response.discard()
-            return response.status == 200
+            length = response.header("Content-Length") or ""
+            return int(length) if length.isdigit() else None
+
+    def _exists(self, repository: Repository, kind: str, digest: str) -> bool:
+        try:
+            self._head(repository, kind, digest)
+        except NotFoundError:
+            return False
+        return True
 
 
 def _describe(error: BaseException) -> str:

@@ -7,7 +7,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 # Media types (OCI image-spec v1.0/1.1 and the Docker v2 schema 2 equivalents we must read).
 OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
@@ -60,6 +60,32 @@ def canonical_json(document: Any) -> bytes:
     return json.dumps(
         document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode("utf-8")
+
+
+# How a lock check found a pinned item (`Finding.status`): the server says it has no such file or
+# digest (HTTP 404/410); it serves one of another size than the lock pins; or no answer either way
+# (no connection, a timeout, 5xx after retries, a refusal), which says nothing about the item.
+GONE = "gone"
+MISMATCH = "mismatch"
+UNREACHABLE = "unreachable"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A pinned item that a lock check did not find served as pinned, and what the server said."""
+
+    item: str
+    status: str
+    detail: str
+
+    def to_json(self) -> Dict[str, str]:
+        return {"item": self.item, "status": self.status, "detail": self.detail}
+
+
+def check_report(checked: int, findings: Sequence[Finding]) -> bytes:
+    """What each core's lock `check` command prints: how many pinned items it asked about, and
+    every finding, so that the caller can tell a healthy lock from one it did not read."""
+    return canonical_json({"checked": checked, "problems": [f.to_json() for f in findings]})
 
 
 _DEFAULT_VARIANTS = {"arm64": "v8"}

@@ -9,6 +9,7 @@
            [--venv-version 3.11.2] [--kind big|small] [--prefix opt/agent]
            [--interpreter /usr/bin/python3.11] [--bytecode-interpreter PYTHON]
            [--compression gzip|none] [--gzip-level N] [--source-date-epoch N]
+    check  --lock LOCK [LIMITS]
 
 `plan` prints (JSON, one list sorted by project) the wheels the requirements need on the
 target: `project`, `version`, `filename`, `url`, `sha256`.
@@ -40,6 +41,10 @@ OUT/descriptor.json (the format of the `oci layer` command) and OUT/installed.js
                         "notes": […]}]}
 
 A big wheel's layer is gzipped at level 1 unless `--gzip-level` says otherwise.
+
+`check` asks, with HEAD, whether every artifact the lock pins (every resolve, wheels and sdists)
+is still served at its URL, and prints the report of the `debian check` command.
+
 On a bad input the exit status is 2 and stderr has one `error: …` line naming the problem.
 """
 
@@ -117,6 +122,9 @@ def _parser() -> argparse.ArgumentParser:
         "--gzip-level", type=int, help="1..9 (default: 1 for a big wheel's layer, else 6)"
     )
     layer.add_argument("--source-date-epoch", type=int, default=DEFAULT_MTIME)
+    check = commands.add_parser("check", help="ask whether the locked artifacts are served")
+    check.add_argument("--lock", type=Path, required=True, help="a Pants/pex lockfile")
+    add_limit_arguments(check, DOWNLOAD_LIMITS)
     return parser
 
 
@@ -132,7 +140,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     # Imported only now: a `fetch` step (one per wheel) needs neither `packaging` nor
     # `installer`, whose import costs more than the rest of its start-up.
-    from .steps import resolve_wheels, run_group, run_layer
+    from .steps import resolve_wheels, run_check, run_group, run_layer
     from .target import Target
 
     try:
@@ -141,6 +149,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             _print_json([wheel.to_json() for wheel in wheels])
         elif args.command == "group":
             _print_json(run_group(args))
+        elif args.command == "check":
+            sys.stdout.buffer.write(run_check(args) + b"\n")
         else:
             run_layer(args)
     except (

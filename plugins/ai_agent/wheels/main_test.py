@@ -201,6 +201,37 @@ def test_fetch_keeps_only_verified_bytes(tmp_path: Path, capsys: pytest.CaptureF
     assert output.read_bytes() == b"wheel bytes"
 
 
+def test_check_asks_pypi_for_every_locked_artifact(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    lock_text = (TESTDATA / "agents.lock").read_text()
+    capsys.readouterr()
+    assert main(["check", "--lock", str(TESTDATA / "agents.lock")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    if report["problems"] and {p["status"] for p in report["problems"]} == {"unreachable"}:
+        missing_component("PyPI", f"network access to files.pythonhosted.org ({report})")
+    # Every artifact of the lock, the sdist too: Pants' own pex builds may use any of them.
+    assert report == {"checked": lock_text.count('"url":'), "problems": []}
+
+    real = "-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+    assert real in lock_text
+    url = next(line for line in lock_text.splitlines() if real in line).split('"')[3]
+    rotten = tmp_path / "rotten.lock"
+    bogus = url.replace(real, "-cp311-cp311-manylinux_2_17_x86_64.bogus.whl")
+    rotten.write_text(lock_text.replace(url, bogus))
+    assert main(["check", "--lock", str(rotten)]) == 0
+    assert json.loads(capsys.readouterr().out)["problems"] == [
+        {
+            "item": bogus.rsplit("/", 1)[1],
+            "status": "gone",
+            "detail": f"{bogus}: HTTP 404 Not Found",
+        }
+    ]
+
+    assert main(["check", "--lock", str(tmp_path / "absent.lock")]) == 2
+    assert "absent.lock: cannot read the lockfile" in capsys.readouterr().err
+
+
 def _paths(layer: Dict[str, Any]) -> List[str]:
     return [entry["path"] for entry in layer["descriptor"]["entries"]]
 

@@ -101,16 +101,10 @@ class PexLock:
 
     @classmethod
     def loads(cls, text: str, source: str, target: Target) -> PexLock:
-        """Parse the JSON after Pants' `//` header; of several resolves (a pex lock made for
-        explicit platforms), take the first whose platform tag the target accepts."""
-        body = "".join(line for line in text.splitlines(True) if not line.startswith("//"))
-        try:
-            document = json.loads(body)
-            resolves = document["locked_resolves"]
-        except (ValueError, KeyError, TypeError) as error:
-            raise LockError(f"{source}: not a pex lockfile ({error})") from None
+        """Of several resolves (a pex lock made for explicit platforms), take the first whose
+        platform tag the target accepts."""
         supported = set(target.supported_tags())
-        for resolve in resolves:
+        for resolve in _locked_resolves(text, source):
             platform_tag = resolve.get("platform_tag")
             if platform_tag is None or _tag(platform_tag, source) in supported:
                 return cls(source, _projects(resolve, source))
@@ -201,6 +195,26 @@ class PexLock:
                 " only sha256 is accepted"
             )
         return ChosenWheel(project.name, version, filename, artifact.url, artifact.hash)
+
+
+def locked_artifacts(text: str, source: str) -> List[Artifact]:
+    """Every artifact (wheel or sdist) of every resolve of a lock, each once."""
+    artifacts = {
+        artifact.url: artifact
+        for resolve in _locked_resolves(text, source)
+        for project in _projects(resolve, source).values()
+        for artifact in project.artifacts
+    }
+    return list(artifacts.values())
+
+
+def _locked_resolves(text: str, source: str) -> List[Dict[str, Any]]:
+    """The `locked_resolves` of the JSON after Pants' `//` header."""
+    body = "".join(line for line in text.splitlines(True) if not line.startswith("//"))
+    try:
+        return list(json.loads(body)["locked_resolves"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise LockError(f"{source}: not a pex lockfile ({error})") from None
 
 
 def _tag(platform_tag: Any, source: str) -> Tag:

@@ -1,6 +1,6 @@
 """The `plan`, `group` and `layer` commands: the locked wheels an image needs, grouped into
-layers and installed into each. Apart from the command line so that a `fetch` step never
-imports `packaging` and `installer`."""
+layers and installed into each; and `check`, whether what a lock pins is still served. Apart
+from the command line so that a `fetch` step never imports `packaging` and `installer`."""
 
 from __future__ import annotations
 
@@ -8,15 +8,18 @@ import argparse
 import re
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Dict, List
 
+from ..debian.download import CHECK_JOBS, check_url
+from ..oci.connection import limits_from
 from ..oci.layer import Compression, LayerOptions, write_layer_directory
-from ..oci.types import canonical_json
+from ..oci.types import canonical_json, check_report
 from .bytecode import Compiler
 from .errors import WheelsError
 from .install import InstalledDistribution, InstallLayout, install_wheel
-from .pexlock import ChosenWheel, PexLock
+from .pexlock import ChosenWheel, LockError, PexLock, locked_artifacts
 from .plan import BIG, MIB, LockedWheel, plan_layers
 from .target import Target
 
@@ -33,6 +36,24 @@ BIG_LAYER_GZIP_LEVEL = 1
 
 def resolve_wheels(args: argparse.Namespace, target: Target) -> List[ChosenWheel]:
     return PexLock.load(args.lock, target).resolve(args.requirement, target)
+
+
+def run_check(args: argparse.Namespace) -> bytes:
+    """The `check_report` of every artifact the lock pins, asked with HEAD at its URL: all of
+    them, not only an image's wheels, since Pants' own builds of the resolve (`test`, `run`)
+    download the host's artifacts from the same lock."""
+    try:
+        text = args.lock.read_text(encoding="utf-8")
+    except OSError as error:
+        raise LockError(f"{args.lock}: cannot read the lockfile: {error.strerror}") from None
+    artifacts = locked_artifacts(text, str(args.lock))
+    limits = limits_from(args)
+    with ThreadPoolExecutor(CHECK_JOBS) as pool:
+        found = pool.map(
+            lambda artifact: check_url(artifact.url, artifact.filename, None, limits), artifacts
+        )
+        findings = [finding for finding in found if finding is not None]
+    return check_report(len(artifacts), findings)
 
 
 def _layout(args: argparse.Namespace) -> InstallLayout:
