@@ -22,12 +22,10 @@ from pants.core.goals.package import (
 from pants.core.util_rules.distdir import DistDir
 from pants.engine.addresses import Address
 from pants.engine.fs import (
-    CreateDigest,
     Digest,
     DigestContents,
     DigestEntries,
     DigestSubset,
-    FileContent,
     FileEntry,
     MergeDigests,
     PathGlobs,
@@ -45,11 +43,12 @@ from ai_agent.cuda.select import CudaChoice, select_cuda
 from ai_agent.cuda.table import BASE, DEFAULT_TABLE, CudaProblem, merge_table
 from ai_agent.image import (
     BaseImage,
-    ImageArchive,
     ImageArchiveRequest,
+    ImageDescription,
     PlatformImage,
     checked_output_path,
     exported_package,
+    layout_path,
 )
 from ai_agent.layers import (
     APP_DIR,
@@ -158,12 +157,12 @@ class AgentImageRequest:
 
 @dataclass(frozen=True)
 class AgentImage:
-    """The archive of an agent and `metadata` (what the JSON beside it says)."""
+    """An agent's image: `archive` asks for its archive (built only where one is needed),
+    `metadata_json` is what the JSON beside it says."""
 
-    archive: ImageArchive
+    archive: ImageArchiveRequest
     metadata_json: str
-    digest: Digest
-    # Every build step behind the archive's bytes, once each, the archive's own last.
+    # Every build step behind the image's layers and description, once each.
     steps: Tuple[BuildStep, ...]
 
 
@@ -566,24 +565,20 @@ async def build_agent_image(
     if tags == AgentImageTagsField.default and accelerator != "cpu":
         # The variants of `accelerator=parametrize(...)` must not load as the same image.
         tags = (f"latest-{accelerator}",)
-    archive = await Get(
-        ImageArchive,
-        ImageArchiveRequest(
-            owner=owner,
-            tags=tuple(f"{repository}:{tag}" for tag in tags),
-            images=tuple(platform.image for platform in built),
-            output_path=request.output_path,
-        ),
+    archive = ImageArchiveRequest(
+        owner=owner,
+        tags=tuple(f"{repository}:{tag}" for tag in tags),
+        images=tuple(platform.image for platform in built),
+        output_path=request.output_path,
     )
-    (written,) = await Get(
-        DigestContents, DigestSubset(archive.digest, PathGlobs([archive.metadata_path]))
-    )
-    written_metadata = json.loads(written.content)
+    description = await Get(ImageDescription, ImageArchiveRequest, archive)
+    written_metadata = json.loads(description.metadata_json)
     metadata = {
         "target": owner,
-        "archive": archive.archive_path,
+        "archive": archive.output_path if subsystem.archives else None,
+        "layout": layout_path(archive.output_path),
         "mediaType": written_metadata["mediaType"],
-        "digest": archive.manifest_digest,
+        "digest": description.manifest_digest,
         "size": written_metadata["size"],
         "repository": repository,
         "tags": list(tags),
@@ -614,19 +609,9 @@ async def build_agent_image(
         ],
     }
     metadata_json = json.dumps(metadata, indent=2, sort_keys=True) + "\n"
-    metadata_digest = await Get(
-        Digest, CreateDigest([FileContent(archive.metadata_path, metadata_json.encode())])
-    )
-    archive_only = await Get(
-        Digest, DigestSubset(archive.digest, PathGlobs([archive.archive_path]))
-    )
-    digest = await Get(Digest, MergeDigests([archive_only, metadata_digest]))
-    steps = (*(step for platform in built for step in platform.steps), archive.step)
+    steps = (*(step for platform in built for step in platform.steps), description.step)
     return AgentImage(
-        archive=archive,
-        metadata_json=metadata_json,
-        digest=digest,
-        steps=tuple(dict.fromkeys(steps)),
+        archive=archive, metadata_json=metadata_json, steps=tuple(dict.fromkeys(steps))
     )
 
 
@@ -638,7 +623,9 @@ class AgentPackageFieldSet(PackageFieldSet):
 
 
 @rule(desc="Packaging an ai_agent image", level=LogLevel.DEBUG)
-async def package_agent(field_set: AgentPackageFieldSet, dist_dir: DistDir) -> BuiltPackage:
+async def package_agent(
+    field_set: AgentPackageFieldSet, dist_dir: DistDir, subsystem: AiAgentSubsystem
+) -> BuiltPackage:
     output_path = await checked_output_path(field_set.address, field_set.output_path)
     image = await Get(AgentImage, AgentImageRequest(field_set.address, output_path))
     metadata = json.loads(image.metadata_json)
@@ -646,12 +633,12 @@ async def package_agent(field_set: AgentPackageFieldSet, dist_dir: DistDir) -> B
     size = sum(layer["size"] for layer in layers)
     tags = ", ".join(f"{metadata['repository']}:{tag}" for tag in metadata["tags"])
     return await exported_package(
-        str(field_set.address),
         image.archive,
-        image.digest,
+        image.metadata_json,
         f"{field_set.address}: {metadata['digest']} ({len(layers)} layers, {size / MIB:.1f} MiB,"
-        f" tagged {tags}; details in {dist_dir.relpath / image.archive.metadata_path})",
+        f" tagged {tags}; details in {dist_dir.relpath / output_path}.json)",
         dist_dir,
+        subsystem,
     )
 
 

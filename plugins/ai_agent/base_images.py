@@ -74,8 +74,8 @@ from ai_agent.debian.lock import LockRequest
 from ai_agent.image import (
     BaseImage,
     BaseLayer,
-    ImageArchive,
     ImageArchiveRequest,
+    ImageDescription,
     PlatformImage,
     checked_output_path,
     exported_package,
@@ -573,29 +573,25 @@ class BaseImagePackageFieldSet(PackageFieldSet):
 
 @rule(desc="Packaging a base image", level=LogLevel.DEBUG)
 async def package_base_image(
-    field_set: BaseImagePackageFieldSet, dist_dir: DistDir
+    field_set: BaseImagePackageFieldSet, dist_dir: DistDir, subsystem: AiAgentSubsystem
 ) -> BuiltPackage:
     output_path = await checked_output_path(field_set.address, field_set.output_path)
     base = await Get(BaseImage, BaseImageRequest(field_set.address))
-    archive = await Get(
-        ImageArchive,
-        ImageArchiveRequest(
-            owner=str(field_set.address),
-            tags=(f"{field_set.address.target_name}:latest",),
-            images=(
-                PlatformImage.create(
-                    base=base, inputs=EMPTY_DIGEST, layer_descriptors=(), config={}
-                ),
-            ),
-            output_path=output_path,
+    request = ImageArchiveRequest(
+        owner=str(field_set.address),
+        tags=(f"{field_set.address.target_name}:latest",),
+        images=(
+            PlatformImage.create(base=base, inputs=EMPTY_DIGEST, layer_descriptors=(), config={}),
         ),
+        output_path=output_path,
     )
+    description = await Get(ImageDescription, ImageArchiveRequest, request)
     return await exported_package(
-        str(field_set.address),
-        archive,
-        archive.digest,
-        f"    manifest {archive.manifest_digest}",
+        request,
+        description.metadata_json,
+        f"    manifest {description.manifest_digest}",
         dist_dir,
+        subsystem,
     )
 
 

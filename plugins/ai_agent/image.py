@@ -151,32 +151,89 @@ class ImageArchive:
     step: BuildStep
 
 
-@rule(desc="Writing an image archive", level=LogLevel.DEBUG)
-async def write_image_archive(
-    request: ImageArchiveRequest, builder: ImageBuilder, subsystem: AiAgentSubsystem
-) -> ImageArchive:
+@dataclass(frozen=True)
+class ImageInputs:
+    """What the OCI core's `image` command reads for `request`: the spec at `_SPEC` and every
+    config and descriptor in `described`, plus every layer blob in `complete`."""
+
+    described: Digest
+    complete: Digest
+
+
+@rule(desc="Gathering an image's inputs", level=LogLevel.DEBUG)
+async def image_inputs(request: ImageArchiveRequest, subsystem: AiAgentSubsystem) -> ImageInputs:
     spec = {
         "tags": list(request.tags),
         "source_date_epoch": subsystem.source_date_epoch,
         "images": [image.spec() for image in request.images],
     }
     spec_digest = await Get(Digest, CreateDigest([FileContent(_SPEC, canonical_json(spec))]))
+    descriptors = await MultiGet(
+        Get(Digest, DigestSubset(image.inputs, PathGlobs(image.layer_descriptors)))
+        for image in request.images
+    )
     base_blobs = await MultiGet(
         Get(BuildStepOutput, BuildStep, step)
         for image in request.images
         for step in image.base.layer_blob_steps
     )
-    inputs = await Get(
-        Digest,
-        MergeDigests(
-            [
-                *(image.inputs for image in request.images),
-                *(image.base.config for image in request.images),
-                *(blobs.digest for blobs in base_blobs),
-                spec_digest,
-            ]
+    configs = [image.base.config for image in request.images]
+    described, complete = await MultiGet(
+        Get(Digest, MergeDigests([*descriptors, *configs, spec_digest])),
+        Get(
+            Digest,
+            MergeDigests(
+                [
+                    *(image.inputs for image in request.images),
+                    *configs,
+                    *(blobs.digest for blobs in base_blobs),
+                    spec_digest,
+                ]
+            ),
         ),
     )
+    return ImageInputs(described, complete)
+
+
+@dataclass(frozen=True)
+class ImageDescription:
+    """What the image of a request is (its metadata JSON, as the archive's), learnt from the
+    layers' descriptors without reading a blob."""
+
+    metadata_json: str
+    manifest_digest: str
+    image_id: str
+    step: BuildStep
+
+
+@rule(desc="Describing an image", level=LogLevel.DEBUG)
+async def describe_image(request: ImageArchiveRequest, builder: ImageBuilder) -> ImageDescription:
+    inputs = await Get(ImageInputs, ImageArchiveRequest, request)
+    metadata_path = f"{request.output_path}.json"
+    step = BuildStep(
+        builder.process(
+            "oci",
+            ["image", "--spec", _SPEC, "--metadata", metadata_path],
+            description=f"Describing the image of {request.owner}",
+            input_digest=inputs.described,
+            output_files=(metadata_path,),
+        ),
+        owner=request.owner,
+    )
+    output = await Get(BuildStepOutput, BuildStep, step)
+    (contents,) = await Get(DigestContents, Digest, output.digest)
+    metadata = json.loads(contents.content)
+    return ImageDescription(
+        metadata_json=contents.content.decode(),
+        manifest_digest=metadata["digest"],
+        image_id=metadata["docker"]["imageID"],
+        step=step,
+    )
+
+
+@rule(desc="Writing an image archive", level=LogLevel.DEBUG)
+async def write_image_archive(request: ImageArchiveRequest, builder: ImageBuilder) -> ImageArchive:
+    inputs = await Get(ImageInputs, ImageArchiveRequest, request)
     metadata_path = f"{request.output_path}.json"
     step = BuildStep(
         builder.process(
@@ -184,7 +241,7 @@ async def write_image_archive(
             ["image", "--spec", _SPEC, "--output", request.output_path]
             + ["--metadata", metadata_path],
             description=f"Writing the image archive for {request.owner}",
-            input_digest=inputs,
+            input_digest=inputs.complete,
             output_files=(request.output_path, metadata_path),
         ),
         owner=request.owner,
@@ -204,13 +261,23 @@ async def write_image_archive(
     )
 
 
+def layout_path(output_path: str) -> str:
+    """Where in `dist/` the OCI image layout of an image whose archive path is `output_path`
+    goes: beside it, named like it with `.oci` for `.tar`."""
+    stem = output_path[: -len(".tar")] if output_path.endswith(".tar") else output_path
+    return f"{stem}.oci"
+
+
 @dataclass(frozen=True)
 class DistExportRequest:
-    """Files of `digest` to place in `dist/` at their paths there, the last one last."""
+    """An image placed in `dist/`: its OCI layout (from `request`), then `paths` of `digest`
+    (the archive, if any, then the metadata JSON, placed last); `remove` what is not wanted
+    any more (an archive from when archives were on)."""
 
-    owner: str
+    request: ImageArchiveRequest
     digest: Digest
     paths: Tuple[str, ...]
+    remove: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -223,14 +290,20 @@ class DistExport:
 
 @rule(desc="Placing an image in dist/", level=LogLevel.DEBUG)
 async def export_to_dist(
-    request: DistExportRequest, builder: ImageBuilder, dist_dir: DistDir, build_root: BuildRoot
+    export: DistExportRequest, builder: ImageBuilder, dist_dir: DistDir, build_root: BuildRoot
 ) -> DistExport:
+    request = export.request
+    inputs = await Get(ImageInputs, ImageArchiveRequest, request)
+    into = str(build_root.pathlib_path / dist_dir.relpath)
     step = BuildStep(
         builder.process(
             "oci",
-            ["export", "--into", str(build_root.pathlib_path / dist_dir.relpath), *request.paths],
+            ["export", "--into", into, "--layout", layout_path(request.output_path)]
+            + ["--spec", _SPEC]
+            + [f"--remove={path}" for path in export.remove]
+            + list(export.paths),
             description=f"Placing {request.owner}'s image in {dist_dir.relpath}/",
-            input_digest=request.digest,
+            input_digest=await Get(Digest, MergeDigests([inputs.complete, export.digest])),
             # `dist/` is outside every cache: look at it on every run.
             cache_scope=ProcessCacheScope.PER_SESSION,
         ),
@@ -242,14 +315,27 @@ async def export_to_dist(
 
 
 async def exported_package(
-    owner: str, archive: ImageArchive, digest: Digest, summary: str, dist_dir: DistDir
+    request: ImageArchiveRequest,
+    metadata_json: str,
+    summary: str,
+    dist_dir: DistDir,
+    subsystem: AiAgentSubsystem,
 ) -> BuiltPackage:
-    """A package whose archive and metadata (both in `digest`) are placed in `dist/` by the
-    `export` step; Pants is given nothing to write, only what to print."""
-    export = await Get(
-        DistExport,
-        DistExportRequest(owner, digest, (archive.archive_path, archive.metadata_path)),
-    )
+    """A package placed in `dist/` by the `export` step: the image's OCI layout, its archive if
+    `[ai-agents].archives`, and `metadata_json` last. Pants is given nothing to write, only
+    what to print."""
+    metadata_path = f"{request.output_path}.json"
+    metadata = await Get(Digest, CreateDigest([FileContent(metadata_path, metadata_json.encode())]))
+    paths: Tuple[str, ...] = (metadata_path,)
+    remove: Tuple[str, ...] = (request.output_path,)
+    if subsystem.archives:
+        archive = await Get(ImageArchive, ImageArchiveRequest, request)
+        archive_only = await Get(
+            Digest, DigestSubset(archive.digest, PathGlobs([archive.archive_path]))
+        )
+        metadata = await Get(Digest, MergeDigests([archive_only, metadata]))
+        paths, remove = (archive.archive_path, metadata_path), ()
+    export = await Get(DistExport, DistExportRequest(request, metadata, paths, remove))
     lines = [f"Wrote {dist_dir.relpath / path}" for path in export.written] + [
         f"Unchanged {dist_dir.relpath / path}" for path in export.unchanged
     ]

@@ -21,7 +21,7 @@ from pants.util.logging import LogLevel
 from ai_agent.agent_image import AgentImage, AgentImageRequest
 from ai_agent.base_images import RegistryAccess
 from ai_agent.builder import ImageBuilder
-from ai_agent.image import checked_output_path
+from ai_agent.image import ImageArchive, ImageArchiveRequest, checked_output_path
 from ai_agent.target_types import AgentConfigSourceField, AgentImageTagsField, AgentRepositoryField
 
 
@@ -62,14 +62,15 @@ async def publish_agent(
     # The package in `request.packages` is in `dist/`, not in a digest (see `image.py`).
     output_path = await checked_output_path(field_set.address, field_set.output_path)
     image = await Get(AgentImage, AgentImageRequest(field_set.address, output_path))
+    archive = await Get(ImageArchive, ImageArchiveRequest, image.archive)
     refs = [f"{repository}:{tag}" for tag in field_set.image_tags.value or ()]
     process = builder.process(
         "oci",
-        ["push", "--archive", image.archive.archive_path]
+        ["push", "--archive", archive.archive_path]
         + [arg for ref in refs for arg in ("--ref", ref)]
         + list(access.args),
         description=f"Pushing {field_set.address} to {repository}",
-        input_digest=image.digest,
+        input_digest=archive.digest,
         env=access.env,
         level=LogLevel.INFO,
     )

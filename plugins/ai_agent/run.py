@@ -16,6 +16,7 @@ from pants.engine.rules import Get, collect_rules, rule
 from pants.util.logging import LogLevel
 
 from ai_agent.agent_image import AgentImage, AgentImageRequest
+from ai_agent.image import ImageArchive, ImageArchiveRequest
 from ai_agent.subsystem import AgentRunner
 from ai_agent.target_types import AgentConfigSourceField
 
@@ -44,17 +45,18 @@ async def run_agent(field_set: AgentRunFieldSet, runner: AgentRunner) -> RunRequ
         PexRequest,
         runner.to_pex_request(main=EntryPoint(Path(_RUNNER).stem), sources=script),
     )
+    archive = await Get(ImageArchive, ImageArchiveRequest, image.archive)
     metadata = json.loads(image.metadata_json)
     config_ports = metadata["exposedPorts"]
-    digest = await Get(Digest, MergeDigests([image.digest, pex.digest]))
+    digest = await Get(Digest, MergeDigests([archive.digest, pex.digest]))
     args = [
         f"{{chroot}}/{pex.pex.argv0}",
         "--agent",
         str(field_set.address),
         "--archive",
-        f"{{chroot}}/{image.archive.archive_path}",
+        f"{{chroot}}/{archive.archive_path}",
         "--image-id",
-        image.archive.image_id,
+        archive.image_id,
         *(arg for port in config_ports for arg in ("--publish", port)),
     ]
     if metadata["accelerator"] != "cpu":

@@ -9,6 +9,7 @@ from pants.backend.python.subsystems.python_tool_base import (
     PythonToolRequirementsBase,
 )
 from pants.option.option_types import (
+    BoolOption,
     DictOption,
     FloatOption,
     IntOption,
@@ -78,6 +79,20 @@ class AiAgentSubsystem(Subsystem):
             `{"12.4/runtime": "registry.example.com/mirror/cuda:12.4.1-runtime-ubuntu22.04"}`
             for a private mirror. A CUDA agent without `base` builds on the `oci_base` target
             whose `image` is its entry, pinned by that target's lock.
+            """
+        ),
+    )
+    archives = BoolOption(
+        default=True,
+        help=softwrap(
+            """
+            Whether `package` also writes each image as one docker-loadable archive
+            (`<output_path>`, a tar that `docker load`, skopeo's `oci-archive:` and umoci read)
+            beside its OCI image layout (`<output_path without .tar>.oci/`, whose blobs are
+            hardlinks to Pants' store). The archive holds every layer again, written and stored
+            once more on every change of the image: repos with many or big images should turn
+            it off and load layouts where needed (`skopeo copy oci:DIR docker-daemon:NAME`).
+            `run` and `publish` do not need it.
             """
         ),
     )

@@ -28,6 +28,7 @@ from pants.util.strutil import softwrap
 
 from ai_agent.agent_image import AgentImage, AgentImageRequest, AgentPackageFieldSet
 from ai_agent.builder import BuildStep, BuildStepOutput, ImageBuilder
+from ai_agent.image import ImageArchive, ImageArchiveRequest
 
 # What a step printed is compared too (`wheels plan` answers on stdout), as this file.
 _STDOUT = "(stdout)"
@@ -134,25 +135,30 @@ async def verify_reproducible(console: Console, targets: FilteredTargets) -> Ver
         )
         for field_set in field_sets
     )
+    # The archive too: `run` and `publish` use it, and `package` unless told not to.
+    archives = await MultiGet(
+        Get(ImageArchive, ImageArchiveRequest, image.archive) for image in images
+    )
+    steps_of = [(*image.steps, archive.step) for image, archive in zip(images, archives)]
     # Agents share steps (a base, weights); each runs again once.
-    steps = tuple(dict.fromkeys(step for image in images for step in image.steps))
+    steps = tuple(dict.fromkeys(step for image_steps in steps_of for step in image_steps))
     comparisons = await MultiGet(Get(StepComparison, StepRerun(step)) for step in steps)
     comparison_of = dict(zip(steps, comparisons))
     unreproducible = 0
-    for field_set, image in zip(field_sets, images):
+    for field_set, image, image_steps in zip(field_sets, images, steps_of):
         digest = json.loads(image.metadata_json)["digest"]
-        drifted = [comparison_of[step] for step in image.steps if comparison_of[step].differences]
+        drifted = [comparison_of[step] for step in image_steps if comparison_of[step].differences]
         if not drifted:
             console.print_stdout(
                 f"{console.sigil_succeeded()} {field_set.address}: {digest} is reproducible:"
-                f" its {len(image.steps)} build steps, run again without caches, gave the same"
+                f" its {len(image_steps)} build steps, run again without caches, gave the same"
                 " bytes"
             )
             continue
         unreproducible += 1
         console.print_stdout(
             f"{console.sigil_failed()} {field_set.address}: {digest} is NOT reproducible:"
-            f" {len(drifted)} of its {len(image.steps)} build steps gave other bytes when run"
+            f" {len(drifted)} of its {len(image_steps)} build steps gave other bytes when run"
             " again without caches:"
         )
         for comparison in drifted:

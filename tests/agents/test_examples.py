@@ -19,6 +19,7 @@ import re
 import signal
 import socket
 import subprocess
+import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -30,7 +31,7 @@ import pytest
 
 from testkit.agent_http import request_json, wait_until_container_healthy, wait_until_healthy
 from testkit.components import RunningRegistry, free_loopback_port
-from testkit.pants_output import PackagedOutputs, file_sha256, succeeded
+from testkit.pants_output import PackagedOutputs, executed_processes, file_sha256, succeeded
 from testkit.pants_repo import ScratchRepo
 
 pytestmark = pytest.mark.integration
@@ -250,6 +251,12 @@ def test_archives_are_hardlinked_from_the_store_and_a_lost_file_alone_is_written
     archive = built.archive(metadata)
     # Pants' store holds the other link (where dist/ and the store share a filesystem, as here).
     assert archive.stat().st_nlink >= 2
+    # So are the layout's big blobs (Pants keeps files from 512 KiB up as files of their own).
+    layout = built.repo.root / "dist" / metadata["layout"]
+    for layer in _layers(metadata):
+        if layer["size"] >= 512 * 1024:
+            blob = layout / "blobs/sha256" / layer["digest"].split(":")[1]
+            assert blob.stat().st_nlink >= 2, layer
     described = archive.with_name(archive.name + ".json")
     before = _dist_files(built.repo)
     described.unlink()
@@ -260,6 +267,45 @@ def test_archives_are_hardlinked_from_the_store_and_a_lost_file_alone_is_written
     changed = {path for path in before if after[path] != before[path]}
     assert changed == {f"{metadata['archive']}.json"}
     assert json.loads(described.read_text()) == metadata
+
+
+def test_the_layout_is_the_image_and_without_archives_no_archive_is_built(
+    built: Built, skopeo: str
+) -> None:
+    metadata = built.agent("router")
+    target, archive = str(metadata["target"]), built.archive(metadata)
+    layout = built.repo.root / "dist" / metadata["layout"]
+    inspected = subprocess.run(
+        [skopeo, "inspect", f"oci:{layout}:latest"], check=True, capture_output=True, text=True
+    )
+    assert json.loads(inspected.stdout)["Digest"] == metadata["digest"]
+    # The layout's files are the archive's, unpacked.
+    with tarfile.open(archive) as tar:
+        members = {member.name: member for member in tar.getmembers() if member.isfile()}
+        for name, member in members.items():
+            extracted = tar.extractfile(member)
+            assert extracted is not None
+            assert (layout / name).read_bytes() == extracted.read(), name
+    assert {str(path.relative_to(layout)) for path in layout.rglob("*") if path.is_file()} == set(
+        members
+    )
+
+    try:
+        result = built.repo.run(
+            "--ai-agents-archives=false", "--keep-sandboxes=always", "package", target
+        )
+        output = succeeded(result)
+        assert not any(
+            name.startswith("Writing the image archive") for name in executed_processes(result)
+        ), executed_processes(result)
+        assert not archive.exists()
+        without = json.loads(archive.with_name(archive.name + ".json").read_text())
+        assert without["archive"] is None
+        assert {**without, "archive": metadata["archive"]} == metadata
+        assert f"Unchanged dist/{metadata['layout']}" in output
+    finally:
+        succeeded(built.repo.run("package", target))
+    assert archive.is_file()
 
 
 # publish ----------------------------------------------------------------------------------------

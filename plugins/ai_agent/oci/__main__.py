@@ -1,7 +1,7 @@
 """The command line that sandboxed build processes run: `python -m <this package> COMMAND`.
 
     layer --spec SPEC.json --output-dir DIR [--discard-blob]
-    image --spec SPEC.json --output ARCHIVE.tar [--metadata METADATA.json]
+    image --spec SPEC.json [--output ARCHIVE.tar] [--metadata METADATA.json]
     lock-base --image REGISTRY/REPOSITORY:TAG --platform linux/amd64 [--platform P ...]
               [--insecure-registry HOST[:PORT] ...] [LIMITS] --output LOCK.json
     pull-blob --repository REGISTRY/REPOSITORY --digest sha256:… --size N --output FILE
@@ -10,7 +10,7 @@
          [--insecure-registry HOST[:PORT] ...] [LIMITS]
     compare --first DIR --second DIR
     check-base --lock LOCK.json [--insecure-registry HOST[:PORT] ...] [LIMITS]
-    export --into DIR PATH [PATH ...]
+    export --into DIR [--layout LAYOUT --spec SPEC.json] [--remove OLD ...] PATH [PATH ...]
 
 `lock-base` resolves a registry base's tag and writes its lock (the format is in `base.py`).
 `pull-blob` downloads one blob by digest; FILE appears only once the bytes matched the digest.
@@ -21,9 +21,11 @@ config or layer of an image archive (`compare.py`).
 blobs the registry has, and prints per repository the bytes uploaded and skipped.
 `check-base` asks the registry, with HEAD, whether it still has every digest a base lock pins, and
 prints the report of the `debian check` command (`types.check_report`).
-`export` places each PATH (relative to the working directory) at the same relative path under
-DIR, whole or not at all and the last one last (`export.py`), and prints what it wrote and what
-was already there as {"written": [...], "unchanged": [...]}.
+`export` places the image of SPEC as an OCI image layout at DIR/LAYOUT (its layer blobs
+hardlinked, each blob written only if absent), then each PATH (relative to the working
+directory) at the same relative path under DIR, whole or not at all and the last one last
+(`export.py`), deletes DIR/OLD, and prints what it wrote and what was already there as
+{"written": [...], "unchanged": [...]}.
 All registry commands read registry credentials from `$DOCKER_CONFIG/config.json` (else
 `~/.docker/config.json`) and reach loopback registries, and those given with --insecure-registry,
 over plain HTTP. LIMITS bound each registry operation (`connection.py`; `--help` gives the
@@ -75,7 +77,8 @@ Image spec (`images` required; one image gives a manifest, several an index):
                     "Labels": {…}, "StopSignal": "SIGTERM", "Healthcheck": {…}},
          "annotations": {…}}                 manifest annotations
      ]}
-Image output: the archive, and METADATA.json (default: ARCHIVE.tar.json):
+Image output: the archive (if --output is given; without it no layer blob is read), and
+METADATA.json (default: ARCHIVE.tar.json):
     {"mediaType": …, "digest": "sha256:…", "size": N,       the manifest or index: what to push
      "tags": […as given], "docker": {"imageID": "sha256:…", "platform": "linux/amd64"},
      "images": [{"platform": …, "manifest": {descriptor}, "config": {descriptor},
@@ -92,6 +95,7 @@ import shutil
 import sys
 import tarfile
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import (
     Any,
@@ -108,7 +112,7 @@ from typing import (
     Union,
 )
 
-from .archive import ArchiveError, write_archive
+from .archive import ArchiveError, ImageFiles, image_files, write_archive
 from .auth import CredentialError
 from .base import BaseLock, BaseLockError, check_lock, lock_base
 from .compare import compare_directories
@@ -293,7 +297,22 @@ def _default_created_by(raw_entries: Sequence[Any]) -> str:
 # image ------------------------------------------------------------------------------------------
 
 
-def run_image(spec_path: Path, output: Path, metadata_path: Path) -> Dict[str, Any]:
+@dataclass(frozen=True)
+class _ImageSpec:
+    """What an image spec describes: the image (or index), its tags, the platform `docker load`
+    gets, and the archive's mtime."""
+
+    target: Union[Image, Index]
+    images: Tuple[Image, ...]
+    tags: Tuple[str, ...]
+    docker_platform: Optional[Platform]
+    epoch: int
+
+    def files(self) -> ImageFiles:
+        return image_files(self.target, self.tags, docker_platform=self.docker_platform)
+
+
+def _load_image_spec(spec_path: Path) -> _ImageSpec:
     spec = _Spec.load(spec_path)
     spec.check_keys(_ARCHIVE_KEYS)
     epoch = spec.get("source_date_epoch", int, DEFAULT_MTIME)
@@ -310,12 +329,27 @@ def run_image(spec_path: Path, output: Path, metadata_path: Path) -> Dict[str, A
     ]
     target: Union[Image, Index] = images[0] if len(images) == 1 else Index(images)
     docker_platform = _platform(spec, "docker_platform")
-    docker_image = write_archive(output, target, tags, docker_platform=docker_platform, mtime=epoch)
+    return _ImageSpec(target, tuple(images), tuple(tags), docker_platform, epoch)
+
+
+def run_image(spec_path: Path, output: Optional[Path], metadata_path: Path) -> Dict[str, Any]:
+    """Write the archive (unless `output` is None: then no blob is read) and its metadata."""
+    image = _load_image_spec(spec_path)
+    if output is None:
+        docker_image = image.files().docker_image
+    else:
+        docker_image = write_archive(
+            output,
+            image.target,
+            image.tags,
+            docker_platform=image.docker_platform,
+            mtime=image.epoch,
+        )
     metadata = {
-        **target.descriptor.to_json(),
-        "tags": tags,
+        **image.target.descriptor.to_json(),
+        "tags": list(image.tags),
         "docker": {"imageID": docker_image.image_id, "platform": str(docker_image.platform)},
-        "images": [_image_metadata(image) for image in images],
+        "images": [_image_metadata(platform_image) for platform_image in image.images],
     }
     metadata_path.write_bytes(canonical_json(metadata))
     return metadata
@@ -516,7 +550,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     image = commands.add_parser("image", help="write an image archive and its metadata")
     image.add_argument("--spec", type=Path, required=True)
-    image.add_argument("--output", type=Path, required=True)
+    image.add_argument("--output", type=Path, help="the archive; without it, metadata only")
     image.add_argument("--metadata", type=Path, help="default: the archive path + .json")
     lock = commands.add_parser("lock-base", help="resolve a registry base into a lock")
     lock.add_argument("--image", required=True, help="registry/repository:tag (or @sha256:…)")
@@ -539,6 +573,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     check.add_argument("--lock", type=Path, required=True)
     export = commands.add_parser("export", help="place finished files in a directory, whole")
     export.add_argument("--into", type=Path, required=True)
+    export.add_argument("--layout", help="a directory under --into for the image of --spec")
+    export.add_argument("--spec", type=Path, help="an image spec, as the image command takes")
+    export.add_argument(
+        "--remove", action="append", default=[], help="a path under --into to delete; repeatable"
+    )
     export.add_argument("paths", nargs="+", metavar="PATH", help="the last one is placed last")
     for registry_command in (lock, pull, push, check):
         registry_command.add_argument(
@@ -554,6 +593,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "layer":
             run_layer(args.spec, args.output_dir, args.discard_blob)
         elif args.command == "image":
+            if args.metadata is None and args.output is None:
+                parser.error("image: give --output, --metadata or both")
             metadata = args.metadata or args.output.with_name(args.output.name + ".json")
             run_image(args.spec, args.output, metadata)
         elif args.command == "lock-base":
@@ -567,7 +608,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             differences = compare_directories(args.first, args.second)
             print(json.dumps([difference.to_json() for difference in differences], indent=1))
         elif args.command == "export":
-            exported = export_files(args.into, [(Path(path), path) for path in args.paths])
+            layout = None
+            if (args.layout is None) != (args.spec is None):
+                parser.error("export: --layout and --spec go together")
+            if args.layout is not None:
+                layout = (args.layout, _load_image_spec(args.spec).files())
+            files = [(Path(path), path) for path in args.paths]
+            exported = export_files(args.into, files, layout, args.remove)
             print(json.dumps({"written": exported.written, "unchanged": exported.unchanged}))
         else:
             limits = limits_from(args)

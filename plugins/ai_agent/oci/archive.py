@@ -16,6 +16,9 @@ Every blob an image references is stored once, and nothing else is. Layer blobs 
 files and are checked against their descriptor's size (before writing) and digest (while writing);
 when a check fails, an archive being written to a path is removed again.
 
+The same files, unpacked, are an OCI image layout directory (`image_files`; `export.py` writes
+one into `dist/`, its layer blobs hardlinked rather than copied).
+
 For an index, the archive holds the index blob and every platform's manifest, config and layers;
 `manifest.json` can describe only one image, so it lists the image for `docker_platform`, or the
 index's first image. Never the build machine's platform: the archive's bytes must not depend on
@@ -25,7 +28,8 @@ where it was built.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Optional, Sequence, Union
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from .image import Image, Index
 from .layer import (
@@ -50,6 +54,40 @@ class ArchiveError(Exception):
     or does not match its descriptor."""
 
 
+@dataclass(frozen=True)
+class ImageFiles:
+    """An image (or index) as the files of an archive or layout directory: `blobs` (every blob
+    once: content for documents, a file for layers) and `documents` (`oci-layout`, `index.json`,
+    Docker's `manifest.json`, `repositories`); `docker_image` is what `manifest.json` describes,
+    i.e. what `docker load` gets."""
+
+    blobs: Tuple[Entry, ...]
+    documents: Tuple[Entry, ...]
+    docker_image: Image
+
+
+def image_files(
+    target: Union[Image, Index],
+    tags: Sequence[str] = (),
+    *,
+    docker_platform: Optional[Platform] = None,
+) -> ImageFiles:
+    """The files of `target` (one image, or an index of several), named by `tags`
+    (`[registry/]repository[:tag]`, `:latest` when no tag is given); no blob is read."""
+    references = _parse_tags(tags)
+    docker_image = _docker_image(target, docker_platform)
+    documents = [
+        Entry.content("oci-layout", canonical_json(OCI_LAYOUT)),
+        Entry.content("index.json", canonical_json(_layout_index(target, references))),
+        Entry.content("manifest.json", canonical_json(_docker_manifest(docker_image, references))),
+    ]
+    if references:
+        documents.append(
+            Entry.content("repositories", canonical_json(_repositories(docker_image, references)))
+        )
+    return ImageFiles(tuple(_blob_entries(target)), tuple(documents), docker_image)
+
+
 def write_archive(
     output: OutputTarget,
     target: Union[Image, Index],
@@ -58,28 +96,16 @@ def write_archive(
     docker_platform: Optional[Platform] = None,
     mtime: int = DEFAULT_MTIME,
 ) -> Image:
-    """Write `target` (one image, or an index of several) as an archive to `output`, named by
-    `tags` (`[registry/]repository[:tag]`, `:latest` when no tag is given). Returns the image
-    that `manifest.json` describes, i.e. what `docker load` gets."""
-    references = _parse_tags(tags)
-    docker_image = _docker_image(target, docker_platform)
-    entries = _blob_entries(target)
-    entries += [
-        Entry.content("oci-layout", canonical_json(OCI_LAYOUT)),
-        Entry.content("index.json", canonical_json(_layout_index(target, references))),
-        Entry.content("manifest.json", canonical_json(_docker_manifest(docker_image, references))),
-    ]
-    if references:
-        entries.append(
-            Entry.content("repositories", canonical_json(_repositories(docker_image, references)))
-        )
+    """Write `target`'s files (`image_files`) as an archive to `output`. Returns the image that
+    `manifest.json` describes."""
+    files = image_files(target, tags, docker_platform=docker_platform)
     try:
-        members = plan_layer(entries, LayerOptions(mtime=mtime))
+        members = plan_layer([*files.blobs, *files.documents], LayerOptions(mtime=mtime))
         _check_blob_sizes(members, target)
         write_tar(members, output)
     except LayerError as error:
         raise ArchiveError(f"cannot write the image archive: {error}") from None
-    return docker_image
+    return files.docker_image
 
 
 def _parse_tags(tags: Sequence[str]) -> List[Reference]:

@@ -9,6 +9,11 @@ placed last, so a reader that finds it finds everything it describes; a kill at 
 either the complete set or one without its last file. A destination that already is the file
 (the same inode, or the same bytes for a small file) is left alone: packaging again what did not
 change writes nothing.
+
+An image can also be placed as an OCI image layout directory (`export_files(layout=...)`): its
+blobs are content-addressed, so each is written only if absent; `index.json`, which names what
+the layout holds, is replaced after every blob it references is in place, and blobs no longer
+referenced are removed after it.
 """
 
 from __future__ import annotations
@@ -18,11 +23,17 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
+
+from .archive import ImageFiles
+from .layer import Entry
 
 # Files up to this size are compared byte for byte when they are not the same inode.
 _COMPARED_BYTES = 1 << 20
 _COPY_CHUNK = 1 << 20
+# The document of a layout that says what it holds, written after everything it references.
+_LAYOUT_ROOT = "index.json"
+_BLOBS = "blobs/sha256"
 # Link errors that mean "copy instead": another filesystem, no hardlinks, too many links.
 _LINK_REFUSED = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES}
 
@@ -44,25 +55,94 @@ def partial_path(destination: Path) -> Path:
     return destination.with_name(f".{destination.name}.partial")
 
 
-def export_files(into: Path, files: Sequence[Tuple[Path, str]]) -> Exported:
-    """Place each `(source, relative path)` under `into`, in order, the last one last."""
+def export_files(
+    into: Path,
+    files: Sequence[Tuple[Path, str]],
+    layout: Optional[Tuple[str, ImageFiles]] = None,
+    remove: Sequence[str] = (),
+) -> Exported:
+    """Place `layout` (a relative directory and the image files to put there), if given, then
+    each `(source, relative path)` under `into`, in order, the last one last; the `remove`
+    paths (what an earlier set held and this one does not) go."""
     if not files:
         return Exported((), ())
     destinations = [(source, _destination(into, relative)) for source, relative in files]
     unchanged = [_same_file(source, destination) for source, destination in destinations]
-    if all(unchanged):
-        return Exported((), tuple(relative for _, relative in files))
+    names = [relative for _, relative in files]
+    if layout is not None:
+        layout_dir = _destination(into, layout[0])
+        names.insert(0, layout[0])
+        unchanged.insert(0, _layout_in_place(layout_dir, layout[1]))
+    stale = [_destination(into, relative) for relative in remove]
+    stale = [path for path in stale if path.exists() or path.is_symlink()]
+    if all(unchanged) and not stale:
+        return Exported((), tuple(names))
     last = destinations[-1][1]
-    if last.exists() or last.is_symlink():
-        last.unlink()
-    for (source, destination), in_place in zip(destinations, unchanged):
+    for path in (last, *stale):
+        if path.exists() or path.is_symlink():
+            path.unlink()
+    if layout is not None and not unchanged[0]:
+        _write_layout(layout_dir, layout[1])
+    placed = unchanged[1:] if layout is not None else unchanged
+    for (source, destination), in_place in zip(destinations, placed):
         if not in_place or destination == last:
             _place(source, destination)
     unchanged[-1] = False  # placed again: it says that the set is complete
     return Exported(
-        tuple(relative for (_, relative), in_place in zip(files, unchanged) if not in_place),
-        tuple(relative for (_, relative), in_place in zip(files, unchanged) if in_place),
+        tuple(name for name, in_place in zip(names, unchanged) if not in_place),
+        tuple(name for name, in_place in zip(names, unchanged) if in_place),
     )
+
+
+def _entry_size(entry: Entry) -> int:
+    return len(entry.data) if entry.data is not None else os.stat(str(entry.source)).st_size
+
+
+def _entry_in_place(directory: Path, entry: Entry) -> bool:
+    """A blob is in place if a file of its size has its name (the names are digests, and blobs
+    are only ever renamed into place whole); a document, if it holds the same bytes."""
+    path = directory / entry.path
+    try:
+        if path.is_symlink() or not path.is_file():
+            return False
+        if entry.path.startswith(f"{_BLOBS}/"):
+            return path.stat().st_size == _entry_size(entry)
+        return path.read_bytes() == entry.data
+    except OSError as error:
+        raise ExportError(f"{path}: {error.strerror or error}") from None
+
+
+def _layout_in_place(directory: Path, files: ImageFiles) -> bool:
+    return all(_entry_in_place(directory, entry) for entry in (*files.blobs, *files.documents))
+
+
+def _write_layout(directory: Path, files: ImageFiles) -> None:
+    documents = sorted(files.documents, key=lambda entry: entry.path == _LAYOUT_ROOT)
+    for entry in (*files.blobs, *documents):
+        if _entry_in_place(directory, entry):
+            continue
+        if entry.data is not None:
+            _place_bytes(entry.data, directory / entry.path)
+        else:
+            _place(Path(str(entry.source)), directory / entry.path)
+    kept = {Path(entry.path).name for entry in files.blobs}
+    for blob in (directory / _BLOBS).iterdir():
+        if blob.name not in kept:
+            blob.unlink()
+
+
+def _place_bytes(data: bytes, destination: Path) -> None:
+    partial = partial_path(destination)
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with open(partial, "wb") as writer:
+            writer.write(data)
+            writer.flush()
+            os.fsync(writer.fileno())
+        os.chmod(partial, 0o644)
+        os.replace(partial, destination)
+    except OSError as error:
+        raise ExportError(f"{destination}: {error.strerror or error}") from None
 
 
 def _destination(into: Path, relative: str) -> Path:

@@ -9,7 +9,18 @@ from typing import Dict
 
 import pytest
 
-from ai_agent.oci.export import ExportError, export_files, partial_path
+from ai_agent.oci.__main__ import main
+from ai_agent.oci.archive import image_files
+from ai_agent.oci.archive_test import (
+    archive_bytes,
+    blob_name,
+    file_in,
+    make_image,
+    make_layer,
+    read_archive,
+)
+from ai_agent.oci.export import Exported, ExportError, export_files, partial_path
+from ai_agent.oci.image import ConfigUpdate, Image, build_image
 
 ARCHIVE = "agents.x/x.tar"
 METADATA = "agents.x/x.tar.json"
@@ -136,3 +147,97 @@ def test_a_kill_leaves_no_metadata_beside_a_torn_or_new_archive(
     assert (dist / ARCHIVE).read_bytes() == b"new archive"
     assert json.loads((dist / METADATA).read_bytes()) == {"v": "new"}
     assert sorted(path.name for path in (dist / "agents.x").iterdir()) == ["x.tar", "x.tar.json"]
+
+
+# Layouts ----------------------------------------------------------------------------------------
+
+TAGS = ("example.local/agent:1.0",)
+
+
+def _layout_files(directory: Path) -> Dict[str, bytes]:
+    return {
+        str(path.relative_to(directory)): path.read_bytes()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
+
+
+def _export_image(image: Image, dist: Path, metadata: Path) -> Exported:
+    return export_files(dist, [(metadata, "x.tar.json")], layout=("x", image_files(image, TAGS)))
+
+
+def test_a_layout_holds_the_archives_files_with_its_layers_hardlinked(tmp_path: Path) -> None:
+    image = make_image(tmp_path / "build")
+    metadata = tmp_path / "metadata.json"
+    metadata.write_bytes(b"{}")
+    dist = tmp_path / "dist"
+
+    assert _export_image(image, dist, metadata).written == ("x", "x.tar.json")
+
+    data = archive_bytes(image, TAGS)
+    members = [name for name, member in read_archive(data).items() if member.isfile()]
+    assert _layout_files(dist / "x") == {name: file_in(data, name) for name in members}
+    for layer in image.layers:
+        assert os.path.samefile(dist / "x" / blob_name(layer.descriptor.digest), layer.path)
+    assert _export_image(image, dist, metadata) == Exported((), ("x", "x.tar.json"))
+
+
+def test_a_new_image_keeps_unchanged_blobs_and_drops_unreferenced_ones(tmp_path: Path) -> None:
+    first = make_image(tmp_path / "first")
+    metadata = tmp_path / "metadata.json"
+    metadata.write_bytes(b"{}")
+    dist = tmp_path / "dist"
+    _export_image(first, dist, metadata)
+    kept = dist / "x" / blob_name(first.layers[0].descriptor.digest)
+    inode = kept.stat().st_ino
+
+    second = build_image(
+        Image.scratch(first.platform),
+        [first.layers[0], make_layer(tmp_path / "second", "three", b"third")],
+        ConfigUpdate(cmd=["/app/one"]),
+    )
+    assert _export_image(second, dist, metadata).written == ("x", "x.tar.json")
+
+    assert kept.stat().st_ino == inode
+    assert not (dist / "x" / blob_name(first.layers[1].descriptor.digest)).exists()
+    data = archive_bytes(second, TAGS)
+    assert _layout_files(dist / "x") == {
+        name: file_in(data, name) for name, member in read_archive(data).items() if member.isfile()
+    }
+
+
+def test_the_image_command_writes_metadata_without_reading_a_layer_blob(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # export's PATHs are relative to the working directory
+    layer_spec = tmp_path / "layer.json"
+    layer_spec.write_text(json.dumps({"entries": [{"path": "app/x", "content": "x\n"}]}))
+    assert main(["layer", "--spec", str(layer_spec), "--output-dir", str(tmp_path / "l")]) == 0
+    spec = tmp_path / "image.json"
+    image = {"platform": "linux/amd64", "layers": ["l/descriptor.json"], "config": {}}
+    spec.write_text(json.dumps({"tags": list(TAGS), "images": [image]}))
+    with_archive, metadata_only = tmp_path / "with-archive.json", tmp_path / "metadata-only.json"
+    command = ["image", "--spec", str(spec)]
+    archive = ["--output", str(tmp_path / "a.tar")]
+    assert main([*command, *archive, "--metadata", str(with_archive)]) == 0
+
+    export = ["export", "--into", str(tmp_path / "dist"), "--layout", "x", "--spec", str(spec)]
+    assert main([*export, with_archive.name]) == 0
+    (tmp_path / "l" / "layer.tar").unlink()
+    assert main([*command, "--metadata", str(metadata_only)]) == 0
+    assert metadata_only.read_bytes() == with_archive.read_bytes()
+    assert _layout_files(tmp_path / "dist" / "x") == {
+        name: file_in((tmp_path / "a.tar").read_bytes(), name)
+        for name, member in read_archive((tmp_path / "a.tar").read_bytes()).items()
+        if member.isfile()
+    }
+
+
+def test_what_a_set_no_longer_holds_is_removed(tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    sources = _sources(tmp_path / "build", b"archive", b"{}")
+    _export(sources, dist)
+    result = export_files(dist, [(sources[METADATA], METADATA)], remove=[ARCHIVE])
+    assert result.written == (METADATA,)
+    assert not (dist / ARCHIVE).exists() and (dist / METADATA).exists()
+    assert export_files(dist, [(sources[METADATA], METADATA)], remove=[ARCHIVE]).written == ()
