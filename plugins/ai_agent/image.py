@@ -141,12 +141,11 @@ class ImageArchiveRequest:
 
 @dataclass(frozen=True)
 class ImageArchive:
-    """The archive and its metadata JSON (manifest and config digests, layers), both in `digest`."""
+    """The archive (and the metadata JSON the `image` command writes beside it), in `digest`;
+    `image_id` is what `docker load` of it gives."""
 
     digest: Digest
     archive_path: str
-    metadata_path: str
-    manifest_digest: str
     image_id: str
     step: BuildStep
 
@@ -202,7 +201,6 @@ class ImageDescription:
 
     metadata_json: str
     manifest_digest: str
-    image_id: str
     step: BuildStep
 
 
@@ -222,11 +220,9 @@ async def describe_image(request: ImageArchiveRequest, builder: ImageBuilder) ->
     )
     output = await Get(BuildStepOutput, BuildStep, step)
     (contents,) = await Get(DigestContents, Digest, output.digest)
-    metadata = json.loads(contents.content)
     return ImageDescription(
         metadata_json=contents.content.decode(),
-        manifest_digest=metadata["digest"],
-        image_id=metadata["docker"]["imageID"],
+        manifest_digest=json.loads(contents.content)["digest"],
         step=step,
     )
 
@@ -254,8 +250,6 @@ async def write_image_archive(request: ImageArchiveRequest, builder: ImageBuilde
     return ImageArchive(
         digest=output.digest,
         archive_path=request.output_path,
-        metadata_path=metadata_path,
-        manifest_digest=metadata["digest"],
         image_id=metadata["docker"]["imageID"],
         step=step,
     )
