@@ -150,13 +150,16 @@ def _listed_and_built(repo: ScratchRepo) -> Tuple[FrozenSet[str], FrozenSet[str]
 
 
 def _dist_targets(repo: ScratchRepo) -> FrozenSet[str]:
-    """The agents whose archive and metadata dist/ holds (a base's metadata, which names no
-    target, by its path); fails on any other file there."""
+    """The agents whose archive, OCI layout and metadata dist/ holds (a base's metadata, which
+    names no target, by its path); fails on any other file there."""
     dist = repo.root / "dist"
     files = sorted(path for path in dist.rglob("*") if path.is_file()) if dist.is_dir() else []
     metadata = [path for path in files if path.name.endswith(".tar.json")]
     archives = {path.with_name(path.name[: -len(".json")]) for path in metadata}
-    assert set(files) == set(metadata) | archives, files
+    layouts = {path.with_name(path.name[: -len(".tar.json")] + ".oci") for path in metadata}
+    in_layouts = {path for path in files if layouts & set(path.parents)}
+    assert set(files) == set(metadata) | archives | in_layouts, files
+    assert all((layout / "index.json").is_file() for layout in layouts), files
     return frozenset(
         json.loads(path.read_text()).get("target", str(path.relative_to(dist))) for path in metadata
     )

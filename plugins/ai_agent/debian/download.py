@@ -14,7 +14,6 @@ nothing; a redirect keeps the HEAD.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import http.client
 import os
@@ -25,7 +24,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import IO, BinaryIO, Callable, Dict, Iterator, Optional, Tuple, Type, TypeVar
+from typing import IO, Callable, Dict, Optional, Tuple, Type, TypeVar
 
 from ..oci.connection import NetworkLimits, TimedHTTPConnection, TimedHTTPSConnection
 from ..oci.types import GONE, MISMATCH, UNREACHABLE, Finding
@@ -163,14 +162,6 @@ def _open(url: str, limits: NetworkLimits, method: str = "GET") -> http.client.H
         reason = getattr(error, "reason", error)
         where = "connection lost" if state["connected"] else "cannot connect"
         raise _Transient(url, f"{where}: {reason}") from None
-
-
-@contextlib.contextmanager
-def open_url(url: str, limits: NetworkLimits = DOWNLOAD_LIMITS) -> Iterator[BinaryIO]:
-    """A readable response for `url`, after retrying transient failures."""
-    response = _with_retries(url, limits, lambda: _open(url, limits))
-    with response:
-        yield response
 
 
 def _read_failed(url: str, error: OSError, limits: NetworkLimits, received: int) -> _Transient:
