@@ -151,16 +151,25 @@ class ImageArchive:
 
 
 @dataclass(frozen=True)
-class ImageInputs:
-    """What the OCI core's `image` command reads for `request`: the spec at `_SPEC` and every
-    config and descriptor in `described`, plus every layer blob in `complete`."""
+class DescribedImage:
+    """The spec of `request`'s image at `_SPEC`, with every config and layer descriptor it
+    names: all the OCI core's `image` command reads but the blobs."""
 
-    described: Digest
-    complete: Digest
+    request: ImageArchiveRequest
+    digest: Digest
 
 
-@rule(desc="Gathering an image's inputs", level=LogLevel.DEBUG)
-async def image_inputs(request: ImageArchiveRequest, subsystem: AiAgentSubsystem) -> ImageInputs:
+@dataclass(frozen=True)
+class CompleteImage:
+    """A `DescribedImage` with its layer blobs: what writing the image's files reads."""
+
+    digest: Digest
+
+
+@rule(desc="Gathering an image's spec and descriptors", level=LogLevel.DEBUG)
+async def described_image(
+    request: ImageArchiveRequest, subsystem: AiAgentSubsystem
+) -> DescribedImage:
     spec = {
         "tags": list(request.tags),
         "source_date_epoch": subsystem.source_date_epoch,
@@ -171,27 +180,31 @@ async def image_inputs(request: ImageArchiveRequest, subsystem: AiAgentSubsystem
         Get(Digest, DigestSubset(image.inputs, PathGlobs(image.layer_descriptors)))
         for image in request.images
     )
+    configs = [image.base.config for image in request.images]
+    digest = await Get(Digest, MergeDigests([*descriptors, *configs, spec_digest]))
+    return DescribedImage(request, digest)
+
+
+@rule(desc="Gathering an image's blobs", level=LogLevel.DEBUG)
+async def complete_image(described: DescribedImage) -> CompleteImage:
+    """Runs the base's blob steps: only what writes the image's files asks for this."""
+    images = described.request.images
     base_blobs = await MultiGet(
         Get(BuildStepOutput, BuildStep, step)
-        for image in request.images
+        for image in images
         for step in image.base.layer_blob_steps
     )
-    configs = [image.base.config for image in request.images]
-    described, complete = await MultiGet(
-        Get(Digest, MergeDigests([*descriptors, *configs, spec_digest])),
-        Get(
-            Digest,
-            MergeDigests(
-                [
-                    *(image.inputs for image in request.images),
-                    *configs,
-                    *(blobs.digest for blobs in base_blobs),
-                    spec_digest,
-                ]
-            ),
+    digest = await Get(
+        Digest,
+        MergeDigests(
+            [
+                described.digest,
+                *(image.inputs for image in images),
+                *(blobs.digest for blobs in base_blobs),
+            ]
         ),
     )
-    return ImageInputs(described, complete)
+    return CompleteImage(digest)
 
 
 @dataclass(frozen=True)
@@ -204,53 +217,62 @@ class ImageDescription:
     step: BuildStep
 
 
-@rule(desc="Describing an image", level=LogLevel.DEBUG)
-async def describe_image(request: ImageArchiveRequest, builder: ImageBuilder) -> ImageDescription:
-    inputs = await Get(ImageInputs, ImageArchiveRequest, request)
+def _image_step(
+    builder: ImageBuilder, request: ImageArchiveRequest, inputs: Digest, archive: bool
+) -> BuildStep:
+    """The OCI core's `image` command for `request`: the metadata JSON beside the archive's
+    path, and the archive itself if `archive`."""
     metadata_path = f"{request.output_path}.json"
-    step = BuildStep(
+    output = [request.output_path] if archive else []
+    return BuildStep(
         builder.process(
             "oci",
-            ["image", "--spec", _SPEC, "--metadata", metadata_path],
-            description=f"Describing the image of {request.owner}",
-            input_digest=inputs.described,
-            output_files=(metadata_path,),
+            ["image", "--spec", _SPEC]
+            + [arg for path in output for arg in ("--output", path)]
+            + ["--metadata", metadata_path],
+            description=(
+                f"Writing the image archive for {request.owner}"
+                if archive
+                else f"Describing the image of {request.owner}"
+            ),
+            input_digest=inputs,
+            output_files=(*output, metadata_path),
         ),
         owner=request.owner,
     )
+
+
+async def _metadata(step: BuildStep, request: ImageArchiveRequest) -> Tuple[Digest, bytes]:
+    """Run `step` (an `_image_step`): its output, and the metadata JSON in it."""
     output = await Get(BuildStepOutput, BuildStep, step)
-    (contents,) = await Get(DigestContents, Digest, output.digest)
+    (metadata,) = await Get(
+        DigestContents, DigestSubset(output.digest, PathGlobs([f"{request.output_path}.json"]))
+    )
+    return output.digest, metadata.content
+
+
+@rule(desc="Describing an image", level=LogLevel.DEBUG)
+async def describe_image(request: ImageArchiveRequest, builder: ImageBuilder) -> ImageDescription:
+    described = await Get(DescribedImage, ImageArchiveRequest, request)
+    step = _image_step(builder, request, described.digest, archive=False)
+    _, metadata = await _metadata(step, request)
     return ImageDescription(
-        metadata_json=contents.content.decode(),
-        manifest_digest=json.loads(contents.content)["digest"],
+        metadata_json=metadata.decode(),
+        manifest_digest=json.loads(metadata)["digest"],
         step=step,
     )
 
 
 @rule(desc="Writing an image archive", level=LogLevel.DEBUG)
 async def write_image_archive(request: ImageArchiveRequest, builder: ImageBuilder) -> ImageArchive:
-    inputs = await Get(ImageInputs, ImageArchiveRequest, request)
-    metadata_path = f"{request.output_path}.json"
-    step = BuildStep(
-        builder.process(
-            "oci",
-            ["image", "--spec", _SPEC, "--output", request.output_path]
-            + ["--metadata", metadata_path],
-            description=f"Writing the image archive for {request.owner}",
-            input_digest=inputs.complete,
-            output_files=(request.output_path, metadata_path),
-        ),
-        owner=request.owner,
-    )
-    output = await Get(BuildStepOutput, BuildStep, step)
-    metadata_contents = await Get(
-        DigestContents, DigestSubset(output.digest, PathGlobs([metadata_path]))
-    )
-    metadata = json.loads(metadata_contents[0].content)
+    described = await Get(DescribedImage, ImageArchiveRequest, request)
+    complete = await Get(CompleteImage, DescribedImage, described)
+    step = _image_step(builder, request, complete.digest, archive=True)
+    digest, metadata = await _metadata(step, request)
     return ImageArchive(
-        digest=output.digest,
+        digest=digest,
         archive_path=request.output_path,
-        image_id=metadata["docker"]["imageID"],
+        image_id=json.loads(metadata)["docker"]["imageID"],
         step=step,
     )
 
@@ -287,7 +309,8 @@ async def export_to_dist(
     export: DistExportRequest, builder: ImageBuilder, dist_dir: DistDir, build_root: BuildRoot
 ) -> DistExport:
     request = export.request
-    inputs = await Get(ImageInputs, ImageArchiveRequest, request)
+    described = await Get(DescribedImage, ImageArchiveRequest, request)
+    complete = await Get(CompleteImage, DescribedImage, described)
     into = str(build_root.pathlib_path / dist_dir.relpath)
     step = BuildStep(
         builder.process(
@@ -297,7 +320,7 @@ async def export_to_dist(
             + [f"--remove={path}" for path in export.remove]
             + list(export.paths),
             description=f"Placing {request.owner}'s image in {dist_dir.relpath}/",
-            input_digest=await Get(Digest, MergeDigests([inputs.complete, export.digest])),
+            input_digest=await Get(Digest, MergeDigests([complete.digest, export.digest])),
             # `dist/` is outside every cache: look at it on every run.
             cache_scope=ProcessCacheScope.PER_SESSION,
         ),

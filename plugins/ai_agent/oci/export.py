@@ -18,12 +18,13 @@ referenced are removed after it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Optional, Sequence, Tuple
+from typing import IO, Callable, Optional, Sequence, Tuple
 
 from .archive import ImageFiles
 from .layer import Entry
@@ -131,20 +132,6 @@ def _write_layout(directory: Path, files: ImageFiles) -> None:
             blob.unlink()
 
 
-def _place_bytes(data: bytes, destination: Path) -> None:
-    partial = partial_path(destination)
-    try:
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        with open(partial, "wb") as writer:
-            writer.write(data)
-            writer.flush()
-            os.fsync(writer.fileno())
-        os.chmod(partial, 0o644)
-        os.replace(partial, destination)
-    except OSError as error:
-        raise ExportError(f"{destination}: {error.strerror or error}") from None
-
-
 def _destination(into: Path, relative: str) -> Path:
     path = PurePosixPath(relative)
     if path.is_absolute() or ".." in path.parts or not path.parts:
@@ -167,25 +154,47 @@ def _same_file(source: Path, destination: Path) -> bool:
 
 
 def _place(source: Path, destination: Path) -> None:
-    partial = partial_path(destination)
-    try:
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        if partial.exists() or partial.is_symlink():
-            partial.unlink()
+    """`destination` becomes `source`: a hardlink to it, else (across filesystems) a copy."""
+
+    def link_or_copy(partial: Path) -> None:
         try:
             os.link(source, partial)
         except OSError as error:
             if error.errno not in _LINK_REFUSED:
                 raise
-            _copy(source, partial)
-        os.replace(partial, destination)
-    except OSError as error:
-        raise ExportError(f"{destination}: {error.strerror or error}") from None
+            with open(source, "rb") as reader:
+
+                def copy(writer: IO[bytes]) -> None:
+                    shutil.copyfileobj(reader, writer, _COPY_CHUNK)  # type: ignore[misc]
+
+                _write(partial, copy)
+
+    _renamed_into_place(destination, link_or_copy)
 
 
-def _copy(source: Path, partial: Path) -> None:
-    with open(source, "rb") as reader, open(partial, "wb") as writer:
-        shutil.copyfileobj(reader, writer, _COPY_CHUNK)
+def _place_bytes(data: bytes, destination: Path) -> None:
+    _renamed_into_place(destination, lambda partial: _write(partial, lambda out: out.write(data)))
+
+
+def _write(partial: Path, fill: Callable[[IO[bytes]], object]) -> None:
+    with open(partial, "wb") as writer:
+        fill(writer)
         writer.flush()
         os.fsync(writer.fileno())
     os.chmod(partial, 0o644)
+
+
+def _renamed_into_place(destination: Path, make: Callable[[Path], None]) -> None:
+    """`make` the file beside `destination` under a temporary name, then rename it into place;
+    on failure the temporary file goes too."""
+    partial = partial_path(destination)
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if partial.exists() or partial.is_symlink():
+            partial.unlink()
+        make(partial)
+        os.replace(partial, destination)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise ExportError(f"{destination}: {error.strerror or error}") from None
