@@ -1,32 +1,48 @@
 """Pants backend entry point for the `ai_agent` plugin: its rules and target types."""
 
-from ai_agent import (
-    agent,
-    agent_image,
-    base_images,
-    builder,
+from ai_agent.goals import (
     check_locks,
-    image,
-    layers,
+    generate_lockfiles,
+    package,
     publish,
     run,
-    verify,
+    verify_reproducible,
 )
 from ai_agent.target_types import AiAgentTarget, DebianBaseTarget, OciBaseTarget
+from ai_agent.util_rules import (
+    agent,
+    agent_image,
+    base_image,
+    builder,
+    debian_base,
+    dist,
+    image,
+    layers,
+    platform_base,
+    registry_base,
+    wheel_layers,
+)
 
 
 def rules():
     return [
         *builder.rules(),
-        *check_locks.rules(),
-        *image.rules(),
-        *base_images.rules(),
         *agent.rules(),
+        *base_image.rules(),
+        *debian_base.rules(),
+        *registry_base.rules(),
+        *platform_base.rules(),
         *layers.rules(),
+        *wheel_layers.rules(),
+        *image.rules(),
+        *dist.rules(),
         *agent_image.rules(),
+        *package.rules(),
         *publish.rules(),
         *run.rules(),
-        *verify.rules(),
+        *verify_reproducible.rules(),
+        *check_locks.rules(),
+        *generate_lockfiles.rules(),
     ]
 
 

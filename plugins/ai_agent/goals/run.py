@@ -1,5 +1,6 @@
 """`./pants run` for `ai_agent` targets: the packaged archive loaded into the local Docker and run
-in the foreground by `run_image.py` (docker-py, installed as the `[ai-agents-runner]` tool)."""
+in the foreground by `docker_load_and_run.py` (docker-py, installed as the `[ai-agents-runner]`
+tool)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,12 @@ from pants.engine.fs import CreateDigest, Digest, FileContent, MergeDigests
 from pants.engine.rules import Get, collect_rules, rule
 from pants.util.logging import LogLevel
 
-from ai_agent.agent_image import AgentImage, AgentImageRequest
-from ai_agent.image import ImageArchive, ImageArchiveRequest
-from ai_agent.subsystem import AgentRunner
+from ai_agent.subsystems import AgentRunner
 from ai_agent.target_types import AgentConfigSourceField
+from ai_agent.util_rules.agent_image import AgentImage, AgentImageRequest
+from ai_agent.util_rules.image import ImageArchive, ImageArchiveRequest
 
-_RUNNER = "run_image.py"
+_RUNNER = "docker_load_and_run.py"
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ async def run_agent(field_set: AgentRunFieldSet, runner: AgentRunner) -> RunRequ
     image = await Get(AgentImage, AgentImageRequest(field_set.address, output_path))
     script = await Get(
         Digest,
-        CreateDigest([FileContent(_RUNNER, (Path(__file__).parent / _RUNNER).read_bytes())]),
+        CreateDigest([FileContent(_RUNNER, (Path(__file__).parents[1] / _RUNNER).read_bytes())]),
     )
     pex = await Get(
         VenvPex,

@@ -18,11 +18,12 @@ from pants.engine.process import InteractiveProcess
 from pants.engine.rules import Get, collect_rules, rule
 from pants.util.logging import LogLevel
 
-from ai_agent.agent_image import AgentImage, AgentImageRequest
-from ai_agent.base_images import RegistryAccess
-from ai_agent.builder import ImageBuilder
-from ai_agent.image import ImageArchive, ImageArchiveRequest, checked_output_path
 from ai_agent.target_types import AgentConfigSourceField, AgentImageTagsField, AgentRepositoryField
+from ai_agent.util_rules.agent_image import AgentImage, AgentImageRequest
+from ai_agent.util_rules.builder import ImageBuilder
+from ai_agent.util_rules.dist import checked_output_path
+from ai_agent.util_rules.image import ImageArchive, ImageArchiveRequest
+from ai_agent.util_rules.registry_base import RegistryAccess
 
 
 class PublishAgentRequest(PublishRequest):

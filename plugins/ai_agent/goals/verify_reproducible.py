@@ -26,9 +26,10 @@ from pants.engine.target import FilteredTargets
 from pants.util.logging import LogLevel
 from pants.util.strutil import softwrap
 
-from ai_agent.agent_image import AgentImage, AgentImageRequest, AgentPackageFieldSet
-from ai_agent.builder import BuildStep, BuildStepOutput, ImageBuilder
-from ai_agent.image import ImageArchive, ImageArchiveRequest
+from ai_agent.goals.package import AgentPackageFieldSet
+from ai_agent.util_rules.agent_image import AgentImage, AgentImageRequest
+from ai_agent.util_rules.builder import BuildStep, BuildStepOutput, ImageBuilder
+from ai_agent.util_rules.image import ImageArchive, ImageArchiveRequest
 
 # What a step printed is compared too (`wheels plan` answers on stdout), as this file.
 _STDOUT = "(stdout)"

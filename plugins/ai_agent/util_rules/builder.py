@@ -34,7 +34,7 @@ from pants.util.logging import LogLevel
 
 from ai_agent.debian.download import DOWNLOAD_LIMITS
 from ai_agent.oci.registry import REGISTRY_LIMITS
-from ai_agent.subsystem import AiAgentSubsystem, ImageBuilderLibraries
+from ai_agent.subsystems import AiAgentSubsystem, ImageBuilderLibraries
 
 # Where the cores' sources and libraries are mounted inside each sandbox (read-only, shared
 # between processes).
@@ -136,7 +136,7 @@ class BuildStepOutput:
 
 
 def _sandboxed_sources() -> tuple[FileContent, ...]:
-    plugin_root = Path(__file__).resolve().parent
+    plugin_root = Path(__file__).resolve().parents[1]
     files = [
         path
         for package in _SANDBOXED_PACKAGES

@@ -1,15 +1,8 @@
-"""The layers of an agent image, each written by its own cacheable process running the OCI core,
-so that a change re-runs only the processes whose inputs it touches:
-
-- third-party packages (`ai_agent.wheels`): the locked wheels, each fetched by its own process
-  keyed by its sha256, grouped into layers by one cheap process, then installed for the base's
-  Python and platform by one process per layer: a wheel that unpacks to more than
-  `[ai-agents].wheel_layer_threshold_mib` alone (shared by every agent that locks it), the rest
-  together;
-- weights: uncompressed, one layer per big file and one for the small ones; the process sees only
-  those files and their image paths, so identical weights in two agents are one cached layer;
-- first-party code and resources, gzip;
-- config: `agent.yaml`.
+"""Third-party packages as layers (`ai_agent.wheels`): the locked wheels, each fetched by its own
+process keyed by its sha256, grouped into layers by one cheap process, then installed for the
+base's Python and platform by one process per layer: a wheel that unpacks to more than
+`[ai-agents].wheel_layer_threshold_mib` alone (shared by every agent that locks it), the rest
+together.
 """
 
 from __future__ import annotations
@@ -22,117 +15,18 @@ from typing import Any, Dict, List, Mapping, Tuple
 from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
 from pants.backend.python.util_rules.pex import PythonExecutable
 from pants.engine.fs import (
-    CreateDigest,
     Digest,
     DigestContents,
     DigestSubset,
-    FileContent,
     MergeDigests,
     PathGlobs,
 )
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.logging import LogLevel
 
-from ai_agent.builder import BuildStep, BuildStepOutput, ImageBuilder, NetworkLimitArgs
-from ai_agent.oci.types import canonical_json
-from ai_agent.subsystem import AiAgentSubsystem
-
-_LAYER_SPEC = "__layer_spec.json"
-APP_DIR = "opt/agent/app"
-PACKAGES_PREFIX = "opt/agent"
-CONFIG_PATH = "etc/ai-agent/agent.yaml"
-
-
-@dataclass(frozen=True)
-class LayerInfo:
-    """A written layer: its descriptor's place in `BuiltLayers.digest` and what it holds."""
-
-    kind: str
-    holds: str
-    descriptor_path: str
-    media_type: str
-    digest: str
-    size: int
-    diff_id: str
-    # The non-directory paths it writes, for the check that no two layers write the same path.
-    paths: Tuple[str, ...]
-
-    def to_json(self) -> Dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "holds": self.holds,
-            "mediaType": self.media_type,
-            "digest": self.digest,
-            "size": self.size,
-            "diffID": self.diff_id,
-        }
-
-
-@dataclass(frozen=True)
-class BuiltLayers:
-    """Layers in `digest`, and every build step that went into them (`verify-reproducible`
-    runs them again)."""
-
-    digest: Digest
-    layers: Tuple[LayerInfo, ...]
-    steps: Tuple[BuildStep, ...]
-
-
-def _layer_info(kind: str, holds: str, descriptor_path: str, descriptor: Mapping) -> LayerInfo:
-    return LayerInfo(
-        kind=kind,
-        holds=holds,
-        descriptor_path=descriptor_path,
-        media_type=descriptor["mediaType"],
-        digest=descriptor["digest"],
-        size=descriptor["size"],
-        diff_id=descriptor["diffID"],
-        paths=tuple(
-            entry["path"] for entry in descriptor["entries"] if entry["type"] != "directory"
-        ),
-    )
-
-
-@dataclass(frozen=True)
-class LayerSpecRequest:
-    """One `oci layer` process: `spec` names files of `inputs` (paths relative to the root)."""
-
-    owner: str
-    directory: str
-    kind: str
-    holds: str
-    spec_json: str
-    inputs: Digest
-
-    @classmethod
-    def create(
-        cls, *, owner: str, directory: str, kind: str, holds: str, spec: Mapping, inputs: Digest
-    ) -> LayerSpecRequest:
-        return cls(owner, directory, kind, holds, canonical_json(spec).decode(), inputs)
-
-
-@rule(desc="Writing a layer", level=LogLevel.DEBUG)
-async def write_spec_layer(request: LayerSpecRequest, builder: ImageBuilder) -> BuiltLayers:
-    spec = await Get(Digest, CreateDigest([FileContent(_LAYER_SPEC, request.spec_json.encode())]))
-    inputs = await Get(Digest, MergeDigests([request.inputs, spec]))
-    step = BuildStep(
-        builder.process(
-            "oci",
-            ["layer", "--spec", _LAYER_SPEC, "--output-dir", request.directory],
-            # Not naming the owner: agents with the same weights run one and the same process.
-            description=f"Writing the {request.kind} layer ({request.holds})",
-            input_digest=inputs,
-            output_directories=(request.directory,),
-        ),
-        owner=request.owner,
-    )
-    output = await Get(BuildStepOutput, BuildStep, step)
-    descriptor_path = f"{request.directory}/descriptor.json"
-    (descriptor,) = await Get(
-        DigestContents, DigestSubset(output.digest, PathGlobs([descriptor_path]))
-    )
-    info = _layer_info(request.kind, request.holds, descriptor_path, json.loads(descriptor.content))
-    return BuiltLayers(output.digest, (info,), (step,))
+from ai_agent.subsystems import AiAgentSubsystem
+from ai_agent.util_rules.builder import BuildStep, BuildStepOutput, ImageBuilder, NetworkLimitArgs
+from ai_agent.util_rules.layers import PACKAGES_PREFIX, BuiltLayers, layer_info
 
 
 @dataclass(frozen=True)
@@ -267,7 +161,7 @@ async def third_party_layers(
     for layer, (descriptor,) in zip(grouping["layers"], descriptors):
         holds = ", ".join(f"{wheel['project']} {wheel['version']}" for wheel in layer["wheels"])
         kind = "big package" if layer["kind"] == "big" else "packages"
-        layers.append(_layer_info(kind, holds, descriptor.path, json.loads(descriptor.content)))
+        layers.append(layer_info(kind, holds, descriptor.path, json.loads(descriptor.content)))
     return BuiltLayers(
         await Get(Digest, MergeDigests(output.digest for output in outputs)),
         tuple(layers),
@@ -315,56 +209,6 @@ def _wheel_layer_step(
         owner=request.owner,
     )
     return directory, step
-
-
-@dataclass(frozen=True)
-class FileLayerRequest:
-    """Files of `inputs` at their image paths (`(image path, input path, sha256 or None)`)."""
-
-    owner: str
-    directory: str
-    kind: str
-    files: Tuple[Tuple[str, str, Any], ...]
-    inputs: Digest
-    compression: str
-    # Summarise the contents by the top-level names below this directory.
-    root: str = ""
-
-
-def _summary(paths: List[str], root: str) -> str:
-    """`router_agent, router_model (7 files)` below `root`, else the first paths themselves."""
-    if root:
-        names = sorted({path[len(root) + 1 :].split("/")[0] for path in paths})
-        return f"{', '.join(names)} ({len(paths)} files)"
-    shown = ", ".join(f"/{path}" for path in paths[:3])
-    return shown + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
-
-
-@rule(desc="Writing a file layer", level=LogLevel.DEBUG)
-async def file_layer(request: FileLayerRequest, subsystem: AiAgentSubsystem) -> BuiltLayers:
-    entries = []
-    for image_path, source, sha256 in request.files:
-        entry = {"path": image_path, "source": source, "mode": "0644"}
-        if sha256:
-            entry["digest"] = f"sha256:{sha256}"
-        entries.append(entry)
-    holds = _summary([image_path for image_path, _, _ in request.files], request.root)
-    return await Get(
-        BuiltLayers,
-        LayerSpecRequest.create(
-            owner=request.owner,
-            directory=request.directory,
-            kind=request.kind,
-            holds=holds,
-            spec={
-                "compression": request.compression,
-                "source_date_epoch": subsystem.source_date_epoch,
-                "created_by": f"ai_agent {request.kind}: {holds}",
-                "entries": entries,
-            },
-            inputs=request.inputs,
-        ),
-    )
 
 
 def rules():

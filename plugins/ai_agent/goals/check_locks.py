@@ -28,17 +28,19 @@ from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 from pants.util.strutil import softwrap
 
-from ai_agent.agent import base_spec
-from ai_agent.base_images import BaseTargets, RegistryAccess, mirror_args, refresh_command
-from ai_agent.builder import BuildStep, BuildStepOutput, ImageBuilder, NetworkLimitArgs
 from ai_agent.oci.types import GONE, MISMATCH, UNREACHABLE, Finding
-from ai_agent.subsystem import AiAgentSubsystem
+from ai_agent.subsystems import AiAgentSubsystem
 from ai_agent.target_types import (
     AgentResolveField,
     AiAgentTarget,
     BaseImageLockfileField,
     OciBaseTarget,
 )
+from ai_agent.util_rules.agent import base_spec
+from ai_agent.util_rules.base_image import BaseTargets, refresh_command
+from ai_agent.util_rules.builder import BuildStep, BuildStepOutput, ImageBuilder, NetworkLimitArgs
+from ai_agent.util_rules.debian_base import mirror_args
+from ai_agent.util_rules.registry_base import RegistryAccess
 
 # How each status reads after the pinned item, and what to do about it.
 _SAID = {

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pants.testutil.option_util import create_subsystem
 
-from ai_agent.builder import NetworkLimitArgs, network_limit_args
-from ai_agent.subsystem import AiAgentSubsystem, InvalidNetworkOption
+from ai_agent.subsystems import AiAgentSubsystem, InvalidNetworkOption
+from ai_agent.util_rules.builder import NetworkLimitArgs, network_limit_args
 
 OPTIONS = (
     "network_connect_timeout",

@@ -2,7 +2,7 @@
 of an `ai_agent` does: its exposed ports published on the same host ports, its logs streamed,
 and the container stopped and removed on Ctrl-C, when it exits, or when it cannot start.
 
-    python run_image.py --agent ADDRESS --archive IMAGE.tar --image-id sha256:…
+    python docker_load_and_run.py --agent ADDRESS --archive IMAGE.tar --image-id sha256:…
                         [--publish 8080/tcp ...] [--env NAME=VALUE ...] [--gpus]
 
 Runs outside Pants' process (docker-py is a tool requirement of the plugin), talking to the

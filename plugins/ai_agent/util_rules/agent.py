@@ -49,7 +49,7 @@ from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 
 from ai_agent.agent_config import AgentConfig, AgentConfigError, decode_agent_config
-from ai_agent.subsystem import AiAgentSubsystem
+from ai_agent.subsystems import AiAgentSubsystem
 from ai_agent.target_types import (
     AgentAcceleratorField,
     AgentBaseField,
