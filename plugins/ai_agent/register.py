@@ -18,6 +18,7 @@ from ai_agent.util_rules import (
     dist,
     image,
     layers,
+    network,
     platform_base,
     registry_base,
     wheel_layers,
@@ -27,6 +28,7 @@ from ai_agent.util_rules import (
 def rules():
     return [
         *builder.rules(),
+        *network.rules(),
         *agent.rules(),
         *base_image.rules(),
         *debian_base.rules(),

@@ -11,7 +11,6 @@ processes that are never cached: a health check must ask the network every time.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
@@ -21,10 +20,8 @@ from pants.engine.addresses import UnparsedAddressInputs
 from pants.engine.console import Console
 from pants.engine.fs import PathGlobs, Snapshot
 from pants.engine.goal import Goal, GoalSubsystem
-from pants.engine.process import ProcessCacheScope
 from pants.engine.rules import Get, MultiGet, collect_rules, goal_rule, rule
 from pants.engine.target import FilteredTargets, Target, Targets
-from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 from pants.util.strutil import softwrap
 
@@ -38,9 +35,8 @@ from ai_agent.target_types import (
 )
 from ai_agent.util_rules.agent import base_spec
 from ai_agent.util_rules.base_image import BaseTargets, refresh_command
-from ai_agent.util_rules.builder import BuildStep, BuildStepOutput, ImageBuilder, NetworkLimitArgs
-from ai_agent.util_rules.debian_base import mirror_args
-from ai_agent.util_rules.registry_base import RegistryAccess
+from ai_agent.util_rules.builder import BuildStep, BuildStepOutput, ImageBuilder
+from ai_agent.util_rules.network import DownloadAccess, RegistryAccess
 
 # How each status reads after the pinned item, and what to do about it.
 _SAID = {
@@ -77,15 +73,13 @@ class NoLocksToCheck(Exception):
 
 @dataclass(frozen=True)
 class LockCheck:
-    """One lock to ask about: the targets using it, the resolve that regenerates it, and the core
-    command (`module`, `argv` after `--lock`) that asks."""
+    """One lock to ask about: the targets using it, the resolve that regenerates it, and which
+    kind of lock it is (`debian`, `registry` or `wheels`: which core command asks)."""
 
     owners: Tuple[str, ...]
     path: str
     resolve: str
-    module: str
-    argv: Tuple[str, ...]
-    env: FrozenDict[str, str] = FrozenDict()
+    kind: str
 
 
 @dataclass(frozen=True)
@@ -97,49 +91,42 @@ class LockCheckResult:
 
 
 @rule(desc="Checking that a lock's pins are still served", level=LogLevel.DEBUG)
-async def check_lock(check: LockCheck, builder: ImageBuilder) -> LockCheckResult:
+async def check_lock(
+    check: LockCheck,
+    builder: ImageBuilder,
+    downloads: DownloadAccess,
+    registries: RegistryAccess,
+) -> LockCheckResult:
     lock = await Get(Snapshot, PathGlobs([check.path]))
     if not lock.files:
         return LockCheckResult(check, found=False, checked=0, findings=())
-    step = BuildStep(
-        builder.process(
-            check.module,
-            [check.argv[0], "--lock", check.path, *check.argv[1:]],
-            description=f"Asking whether what {check.path} pins is still served",
-            input_digest=lock.digest,
-            env=check.env,
-            level=LogLevel.INFO,
-            # Never cached: the answer is about the servers as they are now.
-            cache_scope=ProcessCacheScope.PER_SESSION,
-        ),
-        owner=", ".join(check.owners),
-    )
-    output = await Get(BuildStepOutput, BuildStep, step)
-    report = json.loads(output.stdout)
+    description = f"Asking whether what {check.path} pins is still served"
+    if check.kind == "registry":
+        process = builder.oci_check_base(
+            access=registries, lock=check.path, inputs=lock.digest, description=description
+        )
+    elif check.kind == "debian":
+        process = builder.debian_check(
+            access=downloads, lock=check.path, inputs=lock.digest, description=description
+        )
+    else:
+        process = builder.wheels_check(
+            access=downloads, lock=check.path, inputs=lock.digest, description=description
+        )
+    output = await Get(BuildStepOutput, BuildStep(process, owner=", ".join(check.owners)))
+    report = output.stdout_json()
     findings = tuple(Finding(**problem) for problem in report["problems"])
     return LockCheckResult(check, found=True, checked=report["checked"], findings=findings)
 
 
-def _base_check(
-    target: Target,
-    subsystem: AiAgentSubsystem,
-    access: RegistryAccess,
-    limits: NetworkLimitArgs,
-) -> LockCheck:
+def _base_check(target: Target) -> LockCheck:
     path = target[BaseImageLockfileField].value_or_default()
-    owner, resolve = (str(target.address),), target.address.target_name
-    if isinstance(target, OciBaseTarget):
-        return LockCheck(owner, path, resolve, "oci", ("check-base", *access.args), access.env)
-    argv = ("check", *mirror_args(subsystem), *limits.downloads)
-    return LockCheck(owner, path, resolve, "debian", argv)
+    kind = "registry" if isinstance(target, OciBaseTarget) else "debian"
+    return LockCheck((str(target.address),), path, target.address.target_name, kind)
 
 
 async def _lock_checks(
-    targets: FilteredTargets,
-    subsystem: AiAgentSubsystem,
-    python_setup: PythonSetup,
-    access: RegistryAccess,
-    limits: NetworkLimitArgs,
+    targets: FilteredTargets, subsystem: AiAgentSubsystem, python_setup: PythonSetup
 ) -> List[LockCheck]:
     agents = [target for target in targets if isinstance(target, AiAgentTarget)]
     base_specs = [base_spec(agent, subsystem) for agent in agents]
@@ -166,15 +153,9 @@ async def _lock_checks(
         resolve = agent[AgentResolveField].normalized_value(python_setup)
         agents_of_resolve.setdefault(resolve, []).append(str(agent.address))
     return [
-        *(_base_check(bases[address], subsystem, access, limits) for address in sorted(bases)),
+        *(_base_check(bases[address]) for address in sorted(bases)),
         *(
-            LockCheck(
-                tuple(owners),
-                python_setup.resolves[resolve],
-                resolve,
-                "wheels",
-                ("check", *limits.downloads),
-            )
+            LockCheck(tuple(owners), python_setup.resolves[resolve], resolve, "wheels")
             for resolve, owners in sorted(agents_of_resolve.items())
         ),
     ]
@@ -186,10 +167,8 @@ async def check_locks(
     targets: FilteredTargets,
     subsystem: AiAgentSubsystem,
     python_setup: PythonSetup,
-    access: RegistryAccess,
-    limits: NetworkLimitArgs,
 ) -> CheckLocks:
-    checks = await _lock_checks(targets, subsystem, python_setup, access, limits)
+    checks = await _lock_checks(targets, subsystem, python_setup)
     if not checks:
         raise NoLocksToCheck(
             "No locks among the given targets: `check-locks` checks the locks of `debian_base`,"

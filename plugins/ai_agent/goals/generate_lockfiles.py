@@ -5,7 +5,6 @@ cached: a lock must say what is served now).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Tuple
 
@@ -18,7 +17,6 @@ from pants.core.goals.generate_lockfiles import (
     UserGenerateLockfiles,
     WrappedGenerateLockfile,
 )
-from pants.engine.process import ProcessCacheScope
 from pants.engine.rules import Get, collect_rules, rule
 from pants.engine.target import (
     Target,
@@ -26,8 +24,7 @@ from pants.engine.target import (
 from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 
-from ai_agent.oci.types import canonical_json
-from ai_agent.subsystems import AiAgentSubsystem
+from ai_agent.debian.lock import LockRequest
 from ai_agent.target_types import (
     BaseImageLockfileField,
     OciBaseImageField,
@@ -35,14 +32,14 @@ from ai_agent.target_types import (
     OciBaseTarget,
 )
 from ai_agent.util_rules.base_image import BaseTargets
-from ai_agent.util_rules.builder import BuildStep, BuildStepOutput, ImageBuilder, NetworkLimitArgs
-from ai_agent.util_rules.debian_base import lock_request, mirror_args
-from ai_agent.util_rules.registry_base import RegistryAccess
+from ai_agent.util_rules.builder import BuildStep, BuildStepOutput, ImageBuilder
+from ai_agent.util_rules.debian_base import lock_request
+from ai_agent.util_rules.network import DownloadAccess, RegistryAccess
 
 
 @dataclass(frozen=True)
 class GenerateDebianLockfile(GenerateLockfile):
-    request_json: str
+    request: LockRequest
 
 
 @dataclass(frozen=True)
@@ -74,7 +71,7 @@ def _lockfile_request(target: Target) -> GenerateLockfile:
         resolve_name=name,
         lockfile_dest=lockfile_dest,
         diff=False,
-        request_json=canonical_json(lock_request(target).to_json()).decode(),
+        request=lock_request(target),
     )
 
 
@@ -110,26 +107,13 @@ def base_image_lockfile_requests(
 
 @rule(desc="Generating a Debian package lock", level=LogLevel.DEBUG)
 async def generate_debian_lockfile(
-    request: GenerateDebianLockfile,
-    builder: ImageBuilder,
-    subsystem: AiAgentSubsystem,
-    limits: NetworkLimitArgs,
+    request: GenerateDebianLockfile, builder: ImageBuilder, access: DownloadAccess
 ) -> GenerateLockfileResult:
-    lock_request = json.loads(request.request_json)
-    argv = ["lock", "--suite", lock_request["suite"], "--variant", lock_request["variant"]]
-    argv += [arg for arch in lock_request["architectures"] for arg in ("--arch", arch)]
-    argv += [arg for package in lock_request["packages"] for arg in ("--package", package)]
-    argv += [arg for package in lock_request["excludes"] for arg in ("--exclude", package)]
-    process = builder.process(
-        "debian",
-        [*argv, *mirror_args(subsystem), *limits.downloads, "--output", request.lockfile_dest],
+    process = builder.debian_lock(
+        access=access,
+        request=request.request,
+        output=request.lockfile_dest,
         description=f"Locking Debian packages for `{request.resolve_name}`",
-        output_files=(request.lockfile_dest,),
-        # gpgv checks the indexes' signatures; it is found on the PATH.
-        env={"PATH": "/usr/bin:/bin"},
-        level=LogLevel.INFO,
-        # A lock must reflect the archive as it is now, never a cached earlier answer.
-        cache_scope=ProcessCacheScope.PER_SESSION,
     )
     output = await Get(BuildStepOutput, BuildStep(process, owner=request.resolve_name))
     return GenerateLockfileResult(output.digest, request.resolve_name, request.lockfile_dest)
@@ -139,17 +123,12 @@ async def generate_debian_lockfile(
 async def generate_registry_base_lockfile(
     request: GenerateRegistryBaseLockfile, builder: ImageBuilder, access: RegistryAccess
 ) -> GenerateLockfileResult:
-    argv = ["lock-base", "--image", request.image]
-    argv += [arg for platform in request.platforms for arg in ("--platform", platform)]
-    process = builder.process(
-        "oci",
-        [*argv, *access.args, "--output", request.lockfile_dest],
+    process = builder.oci_lock_base(
+        access=access,
+        image=request.image,
+        platforms=request.platforms,
+        output=request.lockfile_dest,
         description=f"Locking registry base `{request.resolve_name}` ({request.image})",
-        output_files=(request.lockfile_dest,),
-        env=access.env,
-        level=LogLevel.INFO,
-        # A lock must reflect what the tag names now, never a cached earlier answer.
-        cache_scope=ProcessCacheScope.PER_SESSION,
     )
     output = await Get(BuildStepOutput, BuildStep(process, owner=request.resolve_name))
     return GenerateLockfileResult(output.digest, request.resolve_name, request.lockfile_dest)

@@ -3,7 +3,6 @@ in `dist/` as an OCI image layout, its metadata JSON, and its archive if `[ai-ag
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from pants.core.goals.package import BuiltPackage, OutputPathField, PackageFieldSet
@@ -13,11 +12,13 @@ from pants.engine.rules import Get, collect_rules, rule
 from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 
+from ai_agent.oci.types import canonical_json
 from ai_agent.subsystems import AiAgentSubsystem
 from ai_agent.target_types import AgentConfigSourceField, BaseImageLockfileField
 from ai_agent.util_rules.agent_image import MIB, AgentImage, AgentImageRequest
 from ai_agent.util_rules.base_image import BaseImageRequest
 from ai_agent.util_rules.dist import checked_output_path, exported_package
+from ai_agent.util_rules.frozen import thawed
 from ai_agent.util_rules.image import (
     BaseImage,
     ImageArchiveRequest,
@@ -39,13 +40,13 @@ async def package_agent(
 ) -> BuiltPackage:
     output_path = await checked_output_path(field_set.address, field_set.output_path)
     image = await Get(AgentImage, AgentImageRequest(field_set.address, output_path))
-    metadata = json.loads(image.metadata_json)
+    metadata = image.metadata
     layers = metadata["images"][0]["layers"]
     size = sum(layer["size"] for layer in layers)
     tags = ", ".join(f"{metadata['repository']}:{tag}" for tag in metadata["tags"])
     return await exported_package(
         image.archive,
-        image.metadata_json,
+        image.metadata_file(),
         f"{field_set.address}: {metadata['digest']} ({len(layers)} layers, {size / MIB:.1f} MiB,"
         f" tagged {tags}; details in {dist_dir.relpath / output_path}.json)",
         dist_dir,
@@ -78,7 +79,7 @@ async def package_base_image(
     description = await Get(ImageDescription, ImageArchiveRequest, request)
     return await exported_package(
         request,
-        description.metadata_json,
+        canonical_json(thawed(description.metadata)),
         f"    manifest {description.manifest_digest}",
         dist_dir,
         subsystem,

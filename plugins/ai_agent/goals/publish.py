@@ -23,7 +23,7 @@ from ai_agent.util_rules.agent_image import AgentImage, AgentImageRequest
 from ai_agent.util_rules.builder import ImageBuilder
 from ai_agent.util_rules.dist import checked_output_path
 from ai_agent.util_rules.image import ImageArchive, ImageArchiveRequest
-from ai_agent.util_rules.registry_base import RegistryAccess
+from ai_agent.util_rules.network import RegistryAccess
 
 
 class PublishAgentRequest(PublishRequest):
@@ -65,15 +65,12 @@ async def publish_agent(
     image = await Get(AgentImage, AgentImageRequest(field_set.address, output_path))
     archive = await Get(ImageArchive, ImageArchiveRequest, image.archive)
     refs = [f"{repository}:{tag}" for tag in field_set.image_tags.value or ()]
-    process = builder.process(
-        "oci",
-        ["push", "--archive", archive.archive_path]
-        + [arg for ref in refs for arg in ("--ref", ref)]
-        + list(access.args),
+    process = builder.oci_push(
+        access=access,
+        archive=archive.archive_path,
+        refs=refs,
+        inputs=archive.digest,
         description=f"Pushing {field_set.address} to {repository}",
-        input_digest=archive.digest,
-        env=access.env,
-        level=LogLevel.INFO,
     )
     return PublishProcesses(
         [

@@ -4,7 +4,6 @@ tool)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +46,7 @@ async def run_agent(field_set: AgentRunFieldSet, runner: AgentRunner) -> RunRequ
         runner.to_pex_request(main=EntryPoint(Path(_RUNNER).stem), sources=script),
     )
     archive = await Get(ImageArchive, ImageArchiveRequest, image.archive)
-    metadata = json.loads(image.metadata_json)
+    metadata = image.metadata
     config_ports = metadata["exposedPorts"]
     digest = await Get(Digest, MergeDigests([archive.digest, pex.digest]))
     args = [

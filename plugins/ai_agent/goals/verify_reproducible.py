@@ -13,7 +13,6 @@ points at the culprit instead of at every layer after it.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from typing import Tuple
 
@@ -100,16 +99,16 @@ async def rerun_step(request: StepRerun, builder: ImageBuilder) -> StepCompariso
     comparison = await Get(
         BuildStepOutput,
         BuildStep(
-            builder.process(
-                "oci",
-                ["compare", "--first", "cached", "--second", "rebuilt"],
+            builder.oci_compare(
+                first="cached",
+                second="rebuilt",
+                inputs=inputs,
                 description=f"Comparing two runs of: {step.process.description}",
-                input_digest=inputs,
             ),
             owner=step.owner,
         ),
     )
-    differences = json.loads(comparison.stdout)
+    differences = comparison.stdout_json()
     return StepComparison(
         step, tuple((difference["path"], difference["detail"]) for difference in differences)
     )
@@ -147,7 +146,7 @@ async def verify_reproducible(console: Console, targets: FilteredTargets) -> Ver
     comparison_of = dict(zip(steps, comparisons))
     unreproducible = 0
     for field_set, image, image_steps in zip(field_sets, images, steps_of):
-        digest = json.loads(image.metadata_json)["digest"]
+        digest = image.metadata["digest"]
         drifted = [comparison_of[step] for step in image_steps if comparison_of[step].differences]
         if not drifted:
             console.print_stdout(

@@ -65,6 +65,7 @@ from ai_agent.target_types import (
     AiAgentTarget,
     exposed_port,
 )
+from ai_agent.util_rules.layers import ImageFile
 
 logger = logging.getLogger(__name__)
 
@@ -76,15 +77,6 @@ class InvalidAgent(Exception):
 @dataclass(frozen=True)
 class AgentRequest:
     address: Address
-
-
-@dataclass(frozen=True)
-class WeightFile:
-    """A weight file: where it is in `Agent.weights` and where it lands (relative to `/`)."""
-
-    source: str
-    image_path: str
-    sha256: Optional[str]
 
 
 @dataclass(frozen=True)
@@ -109,7 +101,7 @@ class Agent:
     requirements: Tuple[str, ...]
     code: Snapshot
     weights: Digest
-    weight_files: Tuple[WeightFile, ...]
+    weight_files: Tuple[ImageFile, ...]
     env: Tuple[Tuple[str, str], ...]
     ports: Tuple[str, ...]
 
@@ -150,7 +142,7 @@ def _merged_env(target: Target, config: AgentConfig, config_path: str) -> Dict[s
 
 def _check_weights(
     target: Target, config: AgentConfig, config_path: str, files: Dict[str, str]
-) -> Tuple[WeightFile, ...]:
+) -> Tuple[ImageFile, ...]:
     """Match `agent.yaml`'s `models` against the files of the `weights` targets, both ways."""
     weights_dir = target[AgentWeightsDirField].value.strip("/")
     declared = {model.name: model for model in config.models}
@@ -170,7 +162,7 @@ def _check_weights(
             f" {config_path} does not list under `models`; list them there"
         )
     return tuple(
-        WeightFile(
+        ImageFile(
             source=files[name],
             image_path=f"{weights_dir}/{name}",
             sha256=declared[name].sha256 if name in declared else None,

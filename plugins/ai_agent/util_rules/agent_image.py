@@ -8,9 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from pants.backend.python.subsystems.setup import PythonSetup
 from pants.engine.addresses import Address
 from pants.engine.fs import (
     Digest,
@@ -23,9 +22,9 @@ from pants.engine.fs import (
 )
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import WrappedTarget, WrappedTargetRequest
+from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
-from ai_agent.cuda.select import CudaChoice
 from ai_agent.subsystems import AiAgentSubsystem
 from ai_agent.target_types import (
     AgentAcceleratorField,
@@ -42,21 +41,23 @@ from ai_agent.target_types import (
 from ai_agent.util_rules.agent import Agent, AgentRequest, InvalidAgent
 from ai_agent.util_rules.builder import BuildStep
 from ai_agent.util_rules.dist import layout_path
-from ai_agent.util_rules.image import (
-    BaseImage,
-    ImageArchiveRequest,
-    ImageDescription,
-    PlatformImage,
-)
+from ai_agent.util_rules.frozen import frozen, thawed
+from ai_agent.util_rules.image import ImageArchiveRequest, ImageDescription, PlatformImage
 from ai_agent.util_rules.layers import (
     APP_DIR,
     CONFIG_PATH,
     PACKAGES_PREFIX,
     BuiltLayers,
     FileLayerRequest,
+    ImageFile,
     LayerInfo,
 )
-from ai_agent.util_rules.platform_base import BaseRuntime, CudaTable, PlatformBase, platform_base
+from ai_agent.util_rules.platform_base import (
+    BaseRuntime,
+    ImageCuda,
+    PlatformBase,
+    PlatformBaseRequest,
+)
 from ai_agent.util_rules.wheel_layers import ThirdPartyLayersRequest
 
 MIB = 1 << 20
@@ -71,12 +72,15 @@ class AgentImageRequest:
 @dataclass(frozen=True)
 class AgentImage:
     """An agent's image: `archive` asks for its archive (built only where one is needed),
-    `metadata_json` is what the JSON beside it says."""
+    `metadata` is what the JSON beside it says."""
 
     archive: ImageArchiveRequest
-    metadata_json: str
+    metadata: FrozenDict[str, Any]
     # Every build step behind the image's layers and description, once each.
     steps: Tuple[BuildStep, ...]
+
+    def metadata_file(self) -> bytes:
+        return (json.dumps(thawed(self.metadata), indent=2, sort_keys=True) + "\n").encode()
 
 
 def _python(agent: Agent, runtime: BaseRuntime) -> str:
@@ -107,7 +111,7 @@ def _site_packages(runtime: BaseRuntime) -> str:
     return f"/{PACKAGES_PREFIX}/lib/python{runtime.major_minor}/site-packages"
 
 
-def _cuda_library_path(cuda: CudaChoice, runtime: BaseRuntime) -> Dict[str, str]:
+def _cuda_library_path(cuda: ImageCuda, runtime: BaseRuntime) -> Dict[str, str]:
     """The nvidia-* wheels' library directories, for native code that links CUDA's libraries
     by name (`ctypes.CDLL("libcudart.so.12")`); torch finds them itself. Then where the NVIDIA
     Container Toolkit may mount the driver, as nvidia/cuda images say."""
@@ -118,26 +122,24 @@ def _cuda_library_path(cuda: CudaChoice, runtime: BaseRuntime) -> Dict[str, str]
     return {"LD_LIBRARY_PATH": ":".join(directories)}
 
 
-def _image_config(
-    agent: Agent,
-    base: Address,
-    runtime: BaseRuntime,
-    cuda: Optional[CudaChoice],
-    table_base: bool,
-) -> Dict:
-    target = agent.target
+def _image_config(agent: Agent, chosen: PlatformBase) -> Dict[str, Any]:
+    target, runtime, cuda = agent.target, chosen.runtime, chosen.cuda
+    cuda_labels: Mapping[str, str] = FrozenDict()
+    cuda_env: Mapping[str, str] = FrozenDict()
+    if cuda:
+        cuda_labels, cuda_env = cuda.labels, cuda.env
     labels: Dict[str, str] = {
         **agent.config.labels(),
         "ai-agent.target": str(agent.address),
         "ai-agent.accelerator": str(target[AgentAcceleratorField].value),
         "ai-agent.resolve": agent.resolve,
         "ai-agent.lock.sha256": agent.lockfile_sha256,
-        "ai-agent.base": str(base),
+        "ai-agent.base": str(chosen.base_address),
         # The table's base is named only where it is the base.
         **{
             name: value
-            for name, value in (cuda.labels if cuda else {}).items()
-            if name != "ai-agent.cuda.base" or table_base
+            for name, value in cuda_labels.items()
+            if name != "ai-agent.cuda.base" or chosen.table_base
         },
         **dict(target[AgentLabelsField].value or {}),
     }
@@ -149,7 +151,7 @@ def _image_config(
             # Bytecode is compiled at build time; nothing may be written at run time.
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONUNBUFFERED": "1",
-            **(cuda.env if cuda else {}),
+            **cuda_env,
             **(_cuda_library_path(cuda, runtime) if cuda else {}),
             **dict(agent.env),
         },
@@ -182,7 +184,8 @@ def _check_overlaps(address: Address, layers: Tuple[LayerInfo, ...]) -> None:
                 )
 
 
-async def _weight_layers(agent: Agent, threshold: int) -> List[BuiltLayers]:
+async def _weight_layer_requests(agent: Agent, threshold: int) -> List[FileLayerRequest]:
+    """One layer per weight file of `threshold` bytes or more, one for the smaller ones."""
     # Sizes come from the digest's entries, without reading the files.
     entries = await Get(DigestEntries, Digest, agent.weights)
     sizes = {
@@ -192,12 +195,14 @@ async def _weight_layers(agent: Agent, threshold: int) -> List[BuiltLayers]:
     }
     big = [weight for weight in agent.weight_files if sizes[weight.source] >= threshold]
     small = [weight for weight in agent.weight_files if sizes[weight.source] < threshold]
+    groups = [(weight,) for weight in big] + ([tuple(small)] if small else [])
+    inputs = await MultiGet(
+        Get(Digest, DigestSubset(agent.weights, PathGlobs([weight.source for weight in group])))
+        for group in groups
+    )
     requests = []
-    for group in [[weight] for weight in big] + ([small] if small else []):
-        files = tuple((weight.image_path, weight.source, weight.sha256) for weight in group)
-        inputs = await Get(
-            Digest, DigestSubset(agent.weights, PathGlobs([weight.source for weight in group]))
-        )
+    for group, group_inputs in zip(groups, inputs):
+        files = [(weight.image_path, weight.source, weight.sha256) for weight in group]
         key = hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16]
         requests.append(
             FileLayerRequest(
@@ -207,11 +212,41 @@ async def _weight_layers(agent: Agent, threshold: int) -> List[BuiltLayers]:
                 ),
                 directory=f"layers/weights-{key}",
                 kind="weights",
-                files=files,
-                inputs=inputs,
+                files=group,
+                inputs=group_inputs,
                 compression="none",
             )
         )
+    return requests
+
+
+async def _own_layers(agent: Agent, subsystem: AiAgentSubsystem) -> List[BuiltLayers]:
+    """The layers of the agent's own files, the same on every platform, all built at once, in
+    image order: weights, code, config."""
+    owner = str(agent.address)
+    requests = await _weight_layer_requests(agent, subsystem.weight_layer_threshold_mib * MIB)
+    if agent.code.files:
+        requests.append(
+            FileLayerRequest(
+                owner=owner,
+                directory="layers/code",
+                kind="code",
+                files=tuple(ImageFile(path, f"{APP_DIR}/{path}") for path in agent.code.files),
+                inputs=agent.code.digest,
+                compression="gzip",
+                root=APP_DIR,
+            )
+        )
+    requests.append(
+        FileLayerRequest(
+            owner=owner,
+            directory="layers/config",
+            kind="config",
+            files=(ImageFile(agent.config_path, CONFIG_PATH),),
+            inputs=agent.config_file,
+            compression="gzip",
+        )
+    )
     return list(await MultiGet(Get(BuiltLayers, FileLayerRequest, request) for request in requests))
 
 
@@ -219,38 +254,42 @@ async def _weight_layers(agent: Agent, threshold: int) -> List[BuiltLayers]:
 class _BuiltPlatform:
     image: PlatformImage
     layers: Tuple[LayerInfo, ...]
-    base: BaseImage
+    chosen: PlatformBase
     # The steps behind the base and the layers, the shared ones included.
     steps: Tuple[BuildStep, ...]
 
 
-async def _platform_image(
-    agent: Agent, chosen: PlatformBase, shared: List[BuiltLayers]
-) -> _BuiltPlatform:
-    packages: List[BuiltLayers] = []
+async def _platform_images(
+    agent: Agent, chosen: Sequence[PlatformBase], own: List[BuiltLayers]
+) -> List[_BuiltPlatform]:
+    """Each platform's image: its third-party layers (all platforms' built at once), then the
+    agent's own layers, on its base."""
+    packages: Sequence[Optional[BuiltLayers]] = [None] * len(chosen)
     if agent.requirements:
-        packages.append(
-            await Get(
+        packages = await MultiGet(
+            Get(
                 BuiltLayers,
                 ThirdPartyLayersRequest(
-                    plan=chosen.plan_request, interpreter=chosen.runtime.interpreter
+                    plan=platform.plan_request, interpreter=platform.runtime.interpreter
                 ),
             )
+            for platform in chosen
         )
-    built = packages + shared
-    layers = tuple(layer for group in built for layer in group.layers)
-    _check_overlaps(agent.address, layers)
-    inputs = await Get(Digest, MergeDigests(group.digest for group in built))
-    image = PlatformImage.create(
-        base=chosen.base,
-        inputs=inputs,
-        layer_descriptors=tuple(layer.descriptor_path for layer in layers),
-        config=_image_config(
-            agent, chosen.base_address, chosen.runtime, chosen.cuda, chosen.table_base
-        ),
-    )
-    steps = (*chosen.base.steps, *(step for group in built for step in group.steps))
-    return _BuiltPlatform(image, layers, chosen.base, steps)
+    built_platforms = []
+    for platform, third_party in zip(chosen, packages):
+        built = ([third_party] if third_party else []) + own
+        layers = tuple(layer for group in built for layer in group.layers)
+        _check_overlaps(agent.address, layers)
+        inputs = await Get(Digest, MergeDigests(group.digest for group in built))
+        image = PlatformImage.create(
+            base=platform.base,
+            inputs=inputs,
+            layer_descriptors=tuple(layer.descriptor_path for layer in layers),
+            config=_image_config(agent, platform),
+        )
+        steps = (*platform.base.steps, *(step for group in built for step in group.steps))
+        built_platforms.append(_BuiltPlatform(image, layers, platform, steps))
+    return built_platforms
 
 
 async def _lock_hashes(agent: Agent, bases: Sequence[Address]) -> Dict[str, str]:
@@ -273,75 +312,38 @@ async def _lock_hashes(agent: Agent, bases: Sequence[Address]) -> Dict[str, str]
     return hashes
 
 
-@rule(desc="Building an agent image", level=LogLevel.DEBUG)
-async def build_agent_image(
-    request: AgentImageRequest, subsystem: AiAgentSubsystem, python_setup: PythonSetup
-) -> AgentImage:
-    agent = await Get(Agent, AgentRequest(request.address))
-    owner = str(agent.address)
-    table = CudaTable.create(subsystem.cuda_bases)
-    platforms = agent.target[AgentPlatformsField].value
-    # Bases, Pythons and CUDA first: a bad `base`, `resolve` or `accelerator` fails before any
-    # layer of the agent's own is built.
-    chosen = [await platform_base(agent, platform, python_setup, table) for platform in platforms]
-    # Platform-independent layers, in order: weights, code, config.
-    shared = await _weight_layers(agent, subsystem.weight_layer_threshold_mib * MIB)
-    if agent.code.files:
-        shared.append(
-            await Get(
-                BuiltLayers,
-                FileLayerRequest(
-                    owner=owner,
-                    directory="layers/code",
-                    kind="code",
-                    files=tuple((f"{APP_DIR}/{path}", path, None) for path in agent.code.files),
-                    inputs=agent.code.digest,
-                    compression="gzip",
-                    root=APP_DIR,
-                ),
-            )
-        )
-    shared.append(
-        await Get(
-            BuiltLayers,
-            FileLayerRequest(
-                owner=owner,
-                directory="layers/config",
-                kind="config",
-                files=((CONFIG_PATH, agent.config_path, None),),
-                inputs=agent.config_file,
-                compression="gzip",
-            ),
-        )
-    )
-    built = [await _platform_image(agent, platform_base, shared) for platform_base in chosen]
-    lock_hashes = await _lock_hashes(agent, sorted({platform.base.address for platform in built}))
-    repository = agent.target[AgentRepositoryField].value or agent.address.target_name
+def _tags(agent: Agent) -> Tuple[str, ...]:
     tags = agent.target[AgentImageTagsField].value
     accelerator = agent.target[AgentAcceleratorField].value
     if tags == AgentImageTagsField.default and accelerator != "cpu":
         # The variants of `accelerator=parametrize(...)` must not load as the same image.
-        tags = (f"latest-{accelerator}",)
-    archive = ImageArchiveRequest(
-        owner=owner,
-        tags=tuple(f"{repository}:{tag}" for tag in tags),
-        images=tuple(platform.image for platform in built),
-        output_path=request.output_path,
-    )
-    description = await Get(ImageDescription, ImageArchiveRequest, archive)
-    written_metadata = json.loads(description.metadata_json)
-    metadata = {
-        "target": owner,
-        "archive": archive.output_path if subsystem.archives else None,
+        return (f"latest-{accelerator}",)
+    return tuple(tags or ())
+
+
+def _metadata(
+    agent: Agent,
+    archive: ImageArchiveRequest,
+    archives: bool,
+    description: ImageDescription,
+    built: Sequence[_BuiltPlatform],
+    lock_hashes: Mapping[str, str],
+) -> Dict[str, Any]:
+    """The JSON beside the image in `dist/`: the image's own metadata (`description`) with what
+    only the target knows: where it came from, its layers' kinds and contents, its locks."""
+    described = thawed(description.metadata)
+    return {
+        "target": str(agent.address),
+        "archive": archive.output_path if archives else None,
         "layout": layout_path(archive.output_path),
-        "mediaType": written_metadata["mediaType"],
+        "mediaType": described["mediaType"],
         "digest": description.manifest_digest,
-        "size": written_metadata["size"],
-        "repository": repository,
-        "tags": list(tags),
+        "size": described["size"],
+        "repository": _repository(agent),
+        "tags": list(_tags(agent)),
         "accelerator": agent.target[AgentAcceleratorField].value,
         "exposedPorts": list(agent.ports),
-        "docker": written_metadata["docker"],
+        "docker": described["docker"],
         "locks": [{"path": path, "sha256": sha} for path, sha in sorted(lock_hashes.items())],
         "images": [
             {
@@ -350,26 +352,51 @@ async def build_agent_image(
                 "config": image_metadata["config"],
                 "imageID": image_metadata["imageID"],
                 "base": {
-                    "target": str(platform.base.address),
+                    "target": str(platform.chosen.base.address),
                     "layers": [
                         {"digest": layer.digest, "size": layer.size, "mediaType": layer.media_type}
-                        for layer in platform.base.layers
+                        for layer in platform.chosen.base.layers
                     ],
                 },
                 "layers": [
-                    {"kind": "base", "holds": str(platform.base.address), **entry}
-                    for entry in image_metadata["layers"][: len(platform.base.layers)]
+                    {"kind": "base", "holds": str(platform.chosen.base.address), **entry}
+                    for entry in image_metadata["layers"][: len(platform.chosen.base.layers)]
                 ]
                 + [layer.to_json() for layer in platform.layers],
             }
-            for platform, image_metadata in zip(built, written_metadata["images"])
+            for platform, image_metadata in zip(built, described["images"])
         ],
     }
-    metadata_json = json.dumps(metadata, indent=2, sort_keys=True) + "\n"
-    steps = (*(step for platform in built for step in platform.steps), description.step)
-    return AgentImage(
-        archive=archive, metadata_json=metadata_json, steps=tuple(dict.fromkeys(steps))
+
+
+def _repository(agent: Agent) -> str:
+    return agent.target[AgentRepositoryField].value or agent.address.target_name
+
+
+@rule(desc="Building an agent image", level=LogLevel.DEBUG)
+async def build_agent_image(request: AgentImageRequest, subsystem: AiAgentSubsystem) -> AgentImage:
+    agent = await Get(Agent, AgentRequest(request.address))
+    # Bases, Pythons and CUDA first: a bad `base`, `resolve` or `accelerator` fails before any
+    # layer of the agent's own is built.
+    chosen = await MultiGet(
+        Get(PlatformBase, PlatformBaseRequest(agent, platform))
+        for platform in agent.target[AgentPlatformsField].value
     )
+    own = await _own_layers(agent, subsystem)
+    built = await _platform_images(agent, chosen, own)
+    lock_hashes = await _lock_hashes(
+        agent, sorted({platform.chosen.base.address for platform in built})
+    )
+    archive = ImageArchiveRequest(
+        owner=str(agent.address),
+        tags=tuple(f"{_repository(agent)}:{tag}" for tag in _tags(agent)),
+        images=tuple(platform.image for platform in built),
+        output_path=request.output_path,
+    )
+    description = await Get(ImageDescription, ImageArchiveRequest, archive)
+    metadata = _metadata(agent, archive, subsystem.archives, description, built, lock_hashes)
+    steps = (*(step for platform in built for step in platform.steps), description.step)
+    return AgentImage(archive, frozen(metadata), tuple(dict.fromkeys(steps)))
 
 
 def rules():

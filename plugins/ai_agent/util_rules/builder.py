@@ -13,7 +13,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, Tuple, cast
+from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, cast
 
 from pants.backend.python.target_types import PexLayout
 from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
@@ -32,9 +32,9 @@ from pants.engine.process import FallibleProcessResult, Process, ProcessCacheSco
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.logging import LogLevel
 
-from ai_agent.debian.download import DOWNLOAD_LIMITS
-from ai_agent.oci.registry import REGISTRY_LIMITS
-from ai_agent.subsystems import AiAgentSubsystem, ImageBuilderLibraries
+from ai_agent.debian.lock import LockRequest
+from ai_agent.subsystems import ImageBuilderLibraries
+from ai_agent.util_rules.network import DownloadAccess, RegistryAccess
 
 # Where the cores' sources and libraries are mounted inside each sandbox (read-only, shared
 # between processes).
@@ -52,13 +52,297 @@ _REMOTE_CACHE_SPECULATION_DELAY_MILLIS = 2000
 @dataclass(frozen=True)
 class ImageBuilder:
     """The interpreter, sources and libraries that image-building processes run; `python_path`
-    lists, relative to the sandbox, where the sources and each library are importable."""
+    lists, relative to the sandbox, where the sources and each library are importable.
+
+    One method per command of the cores' command lines, each returning the `Process` that runs
+    it; the flags are the command's, in a fixed order (they are the process's cache key)."""
 
     python: PythonExecutable
     sources: Digest
     python_path: Tuple[str, ...]
 
-    def process(
+    # `python -m ai_agent.oci` -------------------------------------------------------------------
+
+    def oci_layer(self, *, spec: str, output_dir: str, inputs: Digest, description: str) -> Process:
+        return self._process(
+            "oci",
+            ["layer", "--spec", spec, "--output-dir", output_dir],
+            description=description,
+            input_digest=inputs,
+            output_directories=(output_dir,),
+        )
+
+    def oci_image(
+        self, *, spec: str, archive: Optional[str], metadata: str, inputs: Digest, description: str
+    ) -> Process:
+        """The image's metadata JSON at `metadata`, and its archive at `archive` unless None."""
+        archive_args = ["--output", archive] if archive else []
+        return self._process(
+            "oci",
+            ["image", "--spec", spec, *archive_args, "--metadata", metadata],
+            description=description,
+            input_digest=inputs,
+            output_files=(*([archive] if archive else []), metadata),
+        )
+
+    def oci_export(
+        self,
+        *,
+        into: str,
+        layout: str,
+        spec: str,
+        paths: Sequence[str],
+        remove: Sequence[str],
+        inputs: Digest,
+        description: str,
+    ) -> Process:
+        return self._process(
+            "oci",
+            ["export", "--into", into, "--layout", layout, "--spec", spec]
+            + [f"--remove={path}" for path in remove]
+            + list(paths),
+            description=description,
+            input_digest=inputs,
+            # `dist/` is outside every cache: look at it on every run.
+            cache_scope=ProcessCacheScope.PER_SESSION,
+        )
+
+    def oci_pull_blob(
+        self, *, access: RegistryAccess, repository: str, digest: str, size: int, output: str
+    ) -> Process:
+        return self._process(
+            "oci",
+            ["pull-blob", "--repository", repository, "--digest", digest]
+            + ["--size", str(size), "--output", output, *access.args],
+            description=f"Pulling {digest} from {repository}",
+            output_files=(output,),
+            env=access.env,
+            level=LogLevel.INFO,
+        )
+
+    def oci_lock_base(
+        self,
+        *,
+        access: RegistryAccess,
+        image: str,
+        platforms: Sequence[str],
+        output: str,
+        description: str,
+    ) -> Process:
+        return self._process(
+            "oci",
+            ["lock-base", "--image", image]
+            + [arg for platform in platforms for arg in ("--platform", platform)]
+            + [*access.args, "--output", output],
+            description=description,
+            output_files=(output,),
+            env=access.env,
+            level=LogLevel.INFO,
+            # A lock must reflect what the tag names now, never a cached earlier answer.
+            cache_scope=ProcessCacheScope.PER_SESSION,
+        )
+
+    def oci_check_base(
+        self, *, access: RegistryAccess, lock: str, inputs: Digest, description: str
+    ) -> Process:
+        return self._check(
+            "oci", ["check-base", "--lock", lock, *access.args], inputs, description, access.env
+        )
+
+    def oci_push(
+        self,
+        *,
+        access: RegistryAccess,
+        archive: str,
+        refs: Sequence[str],
+        inputs: Digest,
+        description: str,
+    ) -> Process:
+        return self._process(
+            "oci",
+            ["push", "--archive", archive]
+            + [arg for ref in refs for arg in ("--ref", ref)]
+            + list(access.args),
+            description=description,
+            input_digest=inputs,
+            env=access.env,
+            level=LogLevel.INFO,
+        )
+
+    def oci_compare(self, *, first: str, second: str, inputs: Digest, description: str) -> Process:
+        return self._process(
+            "oci",
+            ["compare", "--first", first, "--second", second],
+            description=description,
+            input_digest=inputs,
+        )
+
+    # `python -m ai_agent.debian` ----------------------------------------------------------------
+
+    def debian_lock(
+        self, *, access: DownloadAccess, request: LockRequest, output: str, description: str
+    ) -> Process:
+        return self._process(
+            "debian",
+            ["lock", "--suite", request.suite, "--variant", request.variant]
+            + [arg for arch in request.architectures for arg in ("--arch", arch)]
+            + [arg for package in request.packages for arg in ("--package", package)]
+            + [arg for package in request.excludes for arg in ("--exclude", package)]
+            + [*_mirror_args(access), *access.limit_args, "--output", output],
+            description=description,
+            output_files=(output,),
+            # gpgv checks the indexes' signatures; it is found on the PATH.
+            env={"PATH": "/usr/bin:/bin"},
+            level=LogLevel.INFO,
+            # A lock must reflect the archive as it is now, never a cached earlier answer.
+            cache_scope=ProcessCacheScope.PER_SESSION,
+        )
+
+    def debian_fetch(
+        self,
+        *,
+        access: DownloadAccess,
+        lock: str,
+        architecture: str,
+        output_dir: str,
+        refresh_command: str,
+        inputs: Digest,
+        description: str,
+    ) -> Process:
+        return self._process(
+            "debian",
+            ["fetch", "--lock", lock, "--arch", architecture]
+            + ["--output-dir", output_dir, *_mirror_args(access)]
+            + ["--refresh-command", refresh_command, *access.limit_args],
+            description=description,
+            input_digest=inputs,
+            output_directories=(output_dir,),
+            level=LogLevel.INFO,
+        )
+
+    def debian_layer(
+        self,
+        *,
+        lock: str,
+        architecture: str,
+        debs: str,
+        output_dir: str,
+        source_date_epoch: int,
+        inputs: Digest,
+        description: str,
+    ) -> Process:
+        return self._process(
+            "debian",
+            ["layer", "--lock", lock, "--arch", architecture, "--debs", debs]
+            + ["--output-dir", output_dir, "--source-date-epoch", str(source_date_epoch)],
+            description=description,
+            input_digest=inputs,
+            output_directories=(output_dir,),
+            level=LogLevel.INFO,
+        )
+
+    def debian_check(
+        self, *, access: DownloadAccess, lock: str, inputs: Digest, description: str
+    ) -> Process:
+        argv = ["check", "--lock", lock, *_mirror_args(access), *access.limit_args]
+        return self._check("debian", argv, inputs, description)
+
+    # `python -m ai_agent.wheels` ----------------------------------------------------------------
+
+    def wheels_plan(self, *, target: WheelTarget, inputs: Digest, description: str) -> Process:
+        return self._process(
+            "wheels",
+            ["plan", *target.args()],
+            description=description,
+            input_digest=inputs,
+        )
+
+    def wheels_fetch(
+        self, *, access: DownloadAccess, url: str, sha256: str, output: str
+    ) -> Process:
+        return self._process(
+            "wheels",
+            ["fetch", "--url", url, "--sha256", sha256, "--output", output, *access.limit_args],
+            description=f"Fetching {output.rsplit('/', 1)[-1]}",
+            output_files=(output,),
+        )
+
+    def wheels_group(
+        self,
+        *,
+        environment: WheelEnvironment,
+        threshold_mib: int,
+        wheels: Sequence[Tuple[str, str]],
+        inputs: Digest,
+        description: str,
+    ) -> Process:
+        """`wheels`: (path, sha256) of each downloaded wheel."""
+        return self._process(
+            "wheels",
+            ["group", *environment.args(), "--threshold-mib", str(threshold_mib)]
+            + [f"--wheel={path}={sha256}" for path, sha256 in wheels],
+            description=description,
+            input_digest=inputs,
+        )
+
+    def wheels_layer(
+        self,
+        *,
+        environment: WheelEnvironment,
+        bytecode_interpreter: str,
+        source_date_epoch: int,
+        kind: str,
+        wheels: Sequence[Tuple[str, str, Sequence[str]]],
+        venv_version: Optional[str],
+        output_dir: str,
+        inputs: Digest,
+        description: str,
+    ) -> Process:
+        """`wheels`: (path, sha256, paths to skip) of each wheel the layer installs; a virtual
+        environment's own files for CPython `venv_version` unless None."""
+        argv = ["layer", *environment.args(), "--bytecode-interpreter", bytecode_interpreter]
+        argv += ["--source-date-epoch", str(source_date_epoch), "--kind", kind]
+        for path, sha256, skips in wheels:
+            argv += [f"--wheel={path}={sha256}", *(f"--skip={skip}" for skip in skips)]
+        if venv_version:
+            argv += ["--venv-version", venv_version]
+        return self._process(
+            "wheels",
+            [*argv, "--output-dir", output_dir],
+            description=description,
+            input_digest=inputs,
+            output_directories=(output_dir,),
+        )
+
+    def wheels_check(
+        self, *, access: DownloadAccess, lock: str, inputs: Digest, description: str
+    ) -> Process:
+        return self._check(
+            "wheels", ["check", "--lock", lock, *access.limit_args], inputs, description
+        )
+
+    # ---------------------------------------------------------------------------------------------
+
+    def _check(
+        self,
+        module: str,
+        argv: List[str],
+        inputs: Digest,
+        description: str,
+        env: Optional[Mapping[str, str]] = None,
+    ) -> Process:
+        """A lock check: its answer is about the servers as they are now, so never cached."""
+        return self._process(
+            module,
+            argv,
+            description=description,
+            input_digest=inputs,
+            env=env,
+            level=LogLevel.INFO,
+            cache_scope=ProcessCacheScope.PER_SESSION,
+        )
+
+    def _process(
         self,
         module: str,
         argv: Iterable[str],
@@ -98,23 +382,46 @@ class ImageBuilder:
         )
 
 
+def _mirror_args(access: DownloadAccess) -> List[str]:
+    return [arg for mirror in access.debian_mirrors for arg in ("--mirror", mirror)]
+
+
 @dataclass(frozen=True)
-class NetworkLimitArgs:
-    """The `[ai-agents]` network options as flags of the steps that download (Debian indexes and
-    .debs, wheels) and of those that reach registries: only the limits that differ from the
-    step's own defaults, so that default options leave every command line, and with it every
-    cache key, as it was."""
+class WheelTarget:
+    """What `wheels plan` chooses wheels for: the lock's `requirements`, the image's CPython,
+    platform and glibc."""
 
-    downloads: Tuple[str, ...]
-    registries: Tuple[str, ...]
+    lock: str
+    requirements: Tuple[str, ...]
+    python_version: str
+    platform: str
+    glibc: str
+
+    def args(self) -> List[str]:
+        return [
+            "--lock",
+            self.lock,
+            *(arg for requirement in self.requirements for arg in ("--requirement", requirement)),
+            "--python",
+            self.python_version,
+            "--platform",
+            self.platform,
+            "--glibc",
+            self.glibc,
+        ]
 
 
-@rule
-def network_limit_args(subsystem: AiAgentSubsystem) -> NetworkLimitArgs:
-    return NetworkLimitArgs(
-        downloads=subsystem.network_limits(DOWNLOAD_LIMITS).args(DOWNLOAD_LIMITS),
-        registries=subsystem.network_limits(REGISTRY_LIMITS).args(REGISTRY_LIMITS),
-    )
+@dataclass(frozen=True)
+class WheelEnvironment:
+    """Where wheels are installed in the image: the virtual environment at `prefix` for CPython
+    `python` (X.Y), whose scripts run `interpreter`."""
+
+    python: str
+    prefix: str
+    interpreter: str
+
+    def args(self) -> List[str]:
+        return ["--python", self.python, "--prefix", self.prefix, "--interpreter", self.interpreter]
 
 
 class BuildStepFailed(Exception):
@@ -133,6 +440,24 @@ class BuildStep:
 class BuildStepOutput:
     digest: Digest
     stdout: bytes
+
+    def stdout_json(self) -> Any:
+        """What the step printed: the cores' commands that answer print one JSON value."""
+        return json.loads(self.stdout)
+
+
+async def read_json(digest: Digest, path: str) -> Any:
+    """The JSON file at `path` in `digest` (a step's descriptor or metadata)."""
+    (value,) = await read_json_files([(digest, path)])
+    return value
+
+
+async def read_json_files(files: Iterable[Tuple[Digest, str]]) -> Tuple[Any, ...]:
+    """Each (digest, path)'s JSON file, read together."""
+    contents = await MultiGet(
+        Get(DigestContents, DigestSubset(digest, PathGlobs([path]))) for digest, path in files
+    )
+    return tuple(json.loads(content.content) for (content,) in contents)
 
 
 def _sandboxed_sources() -> tuple[FileContent, ...]:

@@ -6,13 +6,12 @@ deterministic layer.
 from __future__ import annotations
 
 import json
-from typing import Tuple
+from typing import Any, Dict, Mapping, Tuple
 
 from pants.engine.fs import (
     CreateDigest,
     Digest,
     DigestContents,
-    DigestSubset,
     FileContent,
     MergeDigests,
     PathGlobs,
@@ -43,8 +42,9 @@ from ai_agent.util_rules.base_image import (
     missing_lock,
     refresh_command,
 )
-from ai_agent.util_rules.builder import BuildStep, BuildStepOutput, ImageBuilder, NetworkLimitArgs
+from ai_agent.util_rules.builder import BuildStep, BuildStepOutput, ImageBuilder, read_json
 from ai_agent.util_rules.image import BaseImage, BaseLayer
+from ai_agent.util_rules.network import DownloadAccess
 
 # What Debian's own images set; the rest of the config belongs to the image built on top.
 _DEBIAN_ENV = {
@@ -63,19 +63,9 @@ def lock_request(target: Target) -> LockRequest:
     )
 
 
-def mirror_args(subsystem: AiAgentSubsystem) -> Tuple[str, ...]:
-    return tuple(arg for mirror in subsystem.debian_mirrors for arg in ("--mirror", mirror))
-
-
-@rule(desc="Building a Debian base", level=LogLevel.DEBUG)
-async def build_debian_base(
-    request: DebianBaseRequest,
-    builder: ImageBuilder,
-    subsystem: AiAgentSubsystem,
-    limits: NetworkLimitArgs,
-) -> BaseImage:
-    target = request.target
-    owner = str(target.address)
+async def _checked_lock(target: Target, architecture: str) -> Tuple[str, Snapshot, Dict[str, Any]]:
+    """The target's lock, refused where it is missing, made for other settings, or lacks the
+    architecture."""
     resolve_name = target.address.target_name
     lock_path = target[DebianLockfileField].value_or_default()
     lock_snapshot = await Get(Snapshot, PathGlobs([lock_path]))
@@ -85,67 +75,78 @@ async def build_debian_base(
     lock = json.loads(lock_contents[0].content)
     if lock.get("request") != lock_request(target).to_json():
         raise BaseLockProblem(
-            f"{owner}: `{lock_path}` was made for other settings than the target's (suite,"
-            f" architectures, packages, excludes, variant). Refresh it with"
+            f"{target.address}: `{lock_path}` was made for other settings than the target's"
+            " (suite, architectures, packages, excludes, variant). Refresh it with"
             f" `{refresh_command(resolve_name)}`."
         )
-    if request.architecture not in lock["request"]["architectures"]:
+    if architecture not in lock["request"]["architectures"]:
         raise BasePlatformProblem(
-            f"{owner}: no `{request.architecture}` in field `architectures`"
+            f"{target.address}: no `{architecture}` in field `architectures`"
             f" {lock['request']['architectures']}; add it and run"
             f" `{refresh_command(resolve_name)}`."
         )
+    return lock_path, lock_snapshot, lock
 
-    fetch_step = BuildStep(
-        builder.process(
-            "debian",
-            ["fetch", "--lock", lock_path, "--arch", request.architecture]
-            + ["--output-dir", "debs", *mirror_args(subsystem)]
-            + ["--refresh-command", refresh_command(resolve_name), *limits.downloads],
-            description=f"Fetching the Debian packages of {owner} ({request.architecture})",
-            input_digest=lock_snapshot.digest,
-            output_directories=("debs",),
-            level=LogLevel.INFO,
-        ),
-        owner=owner,
-    )
-    debs = await Get(BuildStepOutput, BuildStep, fetch_step)
-    layer_dir = f"base/{target.address.path_safe_spec}/{request.architecture}"
-    layer_inputs = await Get(Digest, MergeDigests([lock_snapshot.digest, debs.digest]))
-    layer_step = BuildStep(
-        builder.process(
-            "debian",
-            ["layer", "--lock", lock_path, "--arch", request.architecture, "--debs", "debs"]
-            + ["--output-dir", layer_dir]
-            + ["--source-date-epoch", str(subsystem.source_date_epoch)],
-            description=f"Writing the Debian base layer of {owner} ({request.architecture})",
-            input_digest=layer_inputs,
-            output_directories=(layer_dir,),
-            level=LogLevel.INFO,
-        ),
-        owner=owner,
-    )
-    layer = await Get(BuildStepOutput, BuildStep, layer_step)
-    descriptor_path = f"{layer_dir}/descriptor.json"
-    descriptor_contents = await Get(
-        DigestContents, DigestSubset(layer.digest, PathGlobs([descriptor_path]))
-    )
-    descriptor = json.loads(descriptor_contents[0].content)
-    platform = PLATFORM_OF_ARCHITECTURE[request.architecture]
-    config = {
+
+def _base_config(platform: str, descriptor: Mapping[str, Any]) -> Dict[str, Any]:
+    return {
         **Platform.parse(platform).to_json(),
         "config": {"Env": [f"{name}={value}" for name, value in _DEBIAN_ENV.items()]},
         "rootfs": {"type": "layers", "diff_ids": [descriptor["diffID"]]},
         "history": [{"created_by": descriptor["createdBy"]}],
     }
+
+
+@rule(desc="Building a Debian base", level=LogLevel.DEBUG)
+async def build_debian_base(
+    request: DebianBaseRequest,
+    builder: ImageBuilder,
+    subsystem: AiAgentSubsystem,
+    access: DownloadAccess,
+) -> BaseImage:
+    target, architecture = request.target, request.architecture
+    owner = str(target.address)
+    lock_path, lock_snapshot, lock = await _checked_lock(target, architecture)
+    fetch_step = BuildStep(
+        builder.debian_fetch(
+            access=access,
+            lock=lock_path,
+            architecture=architecture,
+            output_dir="debs",
+            refresh_command=refresh_command(target.address.target_name),
+            inputs=lock_snapshot.digest,
+            description=f"Fetching the Debian packages of {owner} ({architecture})",
+        ),
+        owner=owner,
+    )
+    debs = await Get(BuildStepOutput, BuildStep, fetch_step)
+    layer_dir = f"base/{target.address.path_safe_spec}/{architecture}"
+    layer_step = BuildStep(
+        builder.debian_layer(
+            lock=lock_path,
+            architecture=architecture,
+            debs="debs",
+            output_dir=layer_dir,
+            source_date_epoch=subsystem.source_date_epoch,
+            inputs=await Get(Digest, MergeDigests([lock_snapshot.digest, debs.digest])),
+            description=f"Writing the Debian base layer of {owner} ({architecture})",
+        ),
+        owner=owner,
+    )
+    layer = await Get(BuildStepOutput, BuildStep, layer_step)
+    descriptor = await read_json(layer.digest, f"{layer_dir}/descriptor.json")
+    platform = PLATFORM_OF_ARCHITECTURE[architecture]
     config_path = f"{layer_dir}/config.json"
-    config_digest = await Get(
-        Digest, CreateDigest([FileContent(config_path, canonical_json(config))])
+    config = await Get(
+        Digest,
+        CreateDigest(
+            [FileContent(config_path, canonical_json(_base_config(platform, descriptor)))]
+        ),
     )
     return BaseImage(
         address=target.address,
         platform=platform,
-        config=config_digest,
+        config=config,
         config_path=config_path,
         layers=(
             BaseLayer(
@@ -159,8 +160,7 @@ async def build_debian_base(
         # Already run for the descriptor; asking again is answered from memory.
         layer_blob_steps=(layer_step,),
         packages=tuple(
-            f"{package['name']}={package['version']}"
-            for package in lock["packages"][request.architecture]
+            f"{package['name']}={package['version']}" for package in lock["packages"][architecture]
         ),
         described_by=(fetch_step, layer_step),
     )

@@ -10,7 +10,6 @@ metadata last, hardlinked from Pants' store where the filesystem allows. It runs
 
 from __future__ import annotations
 
-import json
 import posixpath
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
@@ -28,7 +27,6 @@ from pants.engine.fs import (
     MergeDigests,
     PathGlobs,
 )
-from pants.engine.process import ProcessCacheScope
 from pants.engine.rules import Get, collect_rules, rule
 from pants.engine.target import AllTargets
 from pants.util.frozendict import FrozenDict
@@ -80,38 +78,35 @@ async def export_to_dist(
     request = export.request
     described = await Get(DescribedImage, ImageArchiveRequest, request)
     complete = await Get(CompleteImage, DescribedImage, described)
-    into = str(build_root.pathlib_path / dist_dir.relpath)
     step = BuildStep(
-        builder.process(
-            "oci",
-            ["export", "--into", into, "--layout", layout_path(request.output_path)]
-            + ["--spec", IMAGE_SPEC]
-            + [f"--remove={path}" for path in export.remove]
-            + list(export.paths),
+        builder.oci_export(
+            into=str(build_root.pathlib_path / dist_dir.relpath),
+            layout=layout_path(request.output_path),
+            spec=IMAGE_SPEC,
+            paths=export.paths,
+            remove=export.remove,
+            inputs=await Get(Digest, MergeDigests([complete.digest, export.digest])),
             description=f"Placing {request.owner}'s image in {dist_dir.relpath}/",
-            input_digest=await Get(Digest, MergeDigests([complete.digest, export.digest])),
-            # `dist/` is outside every cache: look at it on every run.
-            cache_scope=ProcessCacheScope.PER_SESSION,
         ),
         owner=request.owner,
     )
     output = await Get(BuildStepOutput, BuildStep, step)
-    result = json.loads(output.stdout)
+    result = output.stdout_json()
     return DistExport(tuple(result["written"]), tuple(result["unchanged"]))
 
 
 async def exported_package(
     request: ImageArchiveRequest,
-    metadata_json: str,
+    metadata_file: bytes,
     summary: str,
     dist_dir: DistDir,
     subsystem: AiAgentSubsystem,
 ) -> BuiltPackage:
     """A package placed in `dist/` by the `export` step: the image's OCI layout, its archive if
-    `[ai-agents].archives`, and `metadata_json` last. Pants is given nothing to write, only
-    what to print."""
+    `[ai-agents].archives`, and the metadata JSON (`metadata_file`) last. Pants is given
+    nothing to write, only what to print."""
     metadata_path = f"{request.output_path}.json"
-    metadata = await Get(Digest, CreateDigest([FileContent(metadata_path, metadata_json.encode())]))
+    metadata = await Get(Digest, CreateDigest([FileContent(metadata_path, metadata_file)]))
     paths: Tuple[str, ...] = (metadata_path,)
     remove: Tuple[str, ...] = (request.output_path,)
     if subsystem.archives:

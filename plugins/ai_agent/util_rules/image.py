@@ -5,7 +5,6 @@ descriptors alone (no blob read), or written as a docker-loadable archive.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Tuple
 
@@ -13,18 +12,19 @@ from pants.engine.addresses import Address
 from pants.engine.fs import (
     CreateDigest,
     Digest,
-    DigestContents,
     DigestSubset,
     FileContent,
     MergeDigests,
     PathGlobs,
 )
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
 from ai_agent.oci.types import canonical_json
 from ai_agent.subsystems import AiAgentSubsystem
-from ai_agent.util_rules.builder import BuildStep, BuildStepOutput, ImageBuilder
+from ai_agent.util_rules.builder import BuildStep, BuildStepOutput, ImageBuilder, read_json
+from ai_agent.util_rules.frozen import frozen, thawed
 
 IMAGE_SPEC = "__image_spec.json"
 
@@ -91,7 +91,7 @@ class PlatformImage:
     base: BaseImage
     inputs: Digest
     layer_descriptors: Tuple[str, ...]
-    config_json: str
+    config: FrozenDict[str, Any]
 
     @classmethod
     def create(
@@ -102,13 +102,13 @@ class PlatformImage:
         layer_descriptors: Tuple[str, ...],
         config: Mapping[str, Any],
     ) -> PlatformImage:
-        return cls(base, inputs, layer_descriptors, canonical_json(config).decode())
+        return cls(base, inputs, layer_descriptors, frozen(config))
 
     def spec(self) -> Dict[str, Any]:
         return {
             "base": self.base.spec(),
             "layers": list(self.layer_descriptors),
-            "config": json.loads(self.config_json),
+            "config": thawed(self.config),
         }
 
 
@@ -196,9 +196,12 @@ class ImageDescription:
     """What the image of a request is (its metadata JSON, as the archive's), learnt from the
     layers' descriptors without reading a blob."""
 
-    metadata_json: str
-    manifest_digest: str
+    metadata: FrozenDict[str, Any]
     step: BuildStep
+
+    @property
+    def manifest_digest(self) -> str:
+        return str(self.metadata["digest"])
 
 
 def _image_step(
@@ -206,33 +209,26 @@ def _image_step(
 ) -> BuildStep:
     """The OCI core's `image` command for `request`: the metadata JSON beside the archive's
     path, and the archive itself if `archive`."""
-    metadata_path = f"{request.output_path}.json"
-    output = [request.output_path] if archive else []
     return BuildStep(
-        builder.process(
-            "oci",
-            ["image", "--spec", IMAGE_SPEC]
-            + [arg for path in output for arg in ("--output", path)]
-            + ["--metadata", metadata_path],
+        builder.oci_image(
+            spec=IMAGE_SPEC,
+            archive=request.output_path if archive else None,
+            metadata=f"{request.output_path}.json",
+            inputs=inputs,
             description=(
                 f"Writing the image archive for {request.owner}"
                 if archive
                 else f"Describing the image of {request.owner}"
             ),
-            input_digest=inputs,
-            output_files=(*output, metadata_path),
         ),
         owner=request.owner,
     )
 
 
-async def _metadata(step: BuildStep, request: ImageArchiveRequest) -> Tuple[Digest, bytes]:
+async def _metadata(step: BuildStep, request: ImageArchiveRequest) -> Tuple[Digest, Any]:
     """Run `step` (an `_image_step`): its output, and the metadata JSON in it."""
     output = await Get(BuildStepOutput, BuildStep, step)
-    (metadata,) = await Get(
-        DigestContents, DigestSubset(output.digest, PathGlobs([f"{request.output_path}.json"]))
-    )
-    return output.digest, metadata.content
+    return output.digest, await read_json(output.digest, f"{request.output_path}.json")
 
 
 @rule(desc="Describing an image", level=LogLevel.DEBUG)
@@ -240,11 +236,7 @@ async def describe_image(request: ImageArchiveRequest, builder: ImageBuilder) ->
     described = await Get(DescribedImage, ImageArchiveRequest, request)
     step = _image_step(builder, request, described.digest, archive=False)
     _, metadata = await _metadata(step, request)
-    return ImageDescription(
-        metadata_json=metadata.decode(),
-        manifest_digest=json.loads(metadata)["digest"],
-        step=step,
-    )
+    return ImageDescription(metadata=frozen(metadata), step=step)
 
 
 @rule(desc="Writing an image archive", level=LogLevel.DEBUG)
@@ -256,7 +248,7 @@ async def write_image_archive(request: ImageArchiveRequest, builder: ImageBuilde
     return ImageArchive(
         digest=digest,
         archive_path=request.output_path,
-        image_id=json.loads(metadata)["docker"]["imageID"],
+        image_id=metadata["docker"]["imageID"],
         step=step,
     )
 

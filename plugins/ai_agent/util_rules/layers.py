@@ -10,25 +10,21 @@ whose inputs it touches:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from pants.engine.fs import (
     CreateDigest,
     Digest,
-    DigestContents,
-    DigestSubset,
     FileContent,
     MergeDigests,
-    PathGlobs,
 )
 from pants.engine.rules import Get, collect_rules, rule
 from pants.util.logging import LogLevel
 
 from ai_agent.oci.types import canonical_json
 from ai_agent.subsystems import AiAgentSubsystem
-from ai_agent.util_rules.builder import BuildStep, BuildStepOutput, ImageBuilder
+from ai_agent.util_rules.builder import BuildStep, BuildStepOutput, ImageBuilder, read_json
 
 _LAYER_SPEC = "__layer_spec.json"
 
@@ -93,55 +89,24 @@ def layer_info(kind: str, holds: str, descriptor_path: str, descriptor: Mapping)
 
 
 @dataclass(frozen=True)
-class LayerSpecRequest:
-    """One `oci layer` process: `spec` names files of `inputs` (paths relative to the root)."""
+class ImageFile:
+    """A file of an image's own layer: where it is in the layer's inputs, where it lands
+    (relative to `/`), and the sha256 it must have, if pinned."""
 
-    owner: str
-    directory: str
-    kind: str
-    holds: str
-    spec_json: str
-    inputs: Digest
-
-    @classmethod
-    def create(
-        cls, *, owner: str, directory: str, kind: str, holds: str, spec: Mapping, inputs: Digest
-    ) -> LayerSpecRequest:
-        return cls(owner, directory, kind, holds, canonical_json(spec).decode(), inputs)
-
-
-@rule(desc="Writing a layer", level=LogLevel.DEBUG)
-async def write_spec_layer(request: LayerSpecRequest, builder: ImageBuilder) -> BuiltLayers:
-    spec = await Get(Digest, CreateDigest([FileContent(_LAYER_SPEC, request.spec_json.encode())]))
-    inputs = await Get(Digest, MergeDigests([request.inputs, spec]))
-    step = BuildStep(
-        builder.process(
-            "oci",
-            ["layer", "--spec", _LAYER_SPEC, "--output-dir", request.directory],
-            # Not naming the owner: agents with the same weights run one and the same process.
-            description=f"Writing the {request.kind} layer ({request.holds})",
-            input_digest=inputs,
-            output_directories=(request.directory,),
-        ),
-        owner=request.owner,
-    )
-    output = await Get(BuildStepOutput, BuildStep, step)
-    descriptor_path = f"{request.directory}/descriptor.json"
-    (descriptor,) = await Get(
-        DigestContents, DigestSubset(output.digest, PathGlobs([descriptor_path]))
-    )
-    info = layer_info(request.kind, request.holds, descriptor_path, json.loads(descriptor.content))
-    return BuiltLayers(output.digest, (info,), (step,))
+    source: str
+    image_path: str
+    sha256: Optional[str] = None
 
 
 @dataclass(frozen=True)
 class FileLayerRequest:
-    """Files of `inputs` at their image paths (`(image path, input path, sha256 or None)`)."""
+    """`files` of `inputs` as one layer, written by the OCI core's `layer` command into
+    `directory`."""
 
     owner: str
     directory: str
     kind: str
-    files: Tuple[Tuple[str, str, Any], ...]
+    files: Tuple[ImageFile, ...]
     inputs: Digest
     compression: str
     # Summarise the contents by the top-level names below this directory.
@@ -157,31 +122,43 @@ def _summary(paths: List[str], root: str) -> str:
     return shown + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
 
 
-@rule(desc="Writing a file layer", level=LogLevel.DEBUG)
-async def file_layer(request: FileLayerRequest, subsystem: AiAgentSubsystem) -> BuiltLayers:
+def _spec(request: FileLayerRequest, holds: str, source_date_epoch: int) -> Dict[str, Any]:
     entries = []
-    for image_path, source, sha256 in request.files:
-        entry = {"path": image_path, "source": source, "mode": "0644"}
-        if sha256:
-            entry["digest"] = f"sha256:{sha256}"
+    for file in request.files:
+        entry = {"path": file.image_path, "source": file.source, "mode": "0644"}
+        if file.sha256:
+            entry["digest"] = f"sha256:{file.sha256}"
         entries.append(entry)
-    holds = _summary([image_path for image_path, _, _ in request.files], request.root)
-    return await Get(
-        BuiltLayers,
-        LayerSpecRequest.create(
-            owner=request.owner,
-            directory=request.directory,
-            kind=request.kind,
-            holds=holds,
-            spec={
-                "compression": request.compression,
-                "source_date_epoch": subsystem.source_date_epoch,
-                "created_by": f"ai_agent {request.kind}: {holds}",
-                "entries": entries,
-            },
-            inputs=request.inputs,
+    return {
+        "compression": request.compression,
+        "source_date_epoch": source_date_epoch,
+        "created_by": f"ai_agent {request.kind}: {holds}",
+        "entries": entries,
+    }
+
+
+@rule(desc="Writing a file layer", level=LogLevel.DEBUG)
+async def file_layer(
+    request: FileLayerRequest, builder: ImageBuilder, subsystem: AiAgentSubsystem
+) -> BuiltLayers:
+    holds = _summary([file.image_path for file in request.files], request.root)
+    spec = _spec(request, holds, subsystem.source_date_epoch)
+    spec_file = await Get(Digest, CreateDigest([FileContent(_LAYER_SPEC, canonical_json(spec))]))
+    step = BuildStep(
+        builder.oci_layer(
+            spec=_LAYER_SPEC,
+            output_dir=request.directory,
+            inputs=await Get(Digest, MergeDigests([request.inputs, spec_file])),
+            # Not naming the owner: agents with the same weights run one and the same process.
+            description=f"Writing the {request.kind} layer ({holds})",
         ),
+        owner=request.owner,
     )
+    output = await Get(BuildStepOutput, BuildStep, step)
+    descriptor_path = f"{request.directory}/descriptor.json"
+    descriptor = await read_json(output.digest, descriptor_path)
+    info = layer_info(request.kind, holds, descriptor_path, descriptor)
+    return BuiltLayers(output.digest, (info,), (step,))
 
 
 def rules():

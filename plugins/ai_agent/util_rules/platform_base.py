@@ -10,7 +10,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from pants.backend.python.subsystems.setup import PythonSetup
 from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
@@ -19,13 +19,16 @@ from pants.engine.fs import (
     Digest,
     DigestContents,
 )
-from pants.engine.rules import Get, collect_rules
+from pants.engine.rules import Get, collect_rules, rule
 from pants.engine.target import AllTargets
+from pants.util.frozendict import FrozenDict
+from pants.util.logging import LogLevel
 
 from ai_agent.cuda.lock import LockedCuda
 from ai_agent.cuda.select import CudaChoice, select_cuda
 from ai_agent.cuda.table import BASE, DEFAULT_TABLE, CudaProblem, merge_table
 from ai_agent.oci.registry import Reference
+from ai_agent.subsystems import AiAgentSubsystem
 from ai_agent.target_types import (
     AgentAcceleratorField,
     AgentCudaFlavourField,
@@ -35,6 +38,8 @@ from ai_agent.target_types import (
 )
 from ai_agent.util_rules.agent import Agent, InvalidAgent
 from ai_agent.util_rules.base_image import BaseImageRequest
+from ai_agent.util_rules.builder import WheelTarget
+from ai_agent.util_rules.frozen import frozen
 from ai_agent.util_rules.image import BaseImage
 from ai_agent.util_rules.wheel_layers import WheelPlan, WheelPlanRequest
 
@@ -100,30 +105,23 @@ class BaseRuntime:
 class CudaTable:
     """The built-in CUDA base table with `[ai-agents].cuda_bases` applied."""
 
-    entries_json: str
-
-    @classmethod
-    def create(cls, overrides: Mapping[str, str]) -> CudaTable:
-        try:
-            merged = merge_table(DEFAULT_TABLE, overrides)
-        except CudaProblem as problem:
-            raise InvalidAgent(f"`[ai-agents].cuda_bases`: {problem}") from None
-        return cls(json.dumps(merged, sort_keys=True))
-
-    def entries(self) -> Dict[str, Dict[str, str]]:
-        return dict(json.loads(self.entries_json))
+    entries: FrozenDict[str, FrozenDict[str, str]]
 
 
-def _plan_request(agent: Agent, platform: str, python_version: str, glibc: str) -> WheelPlanRequest:
-    return WheelPlanRequest(
-        owner=str(agent.address),
-        lockfile_path=agent.lockfile_path,
-        lockfile=agent.lockfile,
-        requirements=agent.requirements,
-        python_version=python_version,
-        platform=platform,
-        glibc=glibc,
-    )
+@rule
+def cuda_table(subsystem: AiAgentSubsystem) -> CudaTable:
+    try:
+        merged = merge_table(DEFAULT_TABLE, subsystem.cuda_bases)
+    except CudaProblem as problem:
+        raise InvalidAgent(f"`[ai-agents].cuda_bases`: {problem}") from None
+    return CudaTable(frozen(merged))
+
+
+def _wheel_plan_request(
+    agent: Agent, platform: str, python_version: str, glibc: str
+) -> WheelPlanRequest:
+    target = WheelTarget(agent.lockfile_path, agent.requirements, python_version, platform, glibc)
+    return WheelPlanRequest(str(agent.address), agent.lockfile, target)
 
 
 async def _choose_cuda(
@@ -138,7 +136,7 @@ async def _choose_cuda(
             LockedCuda.analyse(plan.wheels),
             target[AgentCudaFlavourField].value,
             target[AgentGpuArchsField].value or (),
-            table.entries(),
+            table.entries,
         )
     except CudaProblem as problem:
         raise InvalidAgent(f"{agent.address}: {problem}") from None
@@ -171,7 +169,7 @@ async def _cuda_agent_base(
     what the lock needs, with the CUDA chosen for the table's glibc."""
     constraints = InterpreterConstraints(agent.interpreter_constraints)
     python = constraints.minimum_python_version(python_setup.interpreter_versions_universe)
-    request = _plan_request(agent, platform, python or "3.11", _CUDA_TABLE_GLIBC)
+    request = _wheel_plan_request(agent, platform, python or "3.11", _CUDA_TABLE_GLIBC)
     cuda = await _choose_cuda(agent, request, table, warn=False)
     if cuda.wheels_carry_cuda:
         if agent.base is None:
@@ -205,34 +203,45 @@ def _quoted(requirements: Sequence[str]) -> str:
 
 
 @dataclass(frozen=True)
+class ImageCuda:
+    """What the CUDA chosen for an image puts in its config."""
+
+    env: FrozenDict[str, str]
+    labels: FrozenDict[str, str]
+    # The nvidia-* wheels' library directories, relative to site-packages.
+    library_dirs: Tuple[str, ...]
+
+    @classmethod
+    def of(cls, choice: CudaChoice) -> ImageCuda:
+        return cls(FrozenDict(choice.env), FrozenDict(choice.labels), choice.library_dirs)
+
+
+@dataclass(frozen=True)
+class PlatformBaseRequest:
+    agent: Agent
+    platform: str
+
+
+@dataclass(frozen=True)
 class PlatformBase:
     """One platform's base, its Python and CUDA: all checked before any layer is built."""
 
     base: BaseImage
     base_address: Address
     runtime: BaseRuntime
-    cuda: Optional[CudaChoice]
+    cuda: Optional[ImageCuda]
     # Whether the base is the CUDA table's image (labelled as such).
     table_base: bool
     plan_request: WheelPlanRequest
 
 
-async def platform_base(
-    agent: Agent, platform: str, python_setup: PythonSetup, table: CudaTable
-) -> PlatformBase:
-    constraints = InterpreterConstraints(agent.interpreter_constraints)
-    cuda: Optional[CudaChoice] = None
-    base_address = agent.base
-    if agent.target[AgentAcceleratorField].value != "cpu" and not agent.base_from_field:
-        base_address, cuda = await _cuda_agent_base(agent, platform, python_setup, table)
-    assert base_address is not None  # a CPU agent without one is refused when it is read
-    table_base = cuda is not None
-    base = await Get(BaseImage, BaseImageRequest(base_address, platform))
+async def _base_runtime(agent: Agent, base: BaseImage, table_base: bool) -> BaseRuntime:
+    """The base's Python, refused (with what to do) where it cannot be told."""
     (base_config_file,) = await Get(DigestContents, Digest, base.config)
     runtime = BaseRuntime.of(base, json.loads(base_config_file.content))
     if runtime is None:
         raise InvalidAgent(
-            f"{agent.address}: field `base`: cannot tell which Python {base_address} runs (a"
+            f"{agent.address}: field `base`: cannot tell which Python {base.address} runs (a"
             " `debian_base` with python3.X-minimal, or a registry image whose Env sets"
             " PYTHON_VERSION, like the official python images). Use such a base."
             + (
@@ -243,19 +252,43 @@ async def platform_base(
                 else ""
             )
         )
+    return runtime
+
+
+def _check_resolve_runs_on(
+    agent: Agent, base: Address, runtime: BaseRuntime, python_setup: PythonSetup
+) -> None:
+    constraints = InterpreterConstraints(agent.interpreter_constraints)
     if not constraints.contains(
         InterpreterConstraints([f"CPython=={runtime.python_version}"]),
         python_setup.interpreter_versions_universe,
     ):
         raise InvalidAgent(
             f"{agent.address}: field `resolve`: the resolve `{agent.resolve}` is for"
-            f" {' or '.join(agent.interpreter_constraints)}, but the base {base_address} runs"
+            f" {' or '.join(agent.interpreter_constraints)}, but the base {base} runs"
             f" CPython {runtime.python_version}. Use a resolve whose"
             " `[python].resolves_to_interpreter_constraints` is"
             f" `CPython=={runtime.major_minor}.*`, or a base with a matching Python."
         )
-    plan_request = _plan_request(agent, platform, runtime.python_version, runtime.glibc)
-    if cuda is None and agent.target[AgentAcceleratorField].value != "cpu":
+
+
+@rule(desc="Choosing an agent's base, Python and CUDA", level=LogLevel.DEBUG)
+async def platform_base(
+    request: PlatformBaseRequest, python_setup: PythonSetup, table: CudaTable
+) -> PlatformBase:
+    agent, platform = request.agent, request.platform
+    accelerated = agent.target[AgentAcceleratorField].value != "cpu"
+    cuda: Optional[CudaChoice] = None
+    base_address = agent.base
+    if accelerated and not agent.base_from_field:
+        base_address, cuda = await _cuda_agent_base(agent, platform, python_setup, table)
+    assert base_address is not None  # a CPU agent without one is refused when it is read
+    table_base = cuda is not None
+    base = await Get(BaseImage, BaseImageRequest(base_address, platform))
+    runtime = await _base_runtime(agent, base, table_base)
+    _check_resolve_runs_on(agent, base_address, runtime, python_setup)
+    plan_request = _wheel_plan_request(agent, platform, runtime.python_version, runtime.glibc)
+    if cuda is None and accelerated:
         cuda = await _choose_cuda(agent, plan_request, table)
         if base.packages and cuda.flavour != BASE:
             # A Debian base carries no CUDA: only the "pip ships CUDA" route works on it.
@@ -267,7 +300,8 @@ async def platform_base(
                 " remove `base` so that the CUDA table's"
                 f" `{cuda.base_reference}` is used."
             )
-    return PlatformBase(base, base_address, runtime, cuda, table_base, plan_request)
+    image_cuda = ImageCuda.of(cuda) if cuda else None
+    return PlatformBase(base, base_address, runtime, image_cuda, table_base, plan_request)
 
 
 def rules():

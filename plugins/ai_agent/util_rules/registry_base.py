@@ -11,10 +11,6 @@ keys, never the credentials, and not HOME itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Tuple
-
-from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import (
     Digest,
     DigestContents,
@@ -22,12 +18,11 @@ from pants.engine.fs import (
     Snapshot,
 )
 from pants.engine.rules import Get, collect_rules, rule
-from pants.util.frozendict import FrozenDict
+from pants.engine.target import Target
 from pants.util.logging import LogLevel
 
 from ai_agent.oci.base import BaseLock, BaseLockError
 from ai_agent.oci.types import Descriptor, digest_hex
-from ai_agent.subsystems import AiAgentSubsystem
 from ai_agent.target_types import (
     OciBaseImageField,
     OciBaseLockfileField,
@@ -40,39 +35,12 @@ from ai_agent.util_rules.base_image import (
     missing_lock,
     refresh_command,
 )
-from ai_agent.util_rules.builder import BuildStep, BuildStepOutput, ImageBuilder, NetworkLimitArgs
+from ai_agent.util_rules.builder import BuildStep, BuildStepOutput, ImageBuilder
 from ai_agent.util_rules.image import BaseImage, BaseLayer
-
-# Where Docker credential helpers (`docker-credential-*`) are looked for; fixed, so that it is the
-# same in every machine's cache keys.
-_CREDENTIAL_HELPER_PATH = "/usr/local/bin:/usr/bin:/bin"
-
+from ai_agent.util_rules.network import RegistryAccess
 
 # Where pulled blobs land in a sandbox: named by digest alone, so that one blob is one process.
 _BLOBS_DIR = "base-blobs/sha256"
-
-
-@dataclass(frozen=True)
-class RegistryAccess:
-    """What every registry process gets: the Docker config's directory (a path, never its
-    content), the registries it may reach over plain HTTP and the network limits."""
-
-    env: FrozenDict[str, str]
-    args: Tuple[str, ...]
-
-
-@rule
-async def registry_access(subsystem: AiAgentSubsystem, limits: NetworkLimitArgs) -> RegistryAccess:
-    environment = await Get(EnvironmentVars, EnvironmentVarsRequest(["DOCKER_CONFIG", "HOME"]))
-    docker_config = subsystem.docker_config or environment.get("DOCKER_CONFIG")
-    if not docker_config and environment.get("HOME"):
-        docker_config = f"{environment['HOME']}/.docker"
-    env = {"PATH": _CREDENTIAL_HELPER_PATH}
-    if docker_config:
-        env["DOCKER_CONFIG"] = docker_config
-    insecure = subsystem.insecure_registries
-    args = tuple(arg for host in insecure for arg in ("--insecure-registry", host))
-    return RegistryAccess(FrozenDict(env), args + limits.registries)
 
 
 def _blob_path(digest: str) -> str:
@@ -83,26 +51,19 @@ def _pull_blob_step(
     builder: ImageBuilder, access: RegistryAccess, repository: str, blob: Descriptor, owner: str
 ) -> BuildStep:
     """Pull one blob by digest: the process depends on the repository and the digest only."""
-    return BuildStep(
-        builder.process(
-            "oci",
-            ["pull-blob", "--repository", repository, "--digest", blob.digest]
-            + ["--size", str(blob.size), "--output", _blob_path(blob.digest), *access.args],
-            description=f"Pulling {blob.digest} from {repository}",
-            output_files=(_blob_path(blob.digest),),
-            env=access.env,
-            level=LogLevel.INFO,
-        ),
-        owner=owner,
+    process = builder.oci_pull_blob(
+        access=access,
+        repository=repository,
+        digest=blob.digest,
+        size=blob.size,
+        output=_blob_path(blob.digest),
     )
+    return BuildStep(process, owner=owner)
 
 
-@rule(desc="Pinning a registry base", level=LogLevel.DEBUG)
-async def build_registry_base(
-    request: RegistryBaseRequest, builder: ImageBuilder, access: RegistryAccess
-) -> BaseImage:
-    target = request.target
-    owner = str(target.address)
+async def _checked_lock(target: Target, platform: str) -> BaseLock:
+    """The target's lock, refused where it is missing, made for other settings, or lacks the
+    platform."""
     refresh = refresh_command(target.address.target_name)
     lock_path = target[OciBaseLockfileField].value_or_default()
     lock_snapshot = await Get(Snapshot, PathGlobs([lock_path]))
@@ -112,21 +73,33 @@ async def build_registry_base(
     try:
         lock = BaseLock.loads(lock_contents[0].content, lock_path)
     except BaseLockError as error:
-        raise BaseLockProblem(f"{owner}: {error}. Regenerate it with `{refresh}`.") from None
+        raise BaseLockProblem(
+            f"{target.address}: {error}. Regenerate it with `{refresh}`."
+        ) from None
     image = target[OciBaseImageField].value
     platforms = target[OciBasePlatformsField].value
     if lock.image != image or sorted(lock.platforms) != sorted(platforms):
         raise BaseLockProblem(
-            f"{owner}: `{lock_path}` was made for other settings than the target's: it locks"
-            f" {lock.image} for {', '.join(sorted(lock.platforms))}, the target asks for {image}"
-            f" (field `image`) for {', '.join(sorted(platforms))} (field `platforms`). Refresh"
-            f" it with `{refresh}`."
+            f"{target.address}: `{lock_path}` was made for other settings than the target's: it"
+            f" locks {lock.image} for {', '.join(sorted(lock.platforms))}, the target asks for"
+            f" {image} (field `image`) for {', '.join(sorted(platforms))} (field `platforms`)."
+            f" Refresh it with `{refresh}`."
         )
-    if request.platform not in platforms:
+    if platform not in platforms:
         raise BasePlatformProblem(
-            f"{owner}: no `{request.platform}` in field `platforms` {list(platforms)}; add it and"
-            f" run `{refresh}`."
+            f"{target.address}: no `{platform}` in field `platforms` {list(platforms)}; add it"
+            f" and run `{refresh}`."
         )
+    return lock
+
+
+@rule(desc="Pinning a registry base", level=LogLevel.DEBUG)
+async def build_registry_base(
+    request: RegistryBaseRequest, builder: ImageBuilder, access: RegistryAccess
+) -> BaseImage:
+    target = request.target
+    owner = str(target.address)
+    lock = await _checked_lock(target, request.platform)
     locked = lock.image_for(request.platform)
     repository = str(lock.reference.repository)
     config_step = _pull_blob_step(builder, access, repository, locked.config, owner)

@@ -6,7 +6,7 @@ import pytest
 from pants.testutil.option_util import create_subsystem
 
 from ai_agent.subsystems import AiAgentSubsystem, InvalidNetworkOption
-from ai_agent.util_rules.builder import NetworkLimitArgs, network_limit_args
+from ai_agent.util_rules.network import NetworkLimitArgs, network_limit_args
 
 OPTIONS = (
     "network_connect_timeout",
