@@ -7,7 +7,6 @@ import functools
 import hashlib
 import http.server
 import os
-import shutil
 import subprocess
 import threading
 from dataclasses import dataclass, field
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import Callable, Iterator, List, Mapping, Sequence
 
 import pytest
+
+from testkit.components import require_binary
 
 from .index import PackageIndex, Release, parse_packages, suites_of
 
@@ -104,9 +105,7 @@ class DebSpec:
 
 def build_deb(spec: DebSpec, workdir: Path) -> Path:
     """A real .deb made by `dpkg-deb` (xz, root-owned), as Debian builds them."""
-    dpkg_deb = shutil.which("dpkg-deb")
-    if dpkg_deb is None:
-        pytest.skip("dpkg-deb is not installed: install the Debian package `dpkg`")
+    dpkg_deb = require_binary("dpkg-deb", "dpkg")
     name = spec.control["Package"]
     tree = workdir / f"{name}-tree"
     (tree / "DEBIAN").mkdir(parents=True)
