@@ -9,27 +9,18 @@ cache downloads its .debs from deb.debian.org. No dockerd and no PyPI download a
 case without a wheel fails while choosing wheels, before any fetch.
 
 Every case runs in one scratch repo against one pantsd that the module starts (a Pants start
-without a daemon costs 30-60 s, once per case) and stops at its end. Its pidfile lies in the
-test's own sandbox, which Pants deletes after the test, and pantsd exits once its pidfile is gone:
-so no daemon outlives a pytest that Pants killed before teardown (a timeout, a retry after a file
-change). A case's files exist only while it runs, so that a target broken at parse time
-(`ports=[70000]`) cannot break the others.
+without a daemon costs 30-60 s, once per case) and stops at its end (`ScratchRepo.with_pantsd`,
+whose daemon outlives no pytest that Pants killed before teardown). A case's files exist only
+while it runs, so that a target broken at parse time (`ports=[70000]`) cannot break the others.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import tempfile
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Dict, Iterator, Mapping, Optional, Tuple
+from typing import Iterator, Mapping, Optional, Tuple
 
 import pytest
 import toml
@@ -377,70 +368,8 @@ def _cases() -> Iterator[Case]:
 CASES = list(_cases())
 
 
-def _pantsd_pids(subprocess_dir: Path) -> Dict[Path, int]:
-    return {path: int(path.read_text()) for path in subprocess_dir.glob("*/pantsd/pid")}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
-def _stop_pantsd(root: Path, subprocess_dir: Path) -> None:
-    """Stop the pantsd that this module's runs started for the scratch repo (and only it)."""
-    for pid in _pantsd_pids(subprocess_dir).values():
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if not cmdline.startswith(f"pantsd [{root}]".encode()):
-            continue
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
-
-
-class DaemonRepo:
-    """A scratch repo whose Pants runs share one pantsd (`ScratchRepo.run` starts none)."""
-
-    def __init__(self, scratch: ScratchRepo, subprocess_dir: Path) -> None:
-        self.scratch = scratch
-        self.root = scratch.root
-        self.subprocess_dir = subprocess_dir
-
-    def run(self, *args: str) -> subprocess.CompletedProcess:
-        # The same environment as `ScratchRepo.run`.
-        env = {
-            name: os.environ[name]
-            for name in ("HOME", "PATH", "CI", "DOCKER_HOST", "PYENV_ROOT")
-            if name in os.environ
-        }
-        env.update(LC_ALL="C.UTF-8", NO_SCIE_WARNING="1", PYTHONPATH=os.pathsep.join(sys.path))
-        return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pants",
-                "--pantsd",
-                f"--pants-subprocessdir={self.subprocess_dir}",
-                *args,
-            ],
-            cwd=self.root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-
-
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonRepo]:
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScratchRepo]:
     scratch = ScratchRepo.create(tmp_path_factory.mktemp("bad-input") / "repo")
     config_path = scratch.root / "pants.toml"
     config = toml.loads(config_path.read_text())
@@ -448,19 +377,14 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonRepo]:
     config["python"]["resolves_to_interpreter_constraints"]["nowheel"] = ["CPython==3.11.*"]
     config_path.write_text(toml.dumps(config))
     scratch.write(COMMON_FILES)
-    # In the sandbox Pants runs this test in (the working directory), which it deletes afterwards.
-    subprocess_dir = Path(tempfile.mkdtemp(prefix="scratch-pantsd-", dir=Path.cwd()))
-    try:
-        yield DaemonRepo(scratch, subprocess_dir)
-    finally:
-        _stop_pantsd(scratch.root, subprocess_dir)
-        shutil.rmtree(subprocess_dir, ignore_errors=True)
+    with scratch.with_pantsd() as daemon:
+        yield daemon
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_bad_agent_fails_naming_target_and_field(repo: DaemonRepo, case: Case) -> None:
+def test_bad_agent_fails_naming_target_and_field(repo: ScratchRepo, case: Case) -> None:
     case_dir = repo.root / "agents" / case.id
-    repo.scratch.write(
+    repo.write(
         {
             f"agents/{case.id}/BUILD": case.build,
             f"agents/{case.id}/agent.yaml": case.agent_yaml,
@@ -483,9 +407,9 @@ def test_bad_agent_fails_naming_target_and_field(repo: DaemonRepo, case: Case) -
     assert not dist.exists() or not any(dist.rglob("*")), sorted(dist.rglob("*"))
 
 
-def test_root_is_an_explicit_choice_that_builds_with_a_warning(repo: DaemonRepo) -> None:
+def test_root_is_an_explicit_choice_that_builds_with_a_warning(repo: ScratchRepo) -> None:
     case_dir = repo.root / "agents" / "as_root"
-    repo.scratch.write(
+    repo.write(
         {
             "agents/as_root/BUILD": SOURCES
             + 'ai_agent(name="agent", entry_point="app", dependencies=[":src"], user="0:0")\n',

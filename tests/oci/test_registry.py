@@ -23,7 +23,6 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from http.client import HTTPConnection
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import parse_qs, urlsplit
@@ -58,6 +57,7 @@ from ai_agent.oci.types import (
     sha256_digest,
 )
 from testkit.components import RunningRegistry, require_binary, start_registry
+from testkit.http_stub import QuietHandler, StubHTTPServer
 
 pytestmark = pytest.mark.integration
 
@@ -347,7 +347,7 @@ Fault = Callable[[int, str, str], Optional[str]]
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
 
 
-class FaultyProxy:
+class FaultyProxy(StubHTTPServer):
     """An HTTP/1.1 forwarder to a real registry on loopback that fails the requests `fault` picks.
     The Host header is kept, so the upload URLs the registry hands out point back at the proxy."""
 
@@ -357,7 +357,7 @@ class FaultyProxy:
         proxy = self
         lock = threading.Lock()
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
             def handle_one_request(self) -> None:
@@ -396,20 +396,7 @@ class FaultyProxy:
                 if self.command != "HEAD":
                     self.wfile.write(body)
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.address = f"127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> FaultyProxy:
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler)
 
 
 def test_push_survives_5xx_and_dropped_connections(registry: RunningRegistry) -> None:
@@ -552,7 +539,7 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-class TokenServer:
+class TokenServer(StubHTTPServer):
     """Docker's token protocol over HTTPS: signs RS256 JWTs (with the openssl CLI) granting the
     requested actions to `USER`/`PASSWORD` or to the refresh token, and only pull to anonymous
     callers. One self-signed certificate (for `localhost`) serves TLS and signs the tokens."""
@@ -577,7 +564,7 @@ class TokenServer:
         self.requests: List[Tuple[str, Dict[str, List[str]], Optional[str]]] = []
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 query = parse_qs(urlsplit(self.path).query)
                 authorization = self.headers.get("Authorization")
@@ -605,15 +592,10 @@ class TokenServer:
                 self.end_headers()
                 self.wfile.write(body.encode())
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls.load_cert_chain(self.certificate, self.key)
-        self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
-        self.realm = f"https://localhost:{self._server.server_address[1]}/token"
+        super().__init__(Handler, tls=tls)
+        self.realm = f"https://localhost:{self.port}/token"
 
     def sign(self, scopes: Sequence[str], trusted: bool) -> str:
         access = []
@@ -644,14 +626,6 @@ class TokenServer:
             capture_output=True,
         ).stdout
         return f"{signing_input}.{_b64url(signature)}"
-
-    def __enter__(self) -> TokenServer:
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 @pytest.fixture(scope="module")

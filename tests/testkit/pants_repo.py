@@ -9,13 +9,18 @@ announces in `AI_AGENT_PEX_TOOL`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import toml
 
@@ -54,6 +59,9 @@ class ScratchRepo:
     root: Path
     # The directory holding the `ai_agent` package that Pants loads (default: the sandbox's).
     plugins_dir: Path = _PLUGINS_DIR
+    # Where the runs' shared pantsd keeps its state (`--pants-subprocessdir`); None: no pantsd.
+    # Made by `with_pantsd`.
+    pantsd_dir: Optional[Path] = None
 
     @classmethod
     def create(cls, root: Path, plugins_dir: Path = _PLUGINS_DIR) -> ScratchRepo:
@@ -97,6 +105,22 @@ class ScratchRepo:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source, target)
 
+    @contextmanager
+    def with_pantsd(self) -> Iterator[ScratchRepo]:
+        """This repo, with runs that share one pantsd, which stops (it and no other) when the
+        block exits.
+
+        A Pants start without a daemon costs 30-60 s, once per run. The daemon's pidfile lies
+        in a directory under the working directory, which is the sandbox Pants runs the test in
+        and deletes afterwards, and pantsd exits once its pidfile is gone: so no daemon outlives
+        a pytest that Pants killed before teardown (a timeout, a retry after a file change)."""
+        pantsd_dir = Path(tempfile.mkdtemp(prefix="scratch-pantsd-", dir=Path.cwd()))
+        try:
+            yield dataclasses.replace(self, pantsd_dir=pantsd_dir)
+        finally:
+            _stop_pantsd(self.root, pantsd_dir)
+            shutil.rmtree(pantsd_dir, ignore_errors=True)
+
     def run(
         self,
         *args: str,
@@ -104,7 +128,8 @@ class ScratchRepo:
         umask: Optional[int] = None,
         timeout: float = 900,
     ) -> subprocess.CompletedProcess:
-        """Run `pants <args>` in the scratch repo (no pantsd) and return the finished process.
+        """Run `pants <args>` in the scratch repo (no pantsd, unless made by `with_pantsd`) and
+        return the finished process.
         Every such run also checks that nothing printed a Pants deprecation warning: the
         repo's config ignores only the launcher's, so any other comes from the plugin."""
         result = subprocess.run(
@@ -124,7 +149,7 @@ class ScratchRepo:
         umask: Optional[int] = None,
         **popen_kwargs: Any,
     ) -> subprocess.Popen:
-        """Start `pants <args>` in the scratch repo (no pantsd), like `run`, without waiting;
+        """Start `pants <args>` in the scratch repo, like `run`, without waiting;
         `popen_kwargs` go to `subprocess.Popen` (e.g. `stdout`, `start_new_session`)."""
         return subprocess.Popen(**self._process_kwargs(args, extra_env, umask), **popen_kwargs)
 
@@ -145,9 +170,40 @@ class ScratchRepo:
             ),
         )
         env.update(extra_env or {})
+        daemon: List[str] = (
+            ["--no-pantsd"]
+            if self.pantsd_dir is None
+            else ["--pantsd", f"--pants-subprocessdir={self.pantsd_dir}"]
+        )
         return dict(
-            args=[sys.executable, "-m", "pants", "--no-pantsd", *args],
+            args=[sys.executable, "-m", "pants", *daemon, *args],
             cwd=self.root,
             env=env,
             preexec_fn=None if umask is None else lambda: os.umask(umask),  # noqa: PLW1509
         )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _stop_pantsd(root: Path, pantsd_dir: Path) -> None:
+    """Stop the pantsd that runs with `pantsd_dir` started for the repo at `root` (and only it)."""
+    for pidfile in pantsd_dir.glob("*/pantsd/pid"):
+        pid = int(pidfile.read_text())
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if not cmdline.startswith(f"pantsd [{root}]".encode()):
+            continue
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)

@@ -3,18 +3,20 @@ loopback standing in for mirrors, and real .deb files built with `dpkg-deb`."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import http.server
 import os
-import shutil
 import subprocess
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, List, Mapping, Sequence
 
 import pytest
+
+from testkit.components import require_binary
+from testkit.http_stub import QuietHandler, StubHTTPServer
 
 from .index import PackageIndex, Release, parse_packages, suites_of
 
@@ -51,7 +53,7 @@ class Mirror:
         path.write_bytes(data)
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+class _MirrorHandler(QuietHandler, http.server.SimpleHTTPRequestHandler):
     def __init__(self, *args: object, mirror: Mirror, **kwargs: object) -> None:
         self._mirror = mirror
         super().__init__(*args, directory=str(mirror.root), **kwargs)  # type: ignore[arg-type]
@@ -64,29 +66,19 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         self._mirror.heads.append(self.path)
         super().do_HEAD()
 
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
 
 @pytest.fixture
 def mirrors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], Mirror]]:
     """A factory of mirrors, each a real `http.server` on its own loopback port."""
-    servers: List[http.server.ThreadingHTTPServer] = []
+    with contextlib.ExitStack() as servers:
 
-    def start() -> Mirror:
-        root = tmp_path_factory.mktemp("mirror")
-        mirror = Mirror(root, "")
-        handler = functools.partial(_QuietHandler, mirror=mirror)
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
-        servers.append(server)
-        mirror.url = f"http://127.0.0.1:{server.server_address[1]}"
-        return mirror
+        def start() -> Mirror:
+            mirror = Mirror(tmp_path_factory.mktemp("mirror"), "")
+            handler = functools.partial(_MirrorHandler, mirror=mirror)
+            mirror.url = servers.enter_context(StubHTTPServer(handler)).url
+            return mirror
 
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+        yield start
 
 
 @dataclass(frozen=True)
@@ -104,9 +96,7 @@ class DebSpec:
 
 def build_deb(spec: DebSpec, workdir: Path) -> Path:
     """A real .deb made by `dpkg-deb` (xz, root-owned), as Debian builds them."""
-    dpkg_deb = shutil.which("dpkg-deb")
-    if dpkg_deb is None:
-        pytest.skip("dpkg-deb is not installed: install the Debian package `dpkg`")
+    dpkg_deb = require_binary("dpkg-deb", "dpkg")
     name = spec.control["Package"]
     tree = workdir / f"{name}-tree"
     (tree / "DEBIAN").mkdir(parents=True)

@@ -5,7 +5,6 @@ server that redirects."""
 from __future__ import annotations
 
 import hashlib
-import http.server
 import re
 import socket
 import threading
@@ -14,6 +13,8 @@ from pathlib import Path
 from typing import Iterator, List
 
 import pytest
+
+from testkit.http_stub import QuietHandler, StubHTTPServer
 
 from ..oci.connection import NetworkLimits
 from ..oci.types import GONE, MISMATCH, UNREACHABLE, Finding
@@ -130,7 +131,7 @@ def test_nobody_listening_is_cannot_connect(tmp_path: Path) -> None:
         read_url(f"http://127.0.0.1:{port}/file", FAST)
 
 
-class _Redirecting(http.server.BaseHTTPRequestHandler):
+class _Redirecting(QuietHandler):
     """`/old` redirects to `/new`, which is BODY; anything else is 404. Records each request."""
 
     requests: List[str] = []
@@ -157,19 +158,13 @@ class _Redirecting(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._answer(with_body=True)
 
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
 
 @pytest.fixture
 def redirecting() -> Iterator[str]:
     """The URL of a `_Redirecting` server on loopback, whose requests start empty."""
     _Redirecting.requests = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Redirecting)
-    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with StubHTTPServer(_Redirecting) as server:
+        yield server.url
 
 
 def test_check_url_asks_with_head_through_redirects(redirecting: str) -> None:

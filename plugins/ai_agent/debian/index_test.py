@@ -7,11 +7,12 @@ import datetime
 import hashlib
 import lzma
 import os
-import shutil
 from pathlib import Path
 from typing import Callable
 
 import pytest
+
+from testkit.components import missing_component, require_binary
 
 from .conftest import TESTDATA, Mirror
 from .index import (
@@ -38,8 +39,12 @@ AFTER_WINDOW = datetime.datetime(2026, 12, 3, tzinfo=datetime.timezone.utc)
 
 @pytest.fixture
 def gpgv() -> None:
-    if shutil.which("gpgv") is None or not os.path.isfile(DEBIAN_ARCHIVE_KEYRING):
-        pytest.skip("needs the Debian packages `gpgv` and `debian-archive-keyring`")
+    require_binary("gpgv", "gpgv")
+    if not os.path.isfile(DEBIAN_ARCHIVE_KEYRING):
+        missing_component(
+            f"the Debian archive keyring {DEBIAN_ARCHIVE_KEYRING}",
+            "the Debian package `debian-archive-keyring`",
+        )
 
 
 @pytest.mark.usefixtures("gpgv")
@@ -64,8 +69,7 @@ def test_a_tampered_inrelease_is_refused() -> None:
 
 
 def test_missing_keyring_names_the_package(tmp_path: Path) -> None:
-    if shutil.which("gpgv") is None:
-        pytest.skip("needs the Debian package `gpgv`")
+    require_binary("gpgv", "gpgv")
     with pytest.raises(MissingTool, match="install the Debian package `debian-archive-keyring`"):
         verify_signature(SIGNED, "InRelease", str(tmp_path / "absent.gpg"))
 

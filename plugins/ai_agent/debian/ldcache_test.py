@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from testkit.components import missing_component
+
 from .ldcache import LdCacheError, build_ld_cache
 
 MULTIARCH = "usr/lib/x86_64-linux-gnu"
@@ -53,8 +55,10 @@ def _listing(ldconfig: str, cache: Path) -> list:
 
 def test_ldconfig_reads_the_same_entries_from_ours_and_its_own(tmp_path: Path) -> None:
     ldconfig = shutil.which("ldconfig") or "/sbin/ldconfig"
-    if not os.path.exists(ldconfig) or platform.machine() != "x86_64":
-        pytest.skip("needs glibc's ldconfig on an x86_64 Debian host")
+    if platform.machine() != "x86_64":
+        pytest.skip("builds its root from this x86_64 Debian host's libraries")
+    if not os.path.exists(ldconfig):
+        missing_component("glibc's `ldconfig`", "the Debian package `libc-bin`")
     if os.geteuid() != 0:
         pytest.skip("`ldconfig -r` chroots, which needs root")
     root = tmp_path / "root"

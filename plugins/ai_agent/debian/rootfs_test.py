@@ -6,12 +6,13 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Dict, List, Sequence
 
 import pytest
+
+from testkit.components import missing_component, require_binary
 
 from ..oci.layer import Entry, write_layer
 from .conftest import DebSpec, build_deb
@@ -159,7 +160,9 @@ def test_ca_bundle_matches_update_ca_certificates_on_this_host() -> None:
     bundle = Path("/etc/ssl/certs/ca-certificates.crt")
     config = Path("/etc/ca-certificates.conf")
     if not (shared.is_dir() and bundle.is_file() and config.is_file()):
-        pytest.skip("needs Debian's ca-certificates package installed on this host")
+        missing_component(
+            "Debian's certificates on this host", "the Debian package `ca-certificates`"
+        )
     if any(line.startswith("!") for line in config.read_text().splitlines()):
         pytest.skip("this host deselected some certificates in /etc/ca-certificates.conf")
     certificates = [
@@ -171,9 +174,7 @@ def test_ca_bundle_matches_update_ca_certificates_on_this_host() -> None:
 
 
 def test_dpkg_database_reads_back_with_dpkg_query(tmp_path: Path) -> None:
-    dpkg_query = shutil.which("dpkg-query")
-    if dpkg_query is None:
-        pytest.skip("dpkg-query is not installed: install the Debian package `dpkg`")
+    dpkg_query = require_binary("dpkg-query", "dpkg")
     entries = _build(tmp_path, [LIBRARY, DATA])
     write_layer(entries, tmp_path / "layer.tar")
     root = tmp_path / "extracted"

@@ -5,12 +5,13 @@ from __future__ import annotations
 import concurrent.futures
 import random
 import shlex
-import shutil
 import subprocess
 from pathlib import Path
 from typing import List, Sequence, Tuple
 
 import pytest
+
+from testkit.components import require_binary
 
 from .version import InvalidVersion, Version, compare_versions, satisfies
 
@@ -65,9 +66,7 @@ def _real_pairs() -> List[Tuple[str, str]]:
 
 def _dpkg_orders(pairs: Sequence[Tuple[str, str]]) -> List[int]:
     """dpkg's verdict on each pair (-1, 0, 1), one shell per core running dpkg per pair."""
-    dpkg = shutil.which("dpkg")
-    if dpkg is None:
-        pytest.skip("dpkg is not installed (Debian package `dpkg`); it is the reference here")
+    dpkg = require_binary("dpkg", "dpkg")  # the reference here
 
     def run(chunk: Sequence[Tuple[str, str]]) -> List[int]:
         script = "".join(

@@ -11,12 +11,14 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Mapping, Tuple
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
+from testkit.http_stub import QuietHandler, StubHTTPServer
 
 from .auth import AnonymousKeychain, Credentials, StaticKeychain
 from .connection import NetworkLimits
@@ -189,7 +191,7 @@ class Request:
 Answer = Tuple[int, Dict[str, str], bytes]
 
 
-class StubServer:
+class StubServer(StubHTTPServer):
     """An HTTP/1.1 keep-alive server on 127.0.0.1 answering every request with `answer`; it
     records requests and counts connections. With `close_after_each`, it closes each connection
     after one answer without announcing it (as an idle timeout would)."""
@@ -200,7 +202,7 @@ class StubServer:
         self.connection_closed = threading.Event()
         stub = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
             def setup(self) -> None:
@@ -227,26 +229,12 @@ class StubServer:
                 self.wfile.flush()
                 self.close_connection = close_after_each
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
         class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
             def shutdown_request(self, request: object) -> None:
                 super().shutdown_request(request)  # type: ignore[arg-type]
                 stub.connection_closed.set()
 
-        self._server = Server(("127.0.0.1", 0), Handler)
-        self.address = f"127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> StubServer:
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler, server_class=Server)
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ from typing import Dict, List
 
 import pytest
 
+from testkit.components import require_program
+
 from .conftest import RealWheel
 from .install import (
     InstalledDistribution,
@@ -57,7 +59,7 @@ def test_the_installed_tree_imports(real_wheels: Dict[str, RealWheel], tmp_path:
         _install(real_wheels[name], tmp_path / "root" / name)
     paths = ":".join(str(tmp_path / "root" / name / SITE) for name in ("six", "markupsafe"))
     check = "import six, markupsafe._speedups as s; print(six.__version__, s.__name__)"
-    python = shutil.which("python3.11") or pytest.skip("no python3.11 to import with")
+    python = require_program("python3.11", "CPython 3.11, the agents' interpreter (pyenv's)")
     result = subprocess.run(
         [python, "-I", "-c", f"import sys; sys.path[:0] = {paths.split(':')!r}; {check}"],
         capture_output=True,
