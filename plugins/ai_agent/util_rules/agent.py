@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Set, Tuple
 
 from pants.backend.python.subsystems.setup import PythonSetup
 from pants.backend.python.target_types import PythonRequirementsField
@@ -37,6 +37,7 @@ from pants.engine.target import (
     HydrateSourcesRequest,
     InferDependenciesRequest,
     InferredDependencies,
+    InvalidFieldException,
     SourcesField,
     Target,
     Targets,
@@ -70,8 +71,9 @@ from ai_agent.util_rules.layers import ImageFile
 logger = logging.getLogger(__name__)
 
 
-class InvalidAgent(Exception):
-    """An `ai_agent` target cannot be built as written; the message says where and how to fix."""
+class InvalidAgent(InvalidFieldException):
+    """An `ai_agent` target cannot be built as written; the message names the field (or the
+    `agent.yaml` entry) and the fix."""
 
 
 @dataclass(frozen=True)
@@ -171,42 +173,39 @@ def _check_weights(
     )
 
 
-@rule(desc="Reading an ai_agent target", level=LogLevel.DEBUG)
-async def resolve_agent(
-    request: AgentRequest, python_setup: PythonSetup, subsystem: AiAgentSubsystem
-) -> Agent:
-    wrapped = await Get(
-        WrappedTarget,
-        WrappedTargetRequest(request.address, description_of_origin="an ai_agent build"),
-    )
-    target = wrapped.target
-    assert isinstance(target, AiAgentTarget)
-    address = target.address
-
-    config_sources = await Get(
-        HydratedSources, HydrateSourcesRequest(target[AgentConfigSourceField])
-    )
-    (config_content,) = await Get(DigestContents, Digest, config_sources.snapshot.digest)
-    config_path = config_content.path
+async def _agent_config(target: Target) -> Tuple[AgentConfig, str, Digest]:
+    """The parsed `agent.yaml`, its path and its digest."""
+    sources = await Get(HydratedSources, HydrateSourcesRequest(target[AgentConfigSourceField]))
+    (content,) = await Get(DigestContents, Digest, sources.snapshot.digest)
     try:
-        config = decode_agent_config(config_content.content, config_path)
+        config = decode_agent_config(content.content, content.path)
     except AgentConfigError as error:
-        raise InvalidAgent(f"{address}: field `agent_config`: {error}") from None
+        raise InvalidAgent(f"{target.address}: field `agent_config`: {error}") from None
+    return config, content.path, sources.snapshot.digest
 
+
+def _warn_if_root(target: Target) -> None:
     user = target[AgentUserField].value
     if user is not None and int(user.split(":")[0]) == 0:
         logger.warning(
-            f"{address}: field `user` is {user!r}: the agent runs as root. Leave `user` unset"
-            " (65532, the distroless `nonroot` user) unless it must."
+            f"{target.address}: field `user` is {user!r}: the agent runs as root. Leave `user`"
+            " unset (65532, the distroless `nonroot` user) unless it must."
         )
+
+
+async def _base_and_weight_targets(
+    target: Target, subsystem: AiAgentSubsystem
+) -> Tuple[Addresses, Targets]:
+    """The base's address (none: only a CUDA agent may build, on the CUDA table's base) and
+    the `weights` targets, each checked to be what its field needs."""
+    address = target.address
     spec = base_spec(target, subsystem)
     if not spec and target[AgentAcceleratorField].value == "cpu":
         raise InvalidAgent(
             f"{address}: no base image: set the `base` field (e.g."
             ' base="//agents/base:bookworm-python") or `[ai-agents].default_base`'
         )
-    weights_spec = target[AgentWeightsField].value or ()
-    base_addresses, weight_targets = await MultiGet(
+    base, weight_targets = await MultiGet(
         Get(
             Addresses,
             UnparsedAddressInputs(
@@ -218,13 +217,12 @@ async def resolve_agent(
         Get(
             Targets,
             UnparsedAddressInputs(
-                weights_spec,
+                target[AgentWeightsField].value or (),
                 owning_address=address,
                 description_of_origin=f"the `weights` field of {address}",
             ),
         ),
     )
-    base = base_addresses[0] if base_addresses else None
     for weight_target in weight_targets:
         if not (
             weight_target.has_field(FileSourceField) or weight_target.has_field(ResourceSourceField)
@@ -233,24 +231,77 @@ async def resolve_agent(
                 f"{address}: field `weights` names {weight_target.address}, a"
                 f" `{weight_target.alias}` target; weights must be `file` or `resource` targets"
             )
+    return base, weight_targets
 
-    # The code is what the agent depends on, minus the base (and its lock) and the weights, which
-    # are dependencies only so that `--changed-since` sees them.
+
+async def _code_closure(target: Target, excluded: Set[Address]) -> TransitiveTargets:
+    """What the agent depends on, minus the base (and its lock) and the weights, which are
+    dependencies only so that `--changed-since` sees them."""
     direct = await Get(Addresses, DependenciesRequest(target[AgentDependenciesField]))
-    weight_addresses = {weight_target.address for weight_target in weight_targets}
-    excluded = {*weight_addresses, *base_addresses}
-    transitive = await Get(
+    return await Get(
         TransitiveTargets,
-        TransitiveTargetsRequest([dep for dep in direct if dep not in excluded]),
+        TransitiveTargetsRequest(
+            [dependency for dependency in direct if dependency not in excluded]
+        ),
     )
-    code_targets = [
-        dependency for dependency in transitive.closure if dependency.address not in excluded
-    ]
+
+
+def _check_entry_point(target: Target, code: Snapshot) -> None:
+    module = target[AgentEntryPointField].module()
+    if module is not None and not set(entry_module_files(module)) & set(code.files):
+        raise InvalidAgent(
+            f"{target.address}: field `entry_point`: module `{module}` is not among the agent's"
+            f" first-party sources (looked for {' or '.join(entry_module_files(module))} below a"
+            " source root). Add the `python_sources` target that holds it to `dependencies`, or"
+            " fix the module name."
+        )
+    if module is None and not target[AgentCommandField].value:
+        raise InvalidAgent(f"{target.address}: field `command` is empty")
+
+
+async def _lockfile(resolve: ChosenPythonResolve) -> Tuple[str, Snapshot, str]:
+    """The resolve's lockfile: its path, snapshot and sha256."""
+    path = resolve.lockfile.url
+    snapshot = await Get(
+        Snapshot,
+        PathGlobs(
+            [path],
+            glob_match_error_behavior=GlobMatchErrorBehavior.error,
+            description_of_origin=f"the lockfile of resolve `{resolve.name}`",
+        ),
+    )
+    (content,) = await Get(DigestContents, Digest, snapshot.digest)
+    return path, snapshot, hashlib.sha256(content.content).hexdigest()
+
+
+@rule(desc="Reading an ai_agent target", level=LogLevel.DEBUG)
+async def resolve_agent(
+    request: AgentRequest, python_setup: PythonSetup, subsystem: AiAgentSubsystem
+) -> Agent:
+    wrapped = await Get(
+        WrappedTarget,
+        WrappedTargetRequest(request.address, description_of_origin="an ai_agent build"),
+    )
+    target = wrapped.target
+    assert isinstance(target, AiAgentTarget)
+    config, config_path, config_file = await _agent_config(target)
+    _warn_if_root(target)
+    base, weight_targets = await _base_and_weight_targets(target, subsystem)
+    excluded = {*(weight.address for weight in weight_targets), *base}
+    closure = await _code_closure(target, excluded)
     resolve, code, weight_sources = await MultiGet(
-        Get(ChosenPythonResolve, ChosenPythonResolveRequest(Addresses([address]))),
+        Get(ChosenPythonResolve, ChosenPythonResolveRequest(Addresses([target.address]))),
         Get(
             StrippedPythonSourceFiles,
-            PythonSourceFilesRequest(code_targets, include_resources=True, include_files=True),
+            PythonSourceFilesRequest(
+                [
+                    dependency
+                    for dependency in closure.closure
+                    if dependency.address not in excluded
+                ],
+                include_resources=True,
+                include_files=True,
+            ),
         ),
         Get(
             SourceFiles,
@@ -262,45 +313,25 @@ async def resolve_agent(
         ),
     )
     code_snapshot = code.stripped_source_files.snapshot
-    module = target[AgentEntryPointField].module()
-    if module is not None and not set(entry_module_files(module)) & set(code_snapshot.files):
-        raise InvalidAgent(
-            f"{address}: field `entry_point`: module `{module}` is not among the agent's"
-            f" first-party sources (looked for {' or '.join(entry_module_files(module))} below a"
-            " source root). Add the `python_sources` target that holds it to `dependencies`, or"
-            " fix the module name."
-        )
-    if module is None and not target[AgentCommandField].value:
-        raise InvalidAgent(f"{address}: field `command` is empty")
-
-    stripped_weights = await Get(StrippedSourceFiles, SourceFiles, weight_sources)
-    weight_paths = {path: path for path in stripped_weights.snapshot.files}
-    weight_files = _check_weights(target, config, config_path, weight_paths)
-
-    lockfile_path = resolve.lockfile.url
-    lockfile = await Get(
-        Snapshot,
-        PathGlobs(
-            [lockfile_path],
-            glob_match_error_behavior=GlobMatchErrorBehavior.error,
-            description_of_origin=f"the lockfile of resolve `{resolve.name}`",
-        ),
+    _check_entry_point(target, code_snapshot)
+    weights = await Get(StrippedSourceFiles, SourceFiles, weight_sources)
+    weight_files = _check_weights(
+        target, config, config_path, {path: path for path in weights.snapshot.files}
     )
-    (lock_content,) = await Get(DigestContents, Digest, lockfile.digest)
+    lockfile_path, lockfile, lockfile_sha256 = await _lockfile(resolve)
     requirements = PexRequirements.req_strings_from_requirement_fields(
         dependency[PythonRequirementsField]
-        for dependency in transitive.closure
+        for dependency in closure.closure
         if dependency.has_field(PythonRequirementsField)
     )
-
-    ports = {exposed_port(port, AgentPortsField, address) for port in config.ports}
+    ports = {exposed_port(port, AgentPortsField, target.address) for port in config.ports}
     ports.update(target[AgentPortsField].value)
     return Agent(
         target=target,
         config=config,
-        config_file=config_sources.snapshot.digest,
+        config_file=config_file,
         config_path=config_path,
-        base=base,
+        base=base[0] if base else None,
         base_from_field=bool(target[AgentBaseField].value),
         resolve=resolve.name,
         interpreter_constraints=tuple(
@@ -310,10 +341,10 @@ async def resolve_agent(
         ),
         lockfile_path=lockfile_path,
         lockfile=lockfile.digest,
-        lockfile_sha256=hashlib.sha256(lock_content.content).hexdigest(),
+        lockfile_sha256=lockfile_sha256,
         requirements=tuple(requirements),
         code=code_snapshot,
-        weights=stripped_weights.snapshot.digest,
+        weights=weights.snapshot.digest,
         weight_files=weight_files,
         env=tuple(sorted(_merged_env(target, config, config_path).items())),
         ports=tuple(sorted(ports)),

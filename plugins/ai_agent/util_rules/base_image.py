@@ -21,6 +21,7 @@ from pants.engine.target import (
     FieldSet,
     InferDependenciesRequest,
     InferredDependencies,
+    InvalidFieldException,
     Target,
     WrappedTarget,
     WrappedTargetRequest,
@@ -42,15 +43,15 @@ from ai_agent.target_types import (
 from ai_agent.util_rules.image import BaseImage
 
 
-class BaseLockProblem(Exception):
+class BaseLockProblem(InvalidFieldException):
     """A base's lock is missing, or was made for other settings than the target's."""
 
 
-class NotABaseImage(Exception):
+class NotABaseImage(InvalidFieldException):
     """An address given as a base names a target that is not a base image."""
 
 
-class BasePlatformProblem(Exception):
+class BasePlatformProblem(InvalidFieldException):
     """A base is asked for a platform that its target does not list."""
 
 

@@ -28,7 +28,7 @@ from pants.engine.fs import (
     PathGlobs,
 )
 from pants.engine.rules import Get, collect_rules, rule
-from pants.engine.target import AllTargets
+from pants.engine.target import AllTargets, InvalidFieldException
 from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
@@ -123,7 +123,7 @@ async def exported_package(
     return BuiltPackage(EMPTY_DIGEST, (BuiltPackageArtifact(None, (*lines, summary)),))
 
 
-class OutputPathProblem(Exception):
+class OutputPathProblem(InvalidFieldException):
     """An image target's `output_path` leaves `dist/` or is another target's too."""
 
 

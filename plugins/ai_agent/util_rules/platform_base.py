@@ -108,12 +108,16 @@ class CudaTable:
     entries: FrozenDict[str, FrozenDict[str, str]]
 
 
+class InvalidCudaBases(Exception):
+    """`[ai-agents].cuda_bases` does not fit the CUDA table."""
+
+
 @rule
 def cuda_table(subsystem: AiAgentSubsystem) -> CudaTable:
     try:
         merged = merge_table(DEFAULT_TABLE, subsystem.cuda_bases)
     except CudaProblem as problem:
-        raise InvalidAgent(f"`[ai-agents].cuda_bases`: {problem}") from None
+        raise InvalidCudaBases(f"`[ai-agents].cuda_bases`: {problem}") from None
     return CudaTable(frozen(merged))
 
 
