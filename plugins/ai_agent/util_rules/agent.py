@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import Dict, Optional, Set, Tuple
+from typing import Dict, Optional, Sequence, Set, Tuple
 
 from pants.backend.python.subsystems.setup import PythonSetup
 from pants.backend.python.target_types import PythonRequirementsField
@@ -274,6 +274,30 @@ async def _lockfile(resolve: ChosenPythonResolve) -> Tuple[str, Snapshot, str]:
     return path, snapshot, hashlib.sha256(content.content).hexdigest()
 
 
+async def _resolve_code_and_weights(
+    target: Target, code_targets: Sequence[Target], weight_targets: Targets
+) -> Tuple[ChosenPythonResolve, StrippedSourceFiles, StrippedSourceFiles]:
+    """The agent's Python resolve, its code's files and its weights' files (source roots
+    stripped), found together."""
+    resolve, code, weight_sources = await MultiGet(
+        Get(ChosenPythonResolve, ChosenPythonResolveRequest(Addresses([target.address]))),
+        Get(
+            StrippedPythonSourceFiles,
+            PythonSourceFilesRequest(code_targets, include_resources=True, include_files=True),
+        ),
+        Get(
+            SourceFiles,
+            SourceFilesRequest(
+                (weight_target.get(SourcesField) for weight_target in weight_targets),
+                for_sources_types=(FileSourceField, ResourceSourceField),
+                enable_codegen=True,
+            ),
+        ),
+    )
+    weights = await Get(StrippedSourceFiles, SourceFiles, weight_sources)
+    return resolve, code.stripped_source_files, weights
+
+
 @rule(desc="Reading an ai_agent target", level=LogLevel.DEBUG)
 async def resolve_agent(
     request: AgentRequest, python_setup: PythonSetup, subsystem: AiAgentSubsystem
@@ -289,32 +313,13 @@ async def resolve_agent(
     base, weight_targets = await _base_and_weight_targets(target, subsystem)
     excluded = {*(weight.address for weight in weight_targets), *base}
     closure = await _code_closure(target, excluded)
-    resolve, code, weight_sources = await MultiGet(
-        Get(ChosenPythonResolve, ChosenPythonResolveRequest(Addresses([target.address]))),
-        Get(
-            StrippedPythonSourceFiles,
-            PythonSourceFilesRequest(
-                [
-                    dependency
-                    for dependency in closure.closure
-                    if dependency.address not in excluded
-                ],
-                include_resources=True,
-                include_files=True,
-            ),
-        ),
-        Get(
-            SourceFiles,
-            SourceFilesRequest(
-                (weight_target.get(SourcesField) for weight_target in weight_targets),
-                for_sources_types=(FileSourceField, ResourceSourceField),
-                enable_codegen=True,
-            ),
-        ),
+    resolve, code, weights = await _resolve_code_and_weights(
+        target,
+        [dependency for dependency in closure.closure if dependency.address not in excluded],
+        weight_targets,
     )
-    code_snapshot = code.stripped_source_files.snapshot
+    code_snapshot = code.snapshot
     _check_entry_point(target, code_snapshot)
-    weights = await Get(StrippedSourceFiles, SourceFiles, weight_sources)
     weight_files = _check_weights(
         target, config, config_path, {path: path for path in weights.snapshot.files}
     )

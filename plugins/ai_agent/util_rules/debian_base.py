@@ -97,16 +97,18 @@ def _base_config(platform: str, descriptor: Mapping[str, Any]) -> Dict[str, Any]
     }
 
 
-@rule(desc="Building a Debian base", level=LogLevel.DEBUG)
-async def build_debian_base(
-    request: DebianBaseRequest,
+async def _base_steps(
+    target: Target,
+    architecture: str,
+    lock_path: str,
+    lock: Digest,
     builder: ImageBuilder,
-    subsystem: AiAgentSubsystem,
     access: DownloadAccess,
-) -> BaseImage:
-    target, architecture = request.target, request.architecture
+    source_date_epoch: int,
+) -> Tuple[BuildStep, BuildStep, str]:
+    """The steps fetching the pinned .debs and unpacking them into the layer (in its directory,
+    returned too), the first run to give the second its input."""
     owner = str(target.address)
-    lock_path, lock_snapshot, lock = await _checked_lock(target, architecture)
     fetch_step = BuildStep(
         builder.debian_fetch(
             access=access,
@@ -114,7 +116,7 @@ async def build_debian_base(
             architecture=architecture,
             output_dir="debs",
             refresh_command=refresh_command(target.address.target_name),
-            inputs=lock_snapshot.digest,
+            inputs=lock,
             description=f"Fetching the Debian packages of {owner} ({architecture})",
         ),
         owner=owner,
@@ -127,11 +129,32 @@ async def build_debian_base(
             architecture=architecture,
             debs="debs",
             output_dir=layer_dir,
-            source_date_epoch=subsystem.source_date_epoch,
-            inputs=await Get(Digest, MergeDigests([lock_snapshot.digest, debs.digest])),
+            source_date_epoch=source_date_epoch,
+            inputs=await Get(Digest, MergeDigests([lock, debs.digest])),
             description=f"Writing the Debian base layer of {owner} ({architecture})",
         ),
         owner=owner,
+    )
+    return fetch_step, layer_step, layer_dir
+
+
+@rule(desc="Building a Debian base", level=LogLevel.DEBUG)
+async def build_debian_base(
+    request: DebianBaseRequest,
+    builder: ImageBuilder,
+    subsystem: AiAgentSubsystem,
+    access: DownloadAccess,
+) -> BaseImage:
+    target, architecture = request.target, request.architecture
+    lock_path, lock_snapshot, lock = await _checked_lock(target, architecture)
+    fetch_step, layer_step, layer_dir = await _base_steps(
+        target,
+        architecture,
+        lock_path,
+        lock_snapshot.digest,
+        builder,
+        access,
+        subsystem.source_date_epoch,
     )
     layer = await Get(BuildStepOutput, BuildStep, layer_step)
     descriptor = await read_json(layer.digest, f"{layer_dir}/descriptor.json")
