@@ -26,7 +26,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
-from .registry import NotFoundError, Reference, RegistryClient, RegistryError, platforms_match
+from .registry import NotFoundError, Reference, RegistryClient, RegistryError
 from .types import GONE, MISMATCH, UNREACHABLE, Descriptor, Finding, Platform, check_digest
 
 LOCK_VERSION = 1
@@ -145,7 +145,7 @@ def lock_base(client: RegistryClient, image: str, platforms: Sequence[str]) -> B
         config_platform = Platform(
             str(config.get("os")), str(config.get("architecture")), config.get("variant")
         )
-        if not platforms_match(config_platform, platform):
+        if not config_platform.matches(platform):
             raise BaseLockError(
                 f"{image} is an image for {config_platform}, not {platform}; name a tag that"
                 f" has a {platform} image, or set `platforms` to what it has"

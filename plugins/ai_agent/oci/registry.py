@@ -97,8 +97,6 @@ _TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # Docker Hub's names: the one in references and config.json, and the host serving the API.
 _DOCKER_HUB_ALIASES = frozenset({DOCKER_HUB, "index.docker.io", "registry-1.docker.io"})
 _DOCKER_HUB_API_HOST = "registry-1.docker.io"
-# arm64 images without a variant are v8 and arm ones v7, as containerd's platform matcher assumes.
-_DEFAULT_VARIANTS = {"arm64": "v8", "arm": "v7"}
 # A token's lifetime when the token server does not say (distribution's token spec), and how long
 # before it ends it is renewed.
 _DEFAULT_TOKEN_LIFETIME_S = 60
@@ -893,7 +891,7 @@ class RegistryClient:
         top = self.get_manifest(reference)
         if not top.is_index:
             return top
-        matches = [e for e in top.manifests if e.platform and platforms_match(e.platform, platform)]
+        matches = [e for e in top.manifests if e.platform and e.platform.matches(platform)]
         if not matches:
             available = ", ".join(sorted({str(e.platform) for e in top.manifests if e.platform}))
             raise PlatformNotFound(
@@ -1157,16 +1155,6 @@ def _describe(error: BaseException) -> str:
     if isinstance(error, RegistryError):
         return str(error)
     return f"{type(error).__name__}: {error}"
-
-
-def _platform_key(platform: Platform) -> Tuple[str, str, str]:
-    variant = platform.variant or _DEFAULT_VARIANTS.get(platform.architecture) or ""
-    return platform.os, platform.architecture, variant
-
-
-def platforms_match(a: Platform, b: Platform) -> bool:
-    """Whether two platforms name the same images (`linux/arm64` is `linux/arm64/v8`)."""
-    return _platform_key(a) == _platform_key(b)
 
 
 def _manifest_media_type(

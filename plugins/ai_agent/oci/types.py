@@ -88,7 +88,9 @@ def check_report(checked: int, findings: Sequence[Finding]) -> bytes:
     return canonical_json({"checked": checked, "problems": [f.to_json() for f in findings]})
 
 
-_DEFAULT_VARIANTS = {"arm64": "v8"}
+# The variant an image without one has: arm64 images are v8 and arm ones v7, as containerd's
+# platform matcher assumes.
+_DEFAULT_VARIANTS = {"arm64": "v8", "arm": "v7"}
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,8 @@ class Platform:
 
     def matches(self, other: Platform) -> bool:
         """Equal once an omitted variant means the architecture's default (`linux/arm64` is
-        `linux/arm64/v8`), as containerd compares platforms."""
+        `linux/arm64/v8`, `linux/arm` is `linux/arm/v7`), as containerd compares platforms. The
+        one comparison of platforms: base locks, registry indexes and base images all use it."""
         return self._normalized() == other._normalized()
 
     def _normalized(self) -> Platform:
