@@ -61,7 +61,7 @@ from ai_agent.layers import (
     WheelPlan,
     WheelPlanRequest,
 )
-from ai_agent.oci.registry import Reference
+from ai_agent.oci.name import Reference
 from ai_agent.subsystem import AiAgentSubsystem
 from ai_agent.target_types import (
     AgentAcceleratorField,

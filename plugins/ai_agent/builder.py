@@ -33,7 +33,7 @@ from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.logging import LogLevel
 
 from ai_agent.debian.download import DOWNLOAD_LIMITS
-from ai_agent.oci.registry import REGISTRY_LIMITS
+from ai_agent.oci.transport import REGISTRY_LIMITS
 from ai_agent.subsystem import AiAgentSubsystem, ImageBuilderLibraries
 
 # Where the cores' sources and libraries are mounted inside each sandbox (read-only, shared

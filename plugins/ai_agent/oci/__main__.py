@@ -117,6 +117,7 @@ from .auth import CredentialError
 from .base import BaseLock, BaseLockError, check_lock, lock_base
 from .compare import compare_directories
 from .connection import NetworkLimits, add_limit_arguments, limits_from
+from .errors import RegistryError
 from .export import ExportError, export_files
 from .image import (
     ConfigUpdate,
@@ -136,14 +137,9 @@ from .layer import (
     expand_tree,
     write_layer_directory,
 )
-from .registry import (
-    REGISTRY_LIMITS,
-    InvalidReference,
-    Reference,
-    RegistryClient,
-    RegistryError,
-    Repository,
-)
+from .name import InvalidReference, Reference, Repository
+from .remote import RegistryClient
+from .transport import REGISTRY_LIMITS
 from .types import Descriptor, InvalidDigest, Platform, canonical_json, check_report, digest_hex
 
 T = TypeVar("T")

@@ -42,7 +42,7 @@ from .layer import (
     plan_layer,
     write_tar,
 )
-from .registry import InvalidReference, Reference
+from .name import InvalidReference, Reference
 from .types import ANNOTATION_REF_NAME, OCI_INDEX, Descriptor, Platform, canonical_json, digest_hex
 
 ANNOTATION_IMAGE_NAME = "io.containerd.image.name"

@@ -26,7 +26,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
-from .registry import NotFoundError, Reference, RegistryClient, RegistryError
+from .errors import NotFoundError, RegistryError
+from .name import Reference
+from .remote import RegistryClient
 from .types import GONE, MISMATCH, UNREACHABLE, Descriptor, Finding, Platform, check_digest
 
 LOCK_VERSION = 1
