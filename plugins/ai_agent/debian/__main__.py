@@ -39,32 +39,19 @@ from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..oci.connection import add_limit_arguments, limits_from
-from ..oci.layer import DEFAULT_MTIME, Compression, LayerError, LayerOptions
+from ..oci.errors import OciError
+from ..oci.layer import DEFAULT_MTIME, Compression, LayerOptions
 from ..oci.types import check_report
 from .base import write_base_layer
-from .deb import DebError
 from .download import DOWNLOAD_LIMITS
-from .fetch import FetchError, check_debs, fetch_debs
-from .index import DEBIAN_ARCHIVE_KEYRING, DEFAULT_MIRRORS, ArchiveIndexError
-from .ldcache import LdCacheError
-from .lock import PYTHON_RUNTIME_PACKAGES, VARIANTS, Lock, LockError, LockRequest, generate_lock
-from .resolve import ResolutionError
-from .rootfs import BYTECODE_MODES, RootfsError
-
-_ERRORS = (
-    ArchiveIndexError,
-    DebError,
-    FetchError,
-    LayerError,
-    LdCacheError,
-    LockError,
-    ResolutionError,
-    RootfsError,
-    OSError,
-)
+from .errors import DebianError
+from .fetch import check_debs, fetch_debs
+from .index import DEBIAN_ARCHIVE_KEYRING, DEFAULT_MIRRORS
+from .lock import PYTHON_RUNTIME_PACKAGES, VARIANTS, Lock, LockRequest, generate_lock
+from .rootfs import BYTECODE_MODES
 
 
-class UsageError(Exception):
+class UsageError(DebianError):
     """A command-line value is malformed."""
 
 
@@ -245,7 +232,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     }
     try:
         commands[args.command](args)
-    except (UsageError, *_ERRORS) as error:
+    except (DebianError, OciError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

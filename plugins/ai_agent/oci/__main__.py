@@ -113,16 +113,14 @@ from typing import (
 )
 
 from .archive import ArchiveError, ImageFiles, image_files, write_archive
-from .auth import CredentialError
-from .base import BaseLock, BaseLockError, check_lock, lock_base
+from .base import BaseLock, check_lock, lock_base
 from .compare import compare_directories
 from .connection import NetworkLimits, add_limit_arguments, limits_from
-from .errors import RegistryError
-from .export import ExportError, export_files
+from .errors import OciError
+from .export import export_files
 from .image import (
     ConfigUpdate,
     Image,
-    ImageError,
     Index,
     Layer,
     build_image,
@@ -132,15 +130,14 @@ from .layer import (
     DEFAULT_MTIME,
     Compression,
     Entry,
-    LayerError,
     LayerOptions,
     expand_tree,
     write_layer_directory,
 )
-from .name import InvalidReference, Reference, Repository
+from .name import Reference, Repository
 from .remote import RegistryClient
 from .transport import REGISTRY_LIMITS
-from .types import Descriptor, InvalidDigest, Platform, canonical_json, check_report, digest_hex
+from .types import Descriptor, Platform, canonical_json, check_report, digest_hex
 
 T = TypeVar("T")
 D = TypeVar("D")
@@ -165,7 +162,7 @@ _CREATED_BY_PATHS = 5
 _ANY_BLOB = "application/octet-stream"
 
 
-class SpecError(Exception):
+class SpecError(OciError):
     """A spec file is malformed; the message names the file and the key."""
 
 
@@ -617,19 +614,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             run_pull_blob(
                 args.repository, args.digest, args.size, args.insecure_registry, limits, args.output
             )
-    except (
-        SpecError,
-        LayerError,
-        ImageError,
-        ArchiveError,
-        InvalidDigest,
-        InvalidReference,
-        BaseLockError,
-        RegistryError,
-        CredentialError,
-        ExportError,
-        OSError,
-    ) as error:
+    except (OciError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -31,6 +31,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+from .errors import OciError
 from .image import Image, Index
 from .layer import (
     DEFAULT_MTIME,
@@ -49,7 +50,7 @@ ANNOTATION_IMAGE_NAME = "io.containerd.image.name"
 OCI_LAYOUT = {"imageLayoutVersion": "1.0.0"}
 
 
-class ArchiveError(Exception):
+class ArchiveError(OciError):
     """The archive cannot be written as asked: a bad tag or platform, or a blob that is missing
     or does not match its descriptor."""
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, NoReturn, Optional, Tuple
 
+from .errors import OciError
 from .name import DOCKER_HUB
 
 # Docker Hub is stored under its legacy v1 index URL in config.json and in credential helpers.
@@ -30,7 +31,7 @@ _IDENTITY_TOKEN_USERNAME = "<token>"
 _HELPER_TIMEOUT_S = 60.0
 
 
-class CredentialError(Exception):
+class CredentialError(OciError):
     """Credentials could not be read; the message never contains a secret."""
 
 

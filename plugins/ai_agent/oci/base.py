@@ -26,7 +26,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
-from .errors import NotFoundError, RegistryError
+from .errors import NotFoundError, OciError, RegistryError
 from .name import Reference
 from .remote import RegistryClient
 from .types import GONE, MISMATCH, UNREACHABLE, Descriptor, Finding, Platform, check_digest
@@ -34,7 +34,7 @@ from .types import GONE, MISMATCH, UNREACHABLE, Descriptor, Finding, Platform, c
 LOCK_VERSION = 1
 
 
-class BaseLockError(Exception):
+class BaseLockError(OciError):
     """A base lock is malformed, or the registry's image does not fit it; the message names the
     field or the platform."""
 

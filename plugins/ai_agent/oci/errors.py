@@ -1,5 +1,6 @@
-"""The errors of the registry client (`transport`, `remote`, `push`): each says which registry,
-repository and operation failed, and never carries a URL's query (`loggable_url`)."""
+"""`OciError`, the root of every error of this package, and the errors of the registry client
+(`transport`, `remote`, `push`): each says which registry, repository and operation failed,
+and never carries a URL's query (`loggable_url`)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,12 @@ def loggable_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
-class RegistryError(Exception):
+class OciError(Exception):
+    """The root of this package's errors: `python -m ai_agent.oci` reports any of them as one
+    `error: ...` line and exit status 2; anything else is a bug, with a traceback."""
+
+
+class RegistryError(OciError):
     """Base of the errors this client raises about a registry or the blobs given to it."""
 
 

@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from .errors import OciError
 from .types import (
     DOCKER_LAYER_TAR_GZIP,
     OCI_CONFIG,
@@ -59,7 +60,7 @@ _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _PORT = re.compile(r"^([0-9]{1,5})(?:/(tcp|udp|sctp))?$")
 
 
-class ImageError(ValueError):
+class ImageError(OciError, ValueError):
     """An image, config update or index is inconsistent; the message says which part."""
 
 

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
+from .errors import OciError
 from .types import InvalidDigest, check_digest
 
 # Docker Hub's names: the one in references and config.json, and the host serving the API.
@@ -26,7 +27,7 @@ _TAG_RE = re.compile(r"\w[\w.-]{0,127}", re.ASCII)
 _MAX_NAME_LENGTH = 255
 
 
-class InvalidReference(ValueError):
+class InvalidReference(OciError, ValueError):
     pass
 
 

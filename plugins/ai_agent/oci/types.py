@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
-from .errors import InvalidManifest
+from .errors import InvalidManifest, OciError
 
 # Media types (OCI image-spec v1.0/1.1 and the Docker v2 schema 2 equivalents we must read).
 OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
@@ -33,7 +33,7 @@ ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
 _DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 
 
-class InvalidDigest(ValueError):
+class InvalidDigest(OciError, ValueError):
     pass
 
 

@@ -55,9 +55,11 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from ..debian.download import DOWNLOAD_LIMITS, DownloadError, download_verified
+from ..debian.download import DOWNLOAD_LIMITS, download_verified
+from ..debian.errors import DebianError
 from ..oci.connection import add_limit_arguments, limits_from
-from ..oci.layer import DEFAULT_MTIME, LayerError
+from ..oci.errors import OciError
+from ..oci.layer import DEFAULT_MTIME
 from ..oci.types import canonical_json
 from .errors import WheelsError
 
@@ -134,7 +136,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         try:
             args.output.parent.mkdir(parents=True, exist_ok=True)
             download_verified(args.url, args.output, args.sha256, limits=limits_from(args))
-        except (DownloadError, OSError) as error:
+        except (DebianError, OSError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
         return 0
@@ -153,12 +155,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             sys.stdout.buffer.write(run_check(args) + b"\n")
         else:
             run_layer(args)
-    except (
-        WheelsError,
-        LayerError,
-        ValueError,  # malformed layouts and compression settings
-        OSError,
-    ) as error:
+    except (WheelsError, DebianError, OciError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -17,7 +17,7 @@ from ..oci.connection import limits_from
 from ..oci.layer import Compression, LayerOptions, write_layer_directory
 from ..oci.types import canonical_json, check_report
 from .bytecode import Compiler
-from .errors import WheelsError
+from .errors import UsageError, WheelsError
 from .install import InstalledDistribution, InstallLayout, install_wheel
 from .pexlock import ChosenWheel, LockError, PexLock, locked_artifacts
 from .plan import BIG, MIB, LockedWheel, plan_layers
@@ -58,7 +58,7 @@ def run_check(args: argparse.Namespace) -> bytes:
 
 def _layout(args: argparse.Namespace) -> InstallLayout:
     if not re.fullmatch(r"3\.[0-9]+", args.python):
-        raise ValueError(f"--python takes the image's CPython as X.Y (3.11), got {args.python!r}")
+        raise UsageError(f"--python takes the image's CPython as X.Y (3.11), got {args.python!r}")
     return InstallLayout(args.prefix, args.interpreter, args.python)
 
 
@@ -126,10 +126,11 @@ def _options(args: argparse.Namespace) -> LayerOptions:
     big_gzip = args.compression == "gzip" and args.kind == BIG
     if level is None and big_gzip:
         level = BIG_LAYER_GZIP_LEVEL
-    return LayerOptions(
-        compression=Compression(args.compression, level, parallel=big_gzip),
-        mtime=args.source_date_epoch,
-    )
+    try:
+        compression = Compression(args.compression, level, parallel=big_gzip)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    return LayerOptions(compression=compression, mtime=args.source_date_epoch)
 
 
 def _distribution_json(distribution: InstalledDistribution) -> Dict[str, Any]:
