@@ -27,7 +27,7 @@ from ai_agent.agent_config import SCHEMA_HELP as AGENT_CONFIG_SCHEMA_HELP
 from ai_agent.cuda.select import KNOWN_GPU_ARCHS, parse_accelerator
 from ai_agent.cuda.table import FLAVOURS, CudaProblem
 from ai_agent.debian.lock import PYTHON_RUNTIME_PACKAGES, VARIANTS
-from ai_agent.oci.registry import InvalidReference, Reference, Repository
+from ai_agent.oci.name import InvalidReference, Reference, Repository
 from ai_agent.oci.types import Platform
 
 

@@ -22,7 +22,8 @@ import pytest
 from ai_agent.oci.archive import write_archive
 from ai_agent.oci.image import ConfigUpdate, Image, Index, Layer, build_image
 from ai_agent.oci.layer import Compression, Entry, LayerOptions, expand_tree, write_layer
-from ai_agent.oci.registry import Reference, RegistryClient, Repository
+from ai_agent.oci.name import Reference, Repository
+from ai_agent.oci.remote import RegistryClient
 from ai_agent.oci.types import Platform
 from testkit.components import RunningRegistry
 

@@ -32,20 +32,19 @@ import pytest
 from ai_agent.oci.auth import AnonymousKeychain, Credentials, StaticKeychain
 from ai_agent.oci.base import check_lock, lock_base
 from ai_agent.oci.connection import NetworkLimits
-from ai_agent.oci.registry import (
+from ai_agent.oci.errors import (
     AuthenticationError,
-    BlobData,
     BlobSourceMismatch,
     DigestMismatch,
     MissingBlob,
     NotFoundError,
     PlatformNotFound,
-    Reference,
-    RegistryClient,
     RegistryUnavailable,
-    Repository,
     TLSVerificationError,
 )
+from ai_agent.oci.name import Reference, Repository
+from ai_agent.oci.push import BlobData
+from ai_agent.oci.remote import RegistryClient
 from ai_agent.oci.types import (
     GONE,
     OCI_CONFIG,
@@ -205,7 +204,7 @@ def test_big_blobs_go_up_in_chunks(
     image.blobs[image.layers[0].digest] = layer_file  # streamed from the file
     repository = unique_repository(registry, "chunked")
     with RegistryClient(AnonymousKeychain(), chunk_size=4096) as client:
-        with caplog.at_level(logging.DEBUG, logger="ai_agent.oci.registry"):
+        with caplog.at_level(logging.DEBUG, logger="ai_agent.oci.transport"):
             stats = client.push(repository, image.manifest, image.blobs, tags=["v1"])
         pull_everything(client, Reference(repository, tag="v1"), image)
     assert stats.uploaded_bytes == image.blob_bytes

@@ -19,7 +19,9 @@ import toml
 from ai_agent.oci.base import lock_base
 from ai_agent.oci.image import ConfigUpdate, Image, Layer, build_image
 from ai_agent.oci.layer import Entry, LayerOptions, write_layer
-from ai_agent.oci.registry import BlobData, RegistryClient, Repository
+from ai_agent.oci.name import Repository
+from ai_agent.oci.push import BlobData
+from ai_agent.oci.remote import RegistryClient
 from ai_agent.oci.types import Platform
 from testkit.components import RunningRegistry
 from testkit.pants_repo import ScratchRepo

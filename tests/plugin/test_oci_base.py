@@ -15,7 +15,9 @@ import pytest
 
 from ai_agent.oci.image import ConfigUpdate, Image, Layer, build_image
 from ai_agent.oci.layer import Compression, Entry, LayerOptions, expand_tree, write_layer
-from ai_agent.oci.registry import BlobData, RegistryClient, Repository
+from ai_agent.oci.name import Repository
+from ai_agent.oci.push import BlobData
+from ai_agent.oci.remote import RegistryClient
 from ai_agent.oci.types import OCI_MANIFEST, Platform, digest_hex
 from testkit.components import RunningRegistry
 from testkit.pants_output import succeeded

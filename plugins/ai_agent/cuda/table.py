@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence
 
+from .errors import CudaError
+
 BASE = "base"
 RUNTIME = "runtime"
 CUDNN_RUNTIME = "cudnn-runtime"
@@ -34,7 +36,7 @@ _REFERENCE = re.compile(
 )
 
 
-class CudaProblem(ValueError):
+class CudaProblem(CudaError, ValueError):
     """What the agent asks for and what its lock holds do not make a working CUDA image; the
     message says what was found, which field (`accelerator`, `cuda_flavour`, `gpu_archs`, the
     lock or `[ai-agents].cuda_bases`) to change, and how."""

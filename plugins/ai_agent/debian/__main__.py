@@ -36,35 +36,22 @@ import shlex
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..oci.connection import add_limit_arguments, limits_from
-from ..oci.layer import DEFAULT_MTIME, Compression, LayerError, LayerOptions
+from ..oci.errors import OciError
+from ..oci.layer import DEFAULT_MTIME, Compression, LayerOptions
 from ..oci.types import check_report
 from .base import write_base_layer
-from .deb import DebError
 from .download import DOWNLOAD_LIMITS
-from .fetch import FetchError, check_debs, fetch_debs
-from .index import DEBIAN_ARCHIVE_KEYRING, DEFAULT_MIRRORS, ArchiveIndexError
-from .ldcache import LdCacheError
-from .lock import PYTHON_RUNTIME_PACKAGES, VARIANTS, Lock, LockError, LockRequest, generate_lock
-from .resolve import ResolutionError
-from .rootfs import BYTECODE_MODES, RootfsError
-
-_ERRORS = (
-    ArchiveIndexError,
-    DebError,
-    FetchError,
-    LayerError,
-    LdCacheError,
-    LockError,
-    ResolutionError,
-    RootfsError,
-    OSError,
-)
+from .errors import DebianError
+from .fetch import check_debs, fetch_debs
+from .index import DEBIAN_ARCHIVE_KEYRING, DEFAULT_MIRRORS
+from .lock import PYTHON_RUNTIME_PACKAGES, VARIANTS, Lock, LockRequest, generate_lock
+from .rootfs import BYTECODE_MODES
 
 
-class UsageError(Exception):
+class UsageError(DebianError):
     """A command-line value is malformed."""
 
 
@@ -206,6 +193,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     lock.add_argument("--output", type=Path, required=True)
     add_limit_arguments(lock, DOWNLOAD_LIMITS)
+    lock.set_defaults(run=run_lock)
 
     fetch = commands.add_parser("fetch", help="download the pinned .debs")
     fetch.add_argument("--lock", type=Path, required=True)
@@ -216,6 +204,7 @@ def _parser() -> argparse.ArgumentParser:
         "--refresh-command", help="how users regenerate the lock (named when a .deb is gone)"
     )
     add_limit_arguments(fetch, DOWNLOAD_LIMITS)
+    fetch.set_defaults(run=run_fetch)
 
     layer = commands.add_parser("layer", help="write the base layer and its descriptor.json")
     layer.add_argument("--lock", type=Path, required=True)
@@ -226,26 +215,22 @@ def _parser() -> argparse.ArgumentParser:
     layer.add_argument("--gzip-level", type=int)
     layer.add_argument("--source-date-epoch", type=int, default=DEFAULT_MTIME)
     layer.add_argument("--bytecode", choices=BYTECODE_MODES, default="auto")
+    layer.set_defaults(run=run_layer)
 
     check = commands.add_parser("check", help="ask the mirrors whether the pinned .debs are served")
     check.add_argument("--lock", type=Path, required=True)
     check.add_argument("--mirror", action="append", default=[], metavar="ARCHIVE=URL")
     add_limit_arguments(check, DOWNLOAD_LIMITS)
+    check.set_defaults(run=run_check)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     args = _parser().parse_args(argv)
-    commands: Mapping[str, Callable[[argparse.Namespace], None]] = {
-        "lock": run_lock,
-        "fetch": run_fetch,
-        "layer": run_layer,
-        "check": run_check,
-    }
     try:
-        commands[args.command](args)
-    except (UsageError, *_ERRORS) as error:
+        args.run(args)
+    except (DebianError, OciError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from typing import Dict, Iterable, Iterator, Mapping, Tuple
 
+from .errors import DebianError
+
 Stanza = Dict[str, str]
 
 
-class ControlSyntaxError(ValueError):
+class ControlSyntaxError(DebianError, ValueError):
     """Text that is not deb822; the message names the source and line."""
 
 

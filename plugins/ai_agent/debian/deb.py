@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, BinaryIO, Dict, Iterator, Optional, Tuple
 
 from .control import ControlSyntaxError, Stanza, parse_single_stanza
+from .errors import DebianError
 
 _AR_MAGIC = b"!<arch>\n"
 _AR_HEADER_SIZE = 60
@@ -24,7 +25,7 @@ _TAR_MODES = {"": "r|", ".xz": "r|xz", ".gz": "r|gz"}
 KEPT_CONTROL_FILES = ("conffiles", "md5sums")
 
 
-class DebError(Exception):
+class DebError(DebianError):
     """A file is not a .deb this reader can unpack; the message names the file and the part."""
 
 

@@ -28,6 +28,7 @@ from typing import IO, Callable, Dict, Optional, Tuple, Type, TypeVar
 
 from ..oci.connection import NetworkLimits, TimedHTTPConnection, TimedHTTPSConnection
 from ..oci.types import GONE, MISMATCH, UNREACHABLE, Finding
+from .errors import DebianError
 
 # Streamed downloads are read in chunks of this size.
 CHUNK_SIZE = 1 << 20
@@ -44,7 +45,7 @@ T = TypeVar("T")
 C = TypeVar("C", TimedHTTPConnection, TimedHTTPSConnection)
 
 
-class DownloadError(Exception):
+class DownloadError(DebianError):
     """A URL could not be read; the message names the URL and why."""
 
     def __init__(self, url: str, reason: str) -> None:

@@ -28,11 +28,12 @@ from .download import (
     check_url,
     download_verified,
 )
+from .errors import DebianError
 from .index import archive_of
 from .lock import LockedPackage
 
 
-class FetchError(Exception):
+class FetchError(DebianError):
     """A pinned .deb could not be downloaded; the message lists each mirror and what failed."""
 
 

@@ -27,6 +27,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from ..oci.connection import NetworkLimits
 from .control import ControlSyntaxError, Stanza, parse_single_stanza, parse_stanzas
 from .download import DOWNLOAD_LIMITS, DownloadError, NotFound, read_url
+from .errors import DebianError
 from .version import InvalidVersion, Version
 
 DEBIAN_ARCHIVE_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
@@ -55,7 +56,7 @@ RECORD_FIELDS = (
 )
 
 
-class ArchiveIndexError(Exception):
+class ArchiveIndexError(DebianError):
     """An index cannot be read or trusted; the message names the suite, the file and the fix."""
 
 

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Set, Tuple
 
+from .errors import DebianError
+
 _MAGIC = b"glibc-ld.so.cache1.1"
 _HEADER = struct.Struct("<20sIIB3xI12x")
 _ENTRY = struct.Struct("<iIIIQ")
@@ -53,7 +55,7 @@ _MACHINES = {
 }
 
 
-class LdCacheError(Exception):
+class LdCacheError(DebianError):
     """The cache cannot be computed for this architecture or configuration."""
 
 

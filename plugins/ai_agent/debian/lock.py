@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 from ..oci.connection import NetworkLimits
 from .download import DOWNLOAD_LIMITS
+from .errors import DebianError
 from .index import DEBIAN_ARCHIVE_KEYRING, PackageIndex, fetch_indexes
 from .resolve import resolve
 
@@ -49,7 +50,7 @@ VARIANTS: Mapping[str, Tuple[str, ...]] = {
 }
 
 
-class LockError(Exception):
+class LockError(DebianError):
     """A lock file is malformed or does not fit its use; the message names the field."""
 
 

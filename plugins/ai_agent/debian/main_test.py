@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 import socket
 import time
@@ -9,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from ..oci.layer import LayerError
+from . import __main__ as cli
 from .__main__ import UsageError, main, parse_mirrors, refresh_command
-from .lock import LockRequest
+from .errors import DebianError
+from .lock import LockError, LockRequest
 
 
 def test_mirrors_given_for_an_archive_replace_its_default_in_order() -> None:
@@ -49,6 +53,18 @@ def test_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFi
         f"error: {lock}: lockVersion 0 is not 1; regenerate the lock with this version of the"
         " tool\n"
     )
+
+
+@pytest.mark.parametrize("error", [DebianError("root"), LockError("lock"), LayerError("layer")])
+def test_errors_of_the_core_and_of_oci_are_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, error: Exception
+) -> None:
+    def run_check(args: argparse.Namespace) -> None:
+        raise error
+
+    monkeypatch.setattr(cli, "run_check", run_check)
+    assert main(["check", "--lock", "lock.json"]) == 2
+    assert capsys.readouterr().err == f"error: {error}\n"
 
 
 def test_lock_from_a_mirror_that_never_answers_stops_within_the_limits_given(

@@ -30,6 +30,7 @@ import re
 from dataclasses import dataclass
 from typing import Deque, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
 
+from .errors import DebianError
 from .index import PackageIndex, PackageRecord
 from .version import InvalidVersion, Version, satisfies
 
@@ -44,7 +45,7 @@ _RELATION = re.compile(
 _OBSOLETE_OPERATORS = {"<": "<=", ">": ">="}
 
 
-class ResolutionError(Exception):
+class ResolutionError(DebianError):
     """The closure cannot be computed; the message names the packages involved."""
 
 

@@ -43,6 +43,7 @@ from ..oci.layer import DIRECTORY, FILE, SYMLINK, Entry
 from ..wheels.bytecode import compileall_arguments
 from .control import Stanza, format_stanza
 from .deb import Deb, DebError, open_deb
+from .errors import DebianError
 from .ldcache import build_ld_cache
 from .lock import Lock, LockedPackage
 
@@ -115,7 +116,7 @@ DPKG_STATUS_FIELDS = (
 _PYTHON = re.compile(r"^usr/bin/python3\.([0-9]+)$")
 
 
-class RootfsError(Exception):
+class RootfsError(DebianError):
     """The packages cannot be combined into one root filesystem; the message names them."""
 
 

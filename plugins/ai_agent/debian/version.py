@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Tuple
 
+from .errors import DebianError
+
 # Characters Debian Policy allows; the epoch and revision separators are checked separately.
 _UPSTREAM = re.compile(r"^[0-9][A-Za-z0-9.+~:-]*$")
 _REVISION = re.compile(r"^[A-Za-z0-9.+~]+$")
@@ -22,7 +24,7 @@ _RUNS = re.compile(r"([^0-9]*)([0-9]*)")
 RELATION_OPERATORS = ("<<", "<=", "=", ">=", ">>")
 
 
-class InvalidVersion(ValueError):
+class InvalidVersion(DebianError, ValueError):
     """A version string does not follow Debian Policy's `[epoch:]upstream[-revision]` syntax."""
 
 

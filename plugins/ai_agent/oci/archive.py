@@ -9,7 +9,7 @@ fixed mtime, numeric owners) holding:
 - Docker's `manifest.json` (`Config`, `RepoTags`, `Layers` pointing into `blobs/sha256/`), which
   is all dockerd 20.10 reads, plus the legacy `repositories` file (it maps each name and tag to
   the image ID; dockerd ignores it when `manifest.json` is present).
-Names are normalised the way `registry.Reference` parses them (`agent` is
+Names are normalised the way `name.Reference` parses them (`agent` is
 `docker.io/library/agent:latest`); a name with a digest is refused.
 
 Every blob an image references is stored once, and nothing else is. Layer blobs stream from their
@@ -17,7 +17,8 @@ files and are checked against their descriptor's size (before writing) and diges
 when a check fails, an archive being written to a path is removed again.
 
 The same files, unpacked, are an OCI image layout directory (`image_files`; `export.py` writes
-one into `dist/`, its layer blobs hardlinked rather than copied).
+one into `dist/`, its layer blobs hardlinked rather than copied). `read_layout_blobs` reads the
+layout back out of an archive, for `push`.
 
 For an index, the archive holds the index blob and every platform's manifest, config and layers;
 `manifest.json` can describe only one image, so it lists the image for `docker_platform`, or the
@@ -28,10 +29,15 @@ where it was built.
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
+import tarfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from .image import Image, Index
+from .errors import OciError
+from .image import Image, Index, images_of
 from .layer import (
     DEFAULT_MTIME,
     Entry,
@@ -42,14 +48,14 @@ from .layer import (
     plan_layer,
     write_tar,
 )
-from .registry import InvalidReference, Reference
+from .name import InvalidReference, Reference
 from .types import ANNOTATION_REF_NAME, OCI_INDEX, Descriptor, Platform, canonical_json, digest_hex
 
 ANNOTATION_IMAGE_NAME = "io.containerd.image.name"
 OCI_LAYOUT = {"imageLayoutVersion": "1.0.0"}
 
 
-class ArchiveError(Exception):
+class ArchiveError(OciError):
     """The archive cannot be written as asked: a bad tag or platform, or a blob that is missing
     or does not match its descriptor."""
 
@@ -122,12 +128,8 @@ def _parse_tags(tags: Sequence[str]) -> List[Reference]:
     return references
 
 
-def _images(target: Union[Image, Index]) -> Sequence[Image]:
-    return target.images if isinstance(target, Index) else (target,)
-
-
 def _docker_image(target: Union[Image, Index], platform: Optional[Platform]) -> Image:
-    images = _images(target)
+    images = images_of(target)
     if platform is None:
         return images[0]
     for image in images:
@@ -151,7 +153,7 @@ def _blob_entries(target: Union[Image, Index]) -> List[Entry]:
 
     if isinstance(target, Index):
         add_document(target.descriptor, target.index_bytes)
-    for image in _images(target):
+    for image in images_of(target):
         add_document(image.descriptor, image.manifest_bytes)
         add_document(image.config_descriptor, image.config_bytes)
         for layer in image.layers:
@@ -164,7 +166,7 @@ def _blob_entries(target: Union[Image, Index]) -> List[Entry]:
 def _check_blob_sizes(members: Sequence[TarMember], target: Union[Image, Index]) -> None:
     """Refuse a layer file whose size differs from its descriptor before streaming gigabytes."""
     sizes = {member.name: member.size for member in members}
-    for image in _images(target):
+    for image in images_of(target):
         for layer in image.layers:
             actual = sizes[_blob_path(layer.descriptor)]
             if actual != layer.descriptor.size:
@@ -204,3 +206,30 @@ def _repositories(image: Image, references: Sequence[Reference]) -> Dict[str, Di
     for ref in references:
         repositories.setdefault(str(ref.repository), {})[str(ref.tag)] = digest_hex(image.image_id)
     return repositories
+
+
+def read_layout_blobs(archive: Path, scratch: Path) -> Tuple[Descriptor, Dict[str, Path]]:
+    """The root descriptor of an archive's OCI layout (`index.json`), and its blobs copied out to
+    `scratch` in bounded memory, by digest."""
+    blobs: Dict[str, Path] = {}
+    root: Optional[Descriptor] = None
+    with tarfile.open(archive) as layout:
+        for member in layout:
+            if not member.isfile():
+                continue
+            source = layout.extractfile(member)
+            assert source is not None
+            if member.name == "index.json":
+                manifests = json.loads(source.read()).get("manifests") or []
+                if not manifests:
+                    raise ArchiveError(f"{archive}: index.json lists no image")
+                root = Descriptor.from_json({**manifests[0], "annotations": {}})
+            elif member.name.startswith("blobs/sha256/"):
+                digest = "sha256:" + member.name.rsplit("/", 1)[1]
+                target = scratch / digest_hex(digest)
+                with open(target, "wb") as copy:
+                    shutil.copyfileobj(source, copy, 1 << 20)
+                blobs[digest] = target
+    if root is None:
+        raise ArchiveError(f"{archive}: no index.json; not an image archive written by `image`")
+    return root, blobs

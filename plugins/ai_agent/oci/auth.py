@@ -1,7 +1,7 @@
 """Registry credentials: where they come from (the Docker CLI's config.json and its credential
 helpers) and how a registry asks for them (the WWW-Authenticate challenge).
 
-Nothing here talks HTTP; `registry.py` does. Credentials are kept out of every repr, message and
+Nothing here talks HTTP; `transport.py` does. Credentials are kept out of every repr, message and
 serialized form because build tools turn reprs into logs and pickled values into cache keys.
 """
 
@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, NoReturn, Optional, Tuple
 
+from .errors import OciError
+from .name import DOCKER_HUB
+
 # Docker Hub is stored under its legacy v1 index URL in config.json and in credential helpers.
-DOCKER_HUB = "docker.io"
 DOCKER_HUB_CONFIG_KEY = "https://index.docker.io/v1/"
 
 # What `docker-credential-*` helpers print when they hold nothing for a server.
@@ -29,7 +31,7 @@ _IDENTITY_TOKEN_USERNAME = "<token>"
 _HELPER_TIMEOUT_S = 60.0
 
 
-class CredentialError(Exception):
+class CredentialError(OciError):
     """Credentials could not be read; the message never contains a secret."""
 
 

@@ -26,13 +26,15 @@ import json
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
-from .registry import NotFoundError, Reference, RegistryClient, RegistryError, platforms_match
+from .errors import NotFoundError, OciError, RegistryError
+from .name import Reference
+from .remote import RegistryClient
 from .types import GONE, MISMATCH, UNREACHABLE, Descriptor, Finding, Platform, check_digest
 
 LOCK_VERSION = 1
 
 
-class BaseLockError(Exception):
+class BaseLockError(OciError):
     """A base lock is malformed, or the registry's image does not fit it; the message names the
     field or the platform."""
 
@@ -145,7 +147,7 @@ def lock_base(client: RegistryClient, image: str, platforms: Sequence[str]) -> B
         config_platform = Platform(
             str(config.get("os")), str(config.get("architecture")), config.get("variant")
         )
-        if not platforms_match(config_platform, platform):
+        if not config_platform.matches(platform):
             raise BaseLockError(
                 f"{image} is an image for {config_platform}, not {platform}; name a tag that"
                 f" has a {platform} image, or set `platforms` to what it has"

@@ -15,9 +15,9 @@ import pytest
 from .__main__ import main
 from .auth import AnonymousKeychain
 from .base import BaseLock, BaseLockError, check_lock
+from .conftest import Answer, Request, StubServer
 from .connection import NetworkLimits
-from .registry import RegistryClient
-from .registry_test import Answer, Request, StubServer
+from .remote import RegistryClient
 from .types import (
     DOCKER_CONFIG,
     DOCKER_LAYER_TAR_GZIP,

@@ -17,6 +17,8 @@ import math
 from dataclasses import dataclass
 from typing import Optional, Tuple, cast
 
+from .errors import OciError
+
 # Retries wait twice as long as the one before, up to this.
 MAX_RETRY_DELAY_S = 10.0
 # The flag that sets each limit on the cores' command lines.
@@ -28,7 +30,7 @@ _FLAGS = {
 }
 
 
-class InvalidNetworkLimit(ValueError):
+class InvalidNetworkLimit(OciError, ValueError):
     """A limit is not a positive number (for `attempts`: a whole number of at least 1)."""
 
     def __init__(self, field: str, value: object) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Callable, Optional, Sequence, Tuple
 
 from .archive import ImageFiles
+from .errors import OciError
 from .layer import Entry
 
 # Files up to this size are compared byte for byte when they are not the same inode.
@@ -39,7 +40,7 @@ _BLOBS = "blobs/sha256"
 _LINK_REFUSED = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES}
 
 
-class ExportError(Exception):
+class ExportError(OciError):
     """A file could not be placed; the message names it."""
 
 

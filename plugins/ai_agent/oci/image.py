@@ -30,8 +30,9 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from .errors import OciError
 from .types import (
     DOCKER_LAYER_TAR_GZIP,
     OCI_CONFIG,
@@ -59,7 +60,7 @@ _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _PORT = re.compile(r"^([0-9]{1,5})(?:/(tcp|udp|sctp))?$")
 
 
-class ImageError(ValueError):
+class ImageError(OciError, ValueError):
     """An image, config update or index is inconsistent; the message says which part."""
 
 
@@ -229,6 +230,36 @@ class Index:
                 return image
         available = ", ".join(str(image.platform) for image in self.images)
         raise ImageError(f"the index has no image for {platform}; it has {available}")
+
+
+def images_of(target: Union[Image, Index]) -> Tuple[Image, ...]:
+    """The image, or each platform's image of the index, in index order."""
+    return target.images if isinstance(target, Index) else (target,)
+
+
+def image_metadata(
+    target: Union[Image, Index], tags: Sequence[str], docker_image: Image
+) -> Dict[str, Any]:
+    """What the `image` command writes beside the archive: the manifest or index to push, its
+    tags, the image `docker load` gets, and every platform's image with its layers."""
+    return {
+        **target.descriptor.to_json(),
+        "tags": list(tags),
+        "docker": {"imageID": docker_image.image_id, "platform": str(docker_image.platform)},
+        "images": [
+            {
+                "platform": str(image.platform),
+                "manifest": image.descriptor.to_json(),
+                "config": image.config_descriptor.to_json(),
+                "imageID": image.image_id,
+                "layers": [
+                    {**layer.descriptor.to_json(), "diffID": layer.diff_id}
+                    for layer in image.layers
+                ],
+            }
+            for image in images_of(target)
+        ],
+    }
 
 
 # Building ---------------------------------------------------------------------------------------

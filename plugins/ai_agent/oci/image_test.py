@@ -307,9 +307,3 @@ def test_index_refuses_repeated_platforms_and_emptiness() -> None:
         Index([image, image])
     with pytest.raises(ImageError, match="at least one image"):
         Index([])
-
-
-def test_an_omitted_arm64_variant_matches_v8_only() -> None:
-    assert Platform.parse("linux/arm64").matches(Platform.parse("linux/arm64/v8"))
-    assert not Platform.parse("linux/arm64").matches(Platform.parse("linux/arm64/v7"))
-    assert not Platform.parse("linux/amd64").matches(Platform.parse("linux/arm64"))

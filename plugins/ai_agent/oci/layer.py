@@ -61,6 +61,7 @@ from typing import (
     Union,
 )
 
+from .errors import OciError
 from .types import OCI_LAYER_TAR, OCI_LAYER_TAR_GZIP, Descriptor, canonical_json, check_digest
 
 # 2000-01-01T00:00:00Z: a fixed time that zip-based tools (wheels, jars) accept, unlike 0.
@@ -82,7 +83,7 @@ OutputTarget = Union[str, "os.PathLike[str]", BinaryIO]
 LAYER_DESCRIPTOR = "descriptor.json"
 
 
-class LayerError(Exception):
+class LayerError(OciError):
     """An entry cannot go into a layer as given; the message names the offending path."""
 
 

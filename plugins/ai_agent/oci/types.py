@@ -1,5 +1,5 @@
-"""The nouns every other OCI module speaks: media types, digests, platforms, descriptors and the
-one canonical JSON encoding from which every digest of a JSON document is taken."""
+"""The nouns every other OCI module speaks: media types, digests, platforms, descriptors, manifests
+and the one canonical JSON encoding from which every digest of a JSON document is taken."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Sequence
+from functools import cached_property
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+from .errors import InvalidManifest, OciError
 
 # Media types (OCI image-spec v1.0/1.1 and the Docker v2 schema 2 equivalents we must read).
 OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
@@ -30,7 +33,7 @@ ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
 _DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 
 
-class InvalidDigest(ValueError):
+class InvalidDigest(OciError, ValueError):
     pass
 
 
@@ -88,7 +91,9 @@ def check_report(checked: int, findings: Sequence[Finding]) -> bytes:
     return canonical_json({"checked": checked, "problems": [f.to_json() for f in findings]})
 
 
-_DEFAULT_VARIANTS = {"arm64": "v8"}
+# The variant an image without one has: arm64 images are v8 and arm ones v7, as containerd's
+# platform matcher assumes.
+_DEFAULT_VARIANTS = {"arm64": "v8", "arm": "v7"}
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,8 @@ class Platform:
 
     def matches(self, other: Platform) -> bool:
         """Equal once an omitted variant means the architecture's default (`linux/arm64` is
-        `linux/arm64/v8`), as containerd compares platforms."""
+        `linux/arm64/v8`, `linux/arm` is `linux/arm/v7`), as containerd compares platforms. The
+        one comparison of platforms: base locks, registry indexes and base images all use it."""
         return self._normalized() == other._normalized()
 
     def _normalized(self) -> Platform:
@@ -174,3 +180,52 @@ class Descriptor:
         """Encode `document` canonically and describe the resulting bytes."""
         data = canonical_json(document)
         return cls(media_type, sha256_digest(data), len(data), **kwargs), data
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A manifest or index: the descriptor that names it and its exact bytes (never re-encoded,
+    since re-encoding would change the digest)."""
+
+    descriptor: Descriptor
+    data: bytes = field(repr=False)
+
+    @property
+    def is_index(self) -> bool:
+        return self.descriptor.media_type in INDEX_MEDIA_TYPES
+
+    @cached_property
+    def document(self) -> Dict[str, Any]:
+        try:
+            document = json.loads(self.data)
+        except ValueError:
+            raise InvalidManifest(f"manifest {self.descriptor.digest} is not JSON") from None
+        if not isinstance(document, dict):
+            raise InvalidManifest(f"manifest {self.descriptor.digest} is not a JSON object")
+        return document
+
+    @property
+    def config(self) -> Descriptor:
+        return self._descriptors("config", expect_index=False)[0]
+
+    @property
+    def layers(self) -> Tuple[Descriptor, ...]:
+        return self._descriptors("layers", expect_index=False)
+
+    @property
+    def manifests(self) -> Tuple[Descriptor, ...]:
+        """The entries of an index."""
+        return self._descriptors("manifests", expect_index=True)
+
+    def _descriptors(self, key: str, expect_index: bool) -> Tuple[Descriptor, ...]:
+        if self.is_index != expect_index:
+            kind = "an index" if self.is_index else "an image manifest"
+            raise InvalidManifest(f"{self.descriptor.digest} is {kind} and has no {key!r}")
+        value: Any = self.document.get(key)
+        try:
+            entries = [value] if isinstance(value, dict) else list(value)
+            return tuple(Descriptor.from_json(entry) for entry in entries)
+        except (TypeError, KeyError, ValueError):
+            raise InvalidManifest(
+                f"manifest {self.descriptor.digest} has a missing or malformed {key!r}"
+            ) from None

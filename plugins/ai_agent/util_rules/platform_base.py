@@ -27,7 +27,7 @@ from pants.util.logging import LogLevel
 from ai_agent.cuda.lock import LockedCuda
 from ai_agent.cuda.select import CudaChoice, select_cuda
 from ai_agent.cuda.table import BASE, DEFAULT_TABLE, CudaProblem, merge_table
-from ai_agent.oci.registry import Reference
+from ai_agent.oci.name import Reference
 from ai_agent.subsystems import AiAgentSubsystem
 from ai_agent.target_types import (
     AgentAcceleratorField,

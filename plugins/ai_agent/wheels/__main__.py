@@ -53,12 +53,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
-from ..debian.download import DOWNLOAD_LIMITS, DownloadError, download_verified
+from ..debian.download import DOWNLOAD_LIMITS, download_verified
+from ..debian.errors import DebianError
 from ..oci.connection import add_limit_arguments, limits_from
-from ..oci.layer import DEFAULT_MTIME, LayerError
-from ..oci.types import canonical_json
+from ..oci.errors import OciError
+from ..oci.layer import DEFAULT_MTIME
 from .errors import WheelsError
 
 
@@ -90,12 +91,14 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument("--sha256", required=True)
     fetch.add_argument("--output", type=Path, required=True)
     add_limit_arguments(fetch, DOWNLOAD_LIMITS)
+    fetch.set_defaults(run=run_fetch)
     plan = commands.add_parser("plan", help="print the wheels to download, as JSON")
     plan.add_argument("--lock", type=Path, required=True, help="a Pants/pex lockfile")
     plan.add_argument("--requirement", action="append", required=True, help="PEP 508; repeatable")
     plan.add_argument("--python", required=True, help="the image's CPython: 3.11 or 3.11.2")
     plan.add_argument("--platform", required=True, help="linux/amd64 or linux/arm64")
     plan.add_argument("--glibc", default="2.36", help="the base's glibc (bookworm: 2.36)")
+    plan.set_defaults(run=_step("run_plan"))
     group = commands.add_parser("group", help="print the layers of downloaded wheels, as JSON")
     layer = commands.add_parser("layer", help="install downloaded wheels into one layer")
     for command in (group, layer):
@@ -108,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
             "--interpreter", default="/usr/bin/python3", help="the image's, for script shebangs"
         )
     group.add_argument("--threshold-mib", type=int, default=64, help="own layer above this")
+    group.set_defaults(run=_step("run_group"))
     layer.add_argument("--output-dir", type=Path, required=True)
     layer.add_argument(
         "--skip", action=_SkipOfPrecedingWheel, default={}, help="a path the --wheel before skips"
@@ -122,50 +126,40 @@ def _parser() -> argparse.ArgumentParser:
         "--gzip-level", type=int, help="1..9 (default: 1 for a big wheel's layer, else 6)"
     )
     layer.add_argument("--source-date-epoch", type=int, default=DEFAULT_MTIME)
+    layer.set_defaults(run=_step("run_layer"))
     check = commands.add_parser("check", help="ask whether the locked artifacts are served")
     check.add_argument("--lock", type=Path, required=True, help="a Pants/pex lockfile")
     add_limit_arguments(check, DOWNLOAD_LIMITS)
+    check.set_defaults(run=_step("run_check"))
     return parser
+
+
+def run_fetch(args: argparse.Namespace) -> None:
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    download_verified(args.url, args.output, args.sha256, limits=limits_from(args))
+
+
+def _step(name: str) -> Callable[[argparse.Namespace], None]:
+    """The command `steps.<name>`, imported only when it runs: a `fetch` step (one per wheel)
+    needs neither `packaging` nor `installer`, whose import costs more than the rest of its
+    start-up."""
+
+    def run(args: argparse.Namespace) -> None:
+        from . import steps
+
+        getattr(steps, name)(args)
+
+    return run
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "fetch":
-        try:
-            args.output.parent.mkdir(parents=True, exist_ok=True)
-            download_verified(args.url, args.output, args.sha256, limits=limits_from(args))
-        except (DownloadError, OSError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        return 0
-    # Imported only now: a `fetch` step (one per wheel) needs neither `packaging` nor
-    # `installer`, whose import costs more than the rest of its start-up.
-    from .steps import resolve_wheels, run_check, run_group, run_layer
-    from .target import Target
-
     try:
-        if args.command == "plan":
-            wheels = resolve_wheels(args, Target.parse(args.python, args.platform, args.glibc))
-            _print_json([wheel.to_json() for wheel in wheels])
-        elif args.command == "group":
-            _print_json(run_group(args))
-        elif args.command == "check":
-            sys.stdout.buffer.write(run_check(args) + b"\n")
-        else:
-            run_layer(args)
-    except (
-        WheelsError,
-        LayerError,
-        ValueError,  # malformed layouts and compression settings
-        OSError,
-    ) as error:
+        args.run(args)
+    except (WheelsError, DebianError, OciError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
-
-
-def _print_json(value: Any) -> None:
-    sys.stdout.write(canonical_json(value).decode() + "\n")
 
 
 if __name__ == "__main__":

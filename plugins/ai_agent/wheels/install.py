@@ -34,7 +34,7 @@ from installer.utils import Scheme, construct_record_file, fix_shebang
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from ..oci.layer import Entry
-from .errors import WheelsError
+from .errors import UsageError, WheelsError
 from .installed import CHUNK_SIZE, InstalledDistribution, InstalledFile, file_sha256
 
 INSTALLER = b"ai-agent\n"
@@ -62,9 +62,9 @@ class InstallLayout:
     def __post_init__(self) -> None:
         parts = self.prefix.split("/")
         if self.prefix.startswith("/") or any(part in ("", ".", "..") for part in parts):
-            raise ValueError(f"prefix must be relative like `opt/agent`, got {self.prefix!r}")
+            raise UsageError(f"prefix must be relative like `opt/agent`, got {self.prefix!r}")
         if not self.interpreter.startswith("/") or any(c.isspace() for c in self.interpreter):
-            raise ValueError(f"interpreter must be an absolute path, got {self.interpreter!r}")
+            raise UsageError(f"interpreter must be an absolute path, got {self.interpreter!r}")
 
     @property
     def site_packages(self) -> str:

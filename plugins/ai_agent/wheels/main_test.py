@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -16,8 +17,12 @@ import pytest
 
 from testkit.components import missing_component
 
+from ..debian.download import DownloadError
+from ..oci.layer import LayerError
+from . import steps
 from .__main__ import main
 from .conftest import TESTDATA, RealWheel
+from .errors import WheelsError
 
 
 def _lock_of(wheels: Dict[str, RealWheel], path: Path) -> Path:
@@ -183,6 +188,20 @@ def test_errors_are_one_line_and_exit_2(
     plan = ["plan", "--lock", str(lock), "--requirement", "six", "--python", "3.11"]
     assert main([*plan, "--platform", "linux/s390x"]) == 2
     assert "--platform must be one of" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "error", [WheelsError("root"), DownloadError("u", "gone"), LayerError("x")]
+)
+def test_errors_of_the_core_and_of_those_it_drives_are_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, error: Exception
+) -> None:
+    def run_group(args: argparse.Namespace) -> None:
+        raise error
+
+    monkeypatch.setattr(steps, "run_group", run_group)
+    assert main(["group", "--python", "3.11"]) == 2
+    assert capsys.readouterr().err == f"error: {error}\n"
 
 
 def test_fetch_keeps_only_verified_bytes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Set, Tuple
 
-from .errors import WheelsError
+from .errors import UsageError, WheelsError
 from .install import InstallLayout, ListedWheel, list_wheel
 
 MIB = 1 << 20
@@ -45,7 +45,7 @@ class LockedWheel:
         """`PATH=SHA256`, as the command line takes it."""
         path, _, sha256 = argument.rpartition("=")
         if not path or len(sha256) != 64:
-            raise ValueError(f"--wheel takes PATH=SHA256, got {argument!r}")
+            raise UsageError(f"--wheel takes PATH=SHA256, got {argument!r}")
         return cls(Path(path), sha256.lower())
 
     def argument(self) -> str:

@@ -7,19 +7,20 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
+import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 from ..debian.download import CHECK_JOBS, check_url
 from ..oci.connection import limits_from
 from ..oci.layer import Compression, LayerOptions, write_layer_directory
 from ..oci.types import canonical_json, check_report
 from .bytecode import Compiler
-from .errors import WheelsError
+from .errors import UsageError, WheelsError
 from .install import InstalledDistribution, InstallLayout, install_wheel
-from .pexlock import ChosenWheel, LockError, PexLock, locked_artifacts
+from .pexlock import LockError, PexLock, locked_artifacts
 from .plan import BIG, MIB, LockedWheel, plan_layers
 from .target import Target
 
@@ -34,12 +35,15 @@ INSTALLED = "installed.json"
 BIG_LAYER_GZIP_LEVEL = 1
 
 
-def resolve_wheels(args: argparse.Namespace, target: Target) -> List[ChosenWheel]:
-    return PexLock.load(args.lock, target).resolve(args.requirement, target)
+def run_plan(args: argparse.Namespace) -> None:
+    """Print the wheels the requirements need on the target."""
+    target = Target.parse(args.python, args.platform, args.glibc)
+    wheels = PexLock.load(args.lock, target).resolve(args.requirement, target)
+    _print_json([wheel.to_json() for wheel in wheels])
 
 
-def run_check(args: argparse.Namespace) -> bytes:
-    """The `check_report` of every artifact the lock pins, asked with HEAD at its URL: all of
+def run_check(args: argparse.Namespace) -> None:
+    """Print the `check_report` of every artifact the lock pins, asked with HEAD at its URL: all of
     them, not only an image's wheels, since Pants' own builds of the resolve (`test`, `run`)
     download the host's artifacts from the same lock."""
     try:
@@ -53,23 +57,23 @@ def run_check(args: argparse.Namespace) -> bytes:
             lambda artifact: check_url(artifact.url, artifact.filename, None, limits), artifacts
         )
         findings = [finding for finding in found if finding is not None]
-    return check_report(len(artifacts), findings)
+    sys.stdout.buffer.write(check_report(len(artifacts), findings) + b"\n")
 
 
 def _layout(args: argparse.Namespace) -> InstallLayout:
     if not re.fullmatch(r"3\.[0-9]+", args.python):
-        raise ValueError(f"--python takes the image's CPython as X.Y (3.11), got {args.python!r}")
+        raise UsageError(f"--python takes the image's CPython as X.Y (3.11), got {args.python!r}")
     return InstallLayout(args.prefix, args.interpreter, args.python)
 
 
-def run_group(args: argparse.Namespace) -> Dict[str, Any]:
-    """The layers of `--wheel`s, as `layer` commands are to write them."""
+def run_group(args: argparse.Namespace) -> None:
+    """Print the layers of `--wheel`s, as `layer` commands are to write them."""
     wheels = [LockedWheel.parse(argument) for argument in args.wheel]
     layers = plan_layers(wheels, _layout(args), args.threshold_mib * MIB)
-    return {"layers": [layer.to_json() for layer in layers]}
+    _print_json({"layers": [layer.to_json() for layer in layers]})
 
 
-def run_layer(args: argparse.Namespace) -> Dict[str, Any]:
+def run_layer(args: argparse.Namespace) -> None:
     """Install `--wheel`s (each but its `--skip` paths) into one layer at OUT/."""
     layout = _layout(args)
     compiler = (
@@ -116,7 +120,6 @@ def run_layer(args: argparse.Namespace) -> Dict[str, Any]:
         "distributions": [_distribution_json(dist) for dist in installed],
     }
     (args.output_dir / INSTALLED).write_bytes(canonical_json(summary))
-    return summary
 
 
 def _options(args: argparse.Namespace) -> LayerOptions:
@@ -126,10 +129,15 @@ def _options(args: argparse.Namespace) -> LayerOptions:
     big_gzip = args.compression == "gzip" and args.kind == BIG
     if level is None and big_gzip:
         level = BIG_LAYER_GZIP_LEVEL
-    return LayerOptions(
-        compression=Compression(args.compression, level, parallel=big_gzip),
-        mtime=args.source_date_epoch,
-    )
+    try:
+        compression = Compression(args.compression, level, parallel=big_gzip)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    return LayerOptions(compression=compression, mtime=args.source_date_epoch)
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(canonical_json(value).decode() + "\n")
 
 
 def _distribution_json(distribution: InstalledDistribution) -> Dict[str, Any]:
