@@ -389,6 +389,13 @@ def _started_container(docker_client: Any, log: Callable[[], str], timeout: floa
     return docker_client.containers.get(announced.group(1))
 
 
+def _remove_image(docker_client: Any, image_id: str) -> None:
+    if docker_client.images.list(filters={"id": image_id}) or any(
+        image.id == image_id for image in docker_client.images.list(all=True)
+    ):
+        docker_client.images.remove(image_id, force=True)
+
+
 def _exists(docker_client: Any, container_id: str) -> bool:
     return bool(docker_client.containers.list(all=True, sparse=True, filters={"id": container_id}))
 
@@ -401,6 +408,8 @@ def test_pants_run_serves_on_the_agent_port_and_ctrl_c_removes_the_container(
         pytest.skip(f"port {port}, which `pants run` of the router publishes, is in use")
     metadata = built.agent("router")
     loaded_images.append(f"{metadata['repository']}:{metadata['tags'][0]}")
+    # Not in Docker yet, so that `run` streams it in.
+    _remove_image(docker_client, metadata["docker"]["imageID"])
     log_path = tmp_path / "pants-run.log"
 
     def log() -> str:
@@ -446,6 +455,7 @@ def test_pants_run_serves_on_the_agent_port_and_ctrl_c_removes_the_container(
     assert container is not None
     assert not left, f"`pants run` left its container {container.short_id} behind:\n{log()}"
     assert f"SIGINT: stopping {container.short_id}" in log(), log()
+    assert f"Loaded {metadata['docker']['imageID']} into Docker, streamed" in log(), log()
 
 
 def test_pants_run_of_the_cuda_variant_says_the_daemon_has_no_nvidia_runtime(
@@ -495,6 +505,7 @@ def test_pants_run_on_a_taken_port_names_the_agent_and_port_and_leaves_no_contai
             container.remove(force=True)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
+    assert f"{image_id} is in Docker already: not loaded again" in output, output
     assert (
         f"error: {metadata['target']} cannot publish its port(s) {port} on this host: one is in"
         " use by another process or container. Stop that, or give the agent other `ports`."

@@ -1,7 +1,7 @@
 """The command line that sandboxed build processes run: `python -m <this package> COMMAND`.
 
     layer --spec SPEC.json --output-dir DIR [--discard-blob]
-    image --spec SPEC.json [--output ARCHIVE.tar] [--metadata METADATA.json]
+    image --spec SPEC.json [--output ARCHIVE.tar | --output -] [--metadata METADATA.json]
     lock-base --image REGISTRY/REPOSITORY:TAG --platform linux/amd64 [--platform P ...]
               [--insecure-registry HOST[:PORT] ...] [LIMITS] --output LOCK.json
     pull-blob --repository REGISTRY/REPOSITORY --digest sha256:… --size N --output FILE
@@ -47,8 +47,8 @@ which sends it to /dev/null to measure speed), and `descriptor.json`:
                  {"path": "app/main.py", "type": "file", …, "size": N},
                  {"path": "usr/bin/python", "type": "symlink", …, "target": "…"}, …]}
                                              every member, parents included, in tar order
-Image output: the archive (if --output is given; without it no layer blob is read), and
-METADATA.json (default: ARCHIVE.tar.json):
+Image output: the archive (if --output is given, `-` streaming it to stdout; without it no layer
+blob is read), and METADATA.json (default: ARCHIVE.tar.json; needed with `--output -`):
     {"mediaType": …, "digest": "sha256:…", "size": N,       the manifest or index: what to push
      "tags": […as given], "docker": {"imageID": "sha256:…", "platform": "linux/amd64"},
      "images": [{"platform": …, "manifest": {descriptor}, "config": {descriptor},
@@ -97,15 +97,16 @@ def run_layer(args: argparse.Namespace) -> None:
 
 def run_image(args: argparse.Namespace) -> None:
     """Write the archive (unless there is no --output: then no blob is read) and its metadata."""
-    if args.metadata is None and args.output is None:
-        raise _FlagsError("image: give --output, --metadata or both")
+    to_stdout = args.output == Path("-")
+    if args.metadata is None and (args.output is None or to_stdout):
+        raise _FlagsError("image: give --metadata, and --output if an archive is wanted")
     metadata_path = args.metadata or args.output.with_name(args.output.name + ".json")
     spec = read_image_spec(args.spec)
     if args.output is None:
         docker_image = spec.files().docker_image
     else:
         docker_image = write_archive(
-            args.output,
+            sys.stdout.buffer if to_stdout else args.output,
             spec.target,
             spec.tags,
             docker_platform=spec.docker_platform,
@@ -189,7 +190,9 @@ def _parser() -> argparse.ArgumentParser:
     layer.set_defaults(run=run_layer)
     image = commands.add_parser("image", help="write an image archive and its metadata")
     image.add_argument("--spec", type=Path, required=True)
-    image.add_argument("--output", type=Path, help="the archive; without it, metadata only")
+    image.add_argument(
+        "--output", type=Path, help="the archive (`-`: stdout); without it, metadata only"
+    )
     image.add_argument("--metadata", type=Path, help="default: the archive path + .json")
     image.set_defaults(run=run_image)
     lock = commands.add_parser("lock-base", help="resolve a registry base into a lock")

@@ -297,6 +297,25 @@ def test_image_command_builds_on_a_base_from_files(tmp_path: Path) -> None:
     assert read_archive(data)["index.json"].mtime == 1700000000
 
 
+def test_image_command_streams_the_same_archive_to_stdout(
+    tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """`--output -` is what `./pants run` pipes into `docker load`: the archive's very bytes."""
+    run_layer(tmp_path, "layer", [{"path": "etc/os-release", "content": "ID=test\n"}])
+    spec = {
+        "tags": ["agent:1"],
+        "images": [{"platform": "linux/amd64", "layers": ["layer/descriptor.json"]}],
+    }
+    spec_path = str(write_json(tmp_path / "image.json", spec))
+    arguments = ["image", "--spec", spec_path, "--output", str(tmp_path / "image.tar")]
+    assert main(arguments) == 0
+    capsysbinary.readouterr()
+    arguments = ["image", "--spec", spec_path, "--output", "-"]
+    assert main([*arguments, "--metadata", str(tmp_path / "streamed.json")]) == 0
+    assert capsysbinary.readouterr().out == (tmp_path / "image.tar").read_bytes()
+    assert (tmp_path / "streamed.json").read_bytes() == (tmp_path / "image.tar.json").read_bytes()
+
+
 @pytest.mark.parametrize(
     "spec, message",
     [

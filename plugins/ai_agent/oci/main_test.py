@@ -47,4 +47,6 @@ def test_flags_argparse_cannot_check_together_are_reported_as_argparse_does(
     with pytest.raises(SystemExit) as exit:
         cli.main(["image", "--spec", "spec.json"])
     assert exit.value.code == 2
-    assert capsys.readouterr().err.endswith(": error: image: give --output, --metadata or both\n")
+    assert capsys.readouterr().err.endswith(
+        ": error: image: give --metadata, and --output if an archive is wanted\n"
+    )

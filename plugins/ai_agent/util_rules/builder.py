@@ -85,6 +85,17 @@ class ImageBuilder:
             output_files=(*([archive] if archive else []), metadata),
         )
 
+    def oci_image_stream(self, *, spec: str, metadata: str, inputs: Digest) -> Process:
+        """The image's archive written to stdout, for `./pants run` to pipe into `docker load`:
+        its argv and env are run by the runner, outside Pants (nothing to cache)."""
+        return self._process(
+            "oci",
+            ["image", "--spec", spec, "--output", "-", "--metadata", metadata],
+            description="Streaming an image archive",
+            input_digest=inputs,
+            cache_scope=ProcessCacheScope.PER_SESSION,
+        )
+
     def oci_export(
         self,
         *,
