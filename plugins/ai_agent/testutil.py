@@ -1,0 +1,180 @@
+"""A `RuleRunner` for the plugin's rule tests (`util_rules/*_test.py`, `goals/*_test.py`): the
+plugin's rules and target types as `ai_agent.register` declares them, on top of the core and
+Python backend rules that a real Pants run loads, with the options of the repo's `pants.toml` that
+the rules read (resolves, interpreter constraints, source roots, the pex tool, the environment
+pip and pex need here).
+
+Rules run for real, processes included: building the image builder's libraries needs the pex tool
+that the `./pants` launcher built (`AI_AGENT_PEX_TOOL`, which `./pants test` passes through) and
+an interpreter the `[python-bootstrap]` search path finds.
+
+A runner is meant to be shared by a test module (building its rule graph takes seconds): each test
+writes its targets into a directory of its own (`CaseDir`), so that a broken target of one case
+never reaches another, and empties that directory's BUILD afterwards, since rules such as
+`BaseTargets` read every target of the repo.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, List, Mapping, Optional, Sequence, Type
+
+import pytest
+from pants.backend.python import register as python_backend
+from pants.core import register as core_backend
+from pants.engine.internals.scheduler import ExecutionError
+from pants.engine.rules import QueryRule
+from pants.testutil.rule_runner import PYTHON_BOOTSTRAP_ENV, RuleRunner
+
+from ai_agent import register
+
+# `[python]`, `[source]` and friends as the repo's pants.toml sets them.
+PANTS_TOML_ARGS = (
+    "--source-root-patterns=['/plugins', '/tests', '/agents/*']",
+    "--python-interpreter-constraints=['CPython==3.9.*']",
+    "--python-enable-resolves",
+    "--python-default-resolve=agents",
+    "--python-resolves={'agents': 'lockfiles/agents.lock', 'torch': 'lockfiles/torch.lock'}",
+    "--python-resolves-to-interpreter-constraints="
+    "{'agents': ['CPython==3.11.*'], 'torch': ['CPython==3.11.*']}",
+    "--python-bootstrap-search-path=['<PYENV>', '<PATH>']",
+    "--python-infer-use-rust-parser=false",
+    "--subprocess-environment-env-vars=["
+    "'PIP_CONFIG_FILE=/dev/null', 'PIP_CERT=/etc/ssl/certs/ca-certificates.crt']",
+)
+PEX_VERSION = "v2.1.163"
+PEX_KNOWN_VERSION = (
+    f"{PEX_VERSION}|linux_x86_64|36f7e64b3232819c6fafd8041f963c7c064dd53756f3ef6a6c05c6bb90bf455c"
+    "|3677580"
+)
+
+# The skeleton the repo's agents live in (as tests/testkit's AGENTS_SKELETON): code and agents use
+# the `agents` resolve, on the Debian base `//agents/base:bookworm-python`.
+AGENTS_BUILD = """\
+__defaults__(
+    {
+        (python_sources, python_source): dict(
+            resolve="agents", interpreter_constraints=["CPython==3.11.*"]
+        ),
+        ai_agent: dict(resolve="agents", base="//agents/base:bookworm-python"),
+    }
+)
+"""
+BASE_ADDRESS = "agents/base:bookworm-python"
+SKELETON = {
+    "agents/BUILD": AGENTS_BUILD,
+    "agents/base/BUILD": 'debian_base(name="bookworm-python")\n',
+    # The rules read a resolve's lock only to pin it (its sha256); the wheels' choice is the
+    # business of the image rules, whose tests bring the real lock.
+    "lockfiles/agents.lock": "// a lock\n{}\n",
+    "lockfiles/torch.lock": "// a lock\n{}\n",
+}
+
+
+def pex_tool_args() -> List[str]:
+    """The pex tool of the `./pants` launcher, as `[pex-cli]` of pants.toml pins it."""
+    tool = os.environ.get("AI_AGENT_PEX_TOOL")
+    if not tool or not os.path.isfile(tool):
+        pytest.fail(
+            "AI_AGENT_PEX_TOOL names no pex tool: run the tests through `./pants test`, whose"
+            " launcher builds the tool and sets it"
+        )
+    directory = os.path.dirname(tool)
+    return [
+        f"--pex-cli-version={PEX_VERSION}",
+        f"--pex-cli-known-versions=['{PEX_KNOWN_VERSION}']",
+        f"--pex-cli-url-template=file://{directory}/pex-{{version}}.pex",
+        "--ca-certs-path=/etc/ssl/certs/ca-certificates.crt",
+    ]
+
+
+def new_rule_runner(
+    *query_rules: QueryRule,
+    extra_args: Sequence[str] = (),
+    files: Optional[Mapping[str, str]] = None,
+) -> RuleRunner:
+    """A runner with every rule of the plugin and of the backends it builds on, the queries
+    `query_rules`, the repo's options (plus `extra_args`) and the agents' skeleton written."""
+    rule_runner = RuleRunner(
+        rules=[*core_backend.rules(), *python_backend.rules(), *register.rules(), *query_rules],
+        target_types=[
+            *core_backend.target_types(),
+            *python_backend.target_types(),
+            *register.target_types(),
+        ],
+    )
+    set_options(rule_runner, *extra_args)
+    rule_runner.write_files({**SKELETON, **(files or {})})
+    return rule_runner
+
+
+def set_options(rule_runner: RuleRunner, *extra_args: str) -> None:
+    """The repo's options, then `extra_args` (e.g. `--ai-agents-default-base=...`)."""
+    rule_runner.set_options(
+        [*PANTS_TOML_ARGS, *pex_tool_args(), *extra_args],
+        env_inherit={*PYTHON_BOOTSTRAP_ENV, "AI_AGENT_PEX_TOOL"},
+    )
+
+
+@dataclass(frozen=True)
+class CaseDir:
+    """`agents/<name>/`: one test's targets, below the `/agents/*` source root of its own."""
+
+    rule_runner: RuleRunner
+    name: str
+
+    @property
+    def path(self) -> str:
+        return f"agents/{self.name}"
+
+    def address(self, target_name: str = "agent") -> str:
+        return f"{self.path}:{target_name}"
+
+    def write(self, files: Mapping[str, str]) -> None:
+        self.rule_runner.write_files({f"{self.path}/{path}": text for path, text in files.items()})
+
+
+@contextmanager
+def case_dir(rule_runner: RuleRunner, request: Any) -> Iterator[CaseDir]:
+    """A directory named after the test (`request` is pytest's), emptied of targets afterwards."""
+    name = re.sub(r"[^A-Za-z0-9_]+", "_", request.node.name).strip("_").lower()
+    case = CaseDir(rule_runner, name)
+    try:
+        yield case
+    finally:
+        case.write({"BUILD": ""})
+
+
+def raised(
+    exception_type: Type[BaseException], call: Any, *args: Any, **kwargs: Any
+) -> BaseException:
+    """The one exception of type `exception_type` that `call(*args, **kwargs)` (a rule request)
+    fails with; anything else fails the test."""
+    with pytest.raises(ExecutionError) as error:
+        call(*args, **kwargs)
+    wrapped: List[BaseException] = list(error.value.wrapped_exceptions)
+    assert len(wrapped) == 1 and isinstance(wrapped[0], exception_type), str(error.value)
+    return wrapped[0]
+
+
+def assert_message(error: BaseException, *parts: str) -> str:
+    """`error`'s message holds every one of `parts` (the target, the field, the fix)."""
+    message = str(error)
+    missing = [part for part in parts if part not in message]
+    assert not missing, f"{missing} not in:\n{message}"
+    return message
+
+
+def failure(
+    exception_type: Type[BaseException],
+    rule_runner: RuleRunner,
+    output_type: type,
+    inputs: Iterable[Any],
+    *parts: str,
+) -> str:
+    """Requesting `output_type` fails with an `exception_type` whose message holds `parts`."""
+    error = raised(exception_type, rule_runner.request, output_type, list(inputs))
+    return assert_message(error, *parts)
