@@ -20,6 +20,7 @@ import os
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable, Iterator, List, Mapping, Optional, Sequence, Type
 
 import pytest
@@ -37,7 +38,8 @@ PANTS_TOML_ARGS = (
     "--python-interpreter-constraints=['CPython==3.9.*']",
     "--python-enable-resolves",
     "--python-default-resolve=agents",
-    "--python-resolves={'agents': 'lockfiles/agents.lock', 'torch': 'lockfiles/torch.lock'}",
+    "--python-resolves={'pants-plugins': 'lockfiles/pants-plugins.lock',"
+    " 'agents': 'lockfiles/agents.lock', 'torch': 'lockfiles/torch.lock'}",
     "--python-resolves-to-interpreter-constraints="
     "{'agents': ['CPython==3.11.*'], 'torch': ['CPython==3.11.*']}",
     "--python-bootstrap-search-path=['<PYENV>', '<PATH>']",
@@ -64,14 +66,16 @@ __defaults__(
 )
 """
 BASE_ADDRESS = "agents/base:bookworm-python"
+RESOLVES = ("pants-plugins", "agents", "torch")
 SKELETON = {
     "agents/BUILD": AGENTS_BUILD,
     "agents/base/BUILD": 'debian_base(name="bookworm-python")\n',
-    # The rules read a resolve's lock only to pin it (its sha256); the wheels' choice is the
-    # business of the image rules, whose tests bring the real lock.
-    "lockfiles/agents.lock": "// a lock\n{}\n",
-    "lockfiles/torch.lock": "// a lock\n{}\n",
+    # Reading an agent reads its resolve's lock only to pin it (its sha256); tests of the rules
+    # that choose wheels from it bring the real one (`copy_repo_files`).
+    **{f"lockfiles/{resolve}.lock": "// a lock\n{}\n" for resolve in RESOLVES},
 }
+# The repo's base lock, for tests that build its Debian base.
+DEBIAN_LOCK = "lockfiles/debian-bookworm-python.lock.json"
 
 
 def pex_tool_args() -> List[str]:
@@ -109,6 +113,12 @@ def new_rule_runner(
     set_options(rule_runner, *extra_args)
     rule_runner.write_files({**SKELETON, **(files or {})})
     return rule_runner
+
+
+def copy_repo_files(rule_runner: RuleRunner, *paths: str) -> None:
+    """Copy files of the repo (which the test's BUILD dependencies put in its sandbox, the
+    working directory) to the same paths in the build root, e.g. the real agents lock."""
+    rule_runner.write_files({path: Path(path).read_text() for path in paths})
 
 
 def set_options(rule_runner: RuleRunner, *extra_args: str) -> None:

@@ -25,7 +25,8 @@ from ai_agent.testutil import (
     new_rule_runner,
     set_options,
 )
-from ai_agent.util_rules.agent import Agent, AgentRequest, InvalidAgent, WeightFile
+from ai_agent.util_rules.agent import Agent, AgentRequest, InvalidAgent
+from ai_agent.util_rules.layers import ImageFile
 
 SOURCES = 'python_sources(name="src", sources=["app/*.py"])\n'
 APP = {"app/__main__.py": 'print("agent")\n'}
@@ -107,7 +108,7 @@ def test_an_agent_is_its_code_weights_requirements_lock_env_and_ports(case: Case
     # Code, below its source root; the weights and the base are dependencies but not code.
     assert set(agent.code.files) == {"app/__main__.py", "app/data.txt"}
     assert agent.weight_files == (
-        WeightFile(source="w/small.bin", image_path="models/w/small.bin", sha256=SMALL_SHA256),
+        ImageFile(source="w/small.bin", image_path="models/w/small.bin", sha256=SMALL_SHA256),
     )
     assert agent.env == (("MODE", "fast"), ("WORKERS", "4"))
     assert agent.ports == ("53/udp", "8080/tcp", "9000/tcp")
