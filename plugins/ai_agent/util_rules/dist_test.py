@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Iterator
 
 import pytest
-from pants.core.goals.package import BuiltPackage
+from pants.core.goals.package import BuiltPackage, PackageFieldSet
 from pants.engine.addresses import Address
 from pants.engine.rules import QueryRule
 from pants.testutil.rule_runner import RuleRunner
@@ -41,18 +41,12 @@ def case(rule_runner: RuleRunner, request: pytest.FixtureRequest) -> Iterator[Ca
 
 def _package_fails(case: CaseDir, target_name: str, *parts: str) -> str:
     target = case.rule_runner.get_target(Address(case.path, target_name=target_name))
-    field_set_type = (
-        AgentPackageFieldSet
+    field_set: PackageFieldSet = (
+        AgentPackageFieldSet.create(target)
         if AgentPackageFieldSet.is_applicable(target)
-        else BaseImagePackageFieldSet
+        else BaseImagePackageFieldSet.create(target)
     )
-    return failure(
-        OutputPathProblem,
-        case.rule_runner,
-        BuiltPackage,
-        [field_set_type.create(target)],
-        *parts,
-    )
+    return failure(OutputPathProblem, case.rule_runner, BuiltPackage, [field_set], *parts)
 
 
 def test_every_image_target_has_its_path_in_dist(rule_runner: RuleRunner, case: CaseDir) -> None:
