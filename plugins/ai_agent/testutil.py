@@ -26,9 +26,10 @@ from typing import Any, Iterable, Iterator, List, Mapping, Optional, Sequence, T
 import pytest
 from pants.backend.python import register as python_backend
 from pants.core import register as core_backend
+from pants.engine.goal import Goal
 from pants.engine.internals.scheduler import ExecutionError
 from pants.engine.rules import QueryRule
-from pants.testutil.rule_runner import PYTHON_BOOTSTRAP_ENV, RuleRunner
+from pants.testutil.rule_runner import PYTHON_BOOTSTRAP_ENV, GoalRuleResult, RuleRunner
 
 from ai_agent import register
 
@@ -78,6 +79,10 @@ SKELETON = {
 DEBIAN_LOCK = "lockfiles/debian-bookworm-python.lock.json"
 
 
+# What finding interpreters and the pex tool needs from the test's environment.
+ENV_INHERIT = {*PYTHON_BOOTSTRAP_ENV, "AI_AGENT_PEX_TOOL"}
+
+
 def pex_tool_args() -> List[str]:
     """The pex tool of the `./pants` launcher, as `[pex-cli]` of pants.toml pins it."""
     tool = os.environ.get("AI_AGENT_PEX_TOOL")
@@ -124,8 +129,19 @@ def copy_repo_files(rule_runner: RuleRunner, *paths: str) -> None:
 def set_options(rule_runner: RuleRunner, *extra_args: str) -> None:
     """The repo's options, then `extra_args` (e.g. `--ai-agents-default-base=...`)."""
     rule_runner.set_options(
-        [*PANTS_TOML_ARGS, *pex_tool_args(), *extra_args],
-        env_inherit={*PYTHON_BOOTSTRAP_ENV, "AI_AGENT_PEX_TOOL"},
+        [*PANTS_TOML_ARGS, *pex_tool_args(), *extra_args], env_inherit=ENV_INHERIT
+    )
+
+
+def run_goal(
+    rule_runner: RuleRunner, goal: Type[Goal], *args: str, options: Sequence[str] = ()
+) -> GoalRuleResult:
+    """`./pants <options> <goal> <args>` with the repo's options first (they stay set)."""
+    return rule_runner.run_goal_rule(
+        goal,
+        global_args=[*PANTS_TOML_ARGS, *pex_tool_args(), *options],
+        args=args,
+        env_inherit=ENV_INHERIT,
     )
 
 

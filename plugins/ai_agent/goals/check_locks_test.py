@@ -1,0 +1,80 @@
+"""`check-locks`: which locks the given targets use (each base's, the bases of the agents, each
+agent resolve's once) and how a missing one is reported; asking the servers about the pins of an
+existing lock is tests/plugin/test_check_locks.py's (it needs them)."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+from pants.testutil.rule_runner import RuleRunner
+
+from ai_agent.goals.check_locks import CheckLocks, NoLocksToCheck
+from ai_agent.testutil import (
+    CaseDir,
+    assert_message,
+    case_dir,
+    new_rule_runner,
+    raised,
+    run_goal,
+)
+
+SOURCES = 'python_sources(name="src", sources=["app/*.py"], resolve="unlocked")\n'
+
+
+# A resolve whose lock does not exist: nothing here reaches a server.
+UNLOCKED = ("--python-resolves=+{'unlocked': 'lockfiles/unlocked.lock'}",)
+
+
+@pytest.fixture(scope="module")
+def rule_runner() -> RuleRunner:
+    return new_rule_runner(extra_args=UNLOCKED)
+
+
+@pytest.fixture
+def case(rule_runner: RuleRunner, request: pytest.FixtureRequest) -> Iterator[CaseDir]:
+    with case_dir(rule_runner, request) as directory:
+        directory.write({"agent.yaml": "name: agent\n", "app/__main__.py": ""})
+        yield directory
+
+
+def test_missing_locks_are_named_with_their_refresh_commands(
+    rule_runner: RuleRunner, case: CaseDir
+) -> None:
+    case.write(
+        {
+            "BUILD": SOURCES
+            + 'debian_base(name="deb-missing")\n'
+            + 'ai_agent(name="agent", entry_point="app", dependencies=[":src"],'
+            ' resolve="unlocked", base=":deb-missing")\n'
+            + 'ai_agent(name="twin", entry_point="app", dependencies=[":src"],'
+            ' resolve="unlocked", base=":deb-missing")\n'
+        }
+    )
+    result = run_goal(
+        rule_runner, CheckLocks, f"{case.path}:agent", f"{case.path}:twin", options=UNLOCKED
+    )
+    assert result.exit_code == 1, result.stdout
+    lines = result.stdout.splitlines()
+    # The agents' base (named by their `base` field, not given itself), then their resolve's
+    # lock once for both.
+    assert lines == [
+        f"✕ {case.address('deb-missing')}: lockfiles/debian-deb-missing.lock.json does not exist;"
+        " create it with `pants generate-lockfiles --resolve=deb-missing`",
+        f"✕ {case.address()}, {case.address('twin')}: lockfiles/unlocked.lock does not exist;"
+        " create it with `pants generate-lockfiles --resolve=unlocked`",
+        "Checked 0 pinned items in 2 locks: 2 gone or missing, 0 served with another size,"
+        " 0 unreachable.",
+    ]
+
+
+def test_targets_without_locks_are_an_error(rule_runner: RuleRunner, case: CaseDir) -> None:
+    case.write({"BUILD": SOURCES})
+    error = raised(
+        NoLocksToCheck, run_goal, rule_runner, CheckLocks, f"{case.path}:src", options=UNLOCKED
+    )
+    assert_message(
+        error,
+        "No locks among the given targets: `check-locks` checks the locks of `debian_base`,"
+        " `oci_base` and `ai_agent` targets (e.g. `./pants check-locks ::`).",
+    )
