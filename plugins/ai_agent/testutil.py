@@ -1,17 +1,20 @@
-"""A `RuleRunner` for the plugin's rule tests (`util_rules/*_test.py`, `goals/*_test.py`): the
+"""The `RuleRunner` of the plugin's rule tests (`util_rules/*_test.py`, `goals/*_test.py`): the
 plugin's rules and target types as `ai_agent.register` declares them, on top of the core and
 Python backend rules that a real Pants run loads, with the options of the repo's `pants.toml` that
 the rules read (resolves, interpreter constraints, source roots, the pex tool, the environment
-pip and pex need here).
+pip and pex need here), and a query for everything the tests ask of it.
 
 Rules run for real, processes included: building the image builder's libraries needs the pex tool
 that the `./pants` launcher built (`AI_AGENT_PEX_TOOL`, which `./pants test` passes through) and
 an interpreter the `[python-bootstrap]` search path finds.
 
-A runner is meant to be shared by a test module (building its rule graph takes seconds): each test
-writes its targets into a directory of its own (`CaseDir`), so that a broken target of one case
-never reaches another, and empties that directory's BUILD afterwards, since rules such as
-`BaseTargets` read every target of the repo.
+One runner serves every test of a pytest run (the `rule_runner` fixture, which the conftest.py
+of util_rules/ and goals/ hand out; their test targets share a batch, so that is all of them):
+building its rule graph takes seconds, and what one test built (the Debian base, the builder) the
+next finds in memory. Each test writes its targets into a directory of its own (`CaseDir`, the
+`case` fixture), so that a broken target of one case never reaches another, and that directory's
+BUILD is emptied afterwards, since rules such as `BaseTargets` read every target of the repo. A
+test that changes options puts the repo's back.
 """
 
 from __future__ import annotations
@@ -21,17 +24,30 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, List, Mapping, Optional, Sequence, Type
+from typing import Any, Iterable, Iterator, List, Mapping, Type
 
 import pytest
 from pants.backend.python import register as python_backend
 from pants.core import register as core_backend
+from pants.core.goals.generate_lockfiles import KnownUserResolveNames, UserGenerateLockfiles
+from pants.core.goals.package import BuiltPackage
 from pants.engine.goal import Goal
 from pants.engine.internals.scheduler import ExecutionError
 from pants.engine.rules import QueryRule
 from pants.testutil.rule_runner import PYTHON_BOOTSTRAP_ENV, GoalRuleResult, RuleRunner
 
 from ai_agent import register
+from ai_agent.goals.generate_lockfiles import (
+    KnownBaseImageResolveNamesRequest,
+    RequestedBaseImageResolveNames,
+)
+from ai_agent.goals.package import AgentPackageFieldSet, BaseImagePackageFieldSet
+from ai_agent.util_rules.agent import Agent, AgentRequest
+from ai_agent.util_rules.agent_image import AgentImage, AgentImageRequest
+from ai_agent.util_rules.base_image import BaseImageRequest, BaseTargets
+from ai_agent.util_rules.dist import ArchiveOutputPaths
+from ai_agent.util_rules.image import BaseImage
+from ai_agent.util_rules.platform_base import CudaTable, PlatformBase, PlatformBaseRequest
 
 # `[python]`, `[source]` and friends as the repo's pants.toml sets them.
 PANTS_TOML_ARGS = (
@@ -52,6 +68,15 @@ PEX_VERSION = "v2.1.163"
 PEX_KNOWN_VERSION = (
     f"{PEX_VERSION}|linux_x86_64|36f7e64b3232819c6fafd8041f963c7c064dd53756f3ef6a6c05c6bb90bf455c"
     "|3677580"
+)
+
+# Resolves of the tests only: one whose lock pins a project without a wheel (written by
+# agent_image_test.py), one whose lock does not exist.
+TEST_ARGS = (
+    "--python-resolves=+{'nowheel': 'lockfiles/nowheel.lock',"
+    " 'unlocked': 'lockfiles/unlocked.lock'}",
+    "--python-resolves-to-interpreter-constraints=+{'nowheel': ['CPython==3.11.*'],"
+    " 'unlocked': ['CPython==3.11.*']}",
 )
 
 # The skeleton the repo's agents live in (as tests/testkit's AGENTS_SKELETON): code and agents use
@@ -100,23 +125,35 @@ def pex_tool_args() -> List[str]:
     ]
 
 
-def new_rule_runner(
-    *query_rules: QueryRule,
-    extra_args: Sequence[str] = (),
-    files: Optional[Mapping[str, str]] = None,
-) -> RuleRunner:
-    """A runner with every rule of the plugin and of the backends it builds on, the queries
-    `query_rules`, the repo's options (plus `extra_args`) and the agents' skeleton written."""
+# Everything the tests ask the runner for.
+QUERIES = (
+    QueryRule(Agent, [AgentRequest]),
+    QueryRule(AgentImage, [AgentImageRequest]),
+    QueryRule(ArchiveOutputPaths, []),
+    QueryRule(BaseImage, [BaseImageRequest]),
+    QueryRule(BaseTargets, []),
+    QueryRule(BuiltPackage, [AgentPackageFieldSet]),
+    QueryRule(BuiltPackage, [BaseImagePackageFieldSet]),
+    QueryRule(CudaTable, []),
+    QueryRule(KnownUserResolveNames, [KnownBaseImageResolveNamesRequest]),
+    QueryRule(PlatformBase, [PlatformBaseRequest]),
+    QueryRule(UserGenerateLockfiles, [RequestedBaseImageResolveNames]),
+)
+
+
+def new_rule_runner() -> RuleRunner:
+    """A runner with every rule of the plugin and of the backends it builds on, the repo's
+    options and the agents' skeleton written."""
     rule_runner = RuleRunner(
-        rules=[*core_backend.rules(), *python_backend.rules(), *register.rules(), *query_rules],
+        rules=[*core_backend.rules(), *python_backend.rules(), *register.rules(), *QUERIES],
         target_types=[
             *core_backend.target_types(),
             *python_backend.target_types(),
             *register.target_types(),
         ],
     )
-    set_options(rule_runner, *extra_args)
-    rule_runner.write_files({**SKELETON, **(files or {})})
+    set_options(rule_runner)
+    rule_runner.write_files(SKELETON)
     return rule_runner
 
 
@@ -129,20 +166,36 @@ def copy_repo_files(rule_runner: RuleRunner, *paths: str) -> None:
 def set_options(rule_runner: RuleRunner, *extra_args: str) -> None:
     """The repo's options, then `extra_args` (e.g. `--ai-agents-default-base=...`)."""
     rule_runner.set_options(
-        [*PANTS_TOML_ARGS, *pex_tool_args(), *extra_args], env_inherit=ENV_INHERIT
+        [*PANTS_TOML_ARGS, *TEST_ARGS, *pex_tool_args(), *extra_args], env_inherit=ENV_INHERIT
     )
 
 
-def run_goal(
-    rule_runner: RuleRunner, goal: Type[Goal], *args: str, options: Sequence[str] = ()
-) -> GoalRuleResult:
-    """`./pants <options> <goal> <args>` with the repo's options first (they stay set)."""
+def run_goal(rule_runner: RuleRunner, goal: Type[Goal], *args: str) -> GoalRuleResult:
+    """`./pants <goal> <args>` with the repo's options."""
     return rule_runner.run_goal_rule(
         goal,
-        global_args=[*PANTS_TOML_ARGS, *pex_tool_args(), *options],
+        global_args=[*PANTS_TOML_ARGS, *TEST_ARGS, *pex_tool_args()],
         args=args,
         env_inherit=ENV_INHERIT,
     )
+
+
+_SHARED: List[RuleRunner] = []
+
+
+@pytest.fixture(scope="session")
+def rule_runner() -> RuleRunner:
+    """The runner of this pytest run (one, whichever conftest.py hands it out)."""
+    if not _SHARED:
+        _SHARED.append(new_rule_runner())
+    return _SHARED[0]
+
+
+@pytest.fixture
+def case(rule_runner: RuleRunner, request: pytest.FixtureRequest) -> Iterator[CaseDir]:
+    """The test's own directory for its targets (see `case_dir`)."""
+    with case_dir(rule_runner, request) as directory:
+        yield directory
 
 
 @dataclass(frozen=True)
@@ -165,8 +218,11 @@ class CaseDir:
 
 @contextmanager
 def case_dir(rule_runner: RuleRunner, request: Any) -> Iterator[CaseDir]:
-    """A directory named after the test (`request` is pytest's), emptied of targets afterwards."""
-    name = re.sub(r"[^A-Za-z0-9_]+", "_", request.node.name).strip("_").lower()
+    """A directory named after the test (`request` is pytest's) and its module, emptied of
+    targets afterwards."""
+    module = request.node.module.__name__.rsplit(".", 1)[-1]
+    test = re.sub(r"[^A-Za-z0-9_]+", "_", request.node.name).strip("_").lower()
+    name = f"{module}_{test[len('test_'):] if test.startswith('test_') else test}"
     case = CaseDir(rule_runner, name)
     try:
         yield case

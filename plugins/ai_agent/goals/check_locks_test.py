@@ -4,8 +4,6 @@ existing lock is tests/plugin/test_check_locks.py's (it needs them)."""
 
 from __future__ import annotations
 
-from typing import Iterator
-
 import pytest
 from pants.testutil.rule_runner import RuleRunner
 
@@ -13,29 +11,18 @@ from ai_agent.goals.check_locks import CheckLocks, NoLocksToCheck
 from ai_agent.testutil import (
     CaseDir,
     assert_message,
-    case_dir,
-    new_rule_runner,
     raised,
     run_goal,
 )
 
+# The `unlocked` resolve's lock does not exist (testutil): nothing here reaches a server.
 SOURCES = 'python_sources(name="src", sources=["app/*.py"], resolve="unlocked")\n'
 
 
-# A resolve whose lock does not exist: nothing here reaches a server.
-UNLOCKED = ("--python-resolves=+{'unlocked': 'lockfiles/unlocked.lock'}",)
-
-
-@pytest.fixture(scope="module")
-def rule_runner() -> RuleRunner:
-    return new_rule_runner(extra_args=UNLOCKED)
-
-
 @pytest.fixture
-def case(rule_runner: RuleRunner, request: pytest.FixtureRequest) -> Iterator[CaseDir]:
-    with case_dir(rule_runner, request) as directory:
-        directory.write({"agent.yaml": "name: agent\n", "app/__main__.py": ""})
-        yield directory
+def case(case: CaseDir) -> CaseDir:
+    case.write({"agent.yaml": "name: agent\n", "app/__main__.py": ""})
+    return case
 
 
 def test_missing_locks_are_named_with_their_refresh_commands(
@@ -51,9 +38,7 @@ def test_missing_locks_are_named_with_their_refresh_commands(
             ' resolve="unlocked", base=":deb-missing")\n'
         }
     )
-    result = run_goal(
-        rule_runner, CheckLocks, f"{case.path}:agent", f"{case.path}:twin", options=UNLOCKED
-    )
+    result = run_goal(rule_runner, CheckLocks, f"{case.path}:agent", f"{case.path}:twin")
     assert result.exit_code == 1, result.stdout
     lines = result.stdout.splitlines()
     # The agents' base (named by their `base` field, not given itself), then their resolve's
@@ -70,9 +55,7 @@ def test_missing_locks_are_named_with_their_refresh_commands(
 
 def test_targets_without_locks_are_an_error(rule_runner: RuleRunner, case: CaseDir) -> None:
     case.write({"BUILD": SOURCES})
-    error = raised(
-        NoLocksToCheck, run_goal, rule_runner, CheckLocks, f"{case.path}:src", options=UNLOCKED
-    )
+    error = raised(NoLocksToCheck, run_goal, rule_runner, CheckLocks, f"{case.path}:src")
     assert_message(
         error,
         "No locks among the given targets: `check-locks` checks the locks of `debian_base`,"

@@ -3,11 +3,7 @@ one the lock its target's fields describe, written where its `lockfile` field sa
 
 from __future__ import annotations
 
-from typing import Iterator
-
-import pytest
 from pants.core.goals.generate_lockfiles import KnownUserResolveNames, UserGenerateLockfiles
-from pants.engine.rules import QueryRule
 from pants.testutil.rule_runner import RuleRunner
 
 from ai_agent.debian.lock import LockRequest
@@ -17,22 +13,8 @@ from ai_agent.goals.generate_lockfiles import (
     KnownBaseImageResolveNamesRequest,
     RequestedBaseImageResolveNames,
 )
-from ai_agent.testutil import CaseDir, case_dir, failure, new_rule_runner
+from ai_agent.testutil import CaseDir, failure
 from ai_agent.util_rules.base_image import DuplicateBaseName
-
-
-@pytest.fixture(scope="module")
-def rule_runner() -> RuleRunner:
-    return new_rule_runner(
-        QueryRule(KnownUserResolveNames, [KnownBaseImageResolveNamesRequest]),
-        QueryRule(UserGenerateLockfiles, [RequestedBaseImageResolveNames]),
-    )
-
-
-@pytest.fixture
-def case(rule_runner: RuleRunner, request: pytest.FixtureRequest) -> Iterator[CaseDir]:
-    with case_dir(rule_runner, request) as directory:
-        yield directory
 
 
 def test_base_targets_are_the_known_resolves(rule_runner: RuleRunner, case: CaseDir) -> None:

@@ -9,21 +9,18 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Dict, Iterator
+from typing import Any, Dict
 
 import pytest
 from pants.engine.addresses import Address
-from pants.engine.rules import QueryRule
 from pants.testutil.rule_runner import RuleRunner
 
 from ai_agent.testutil import (
     BASE_ADDRESS,
     DEBIAN_LOCK,
     CaseDir,
-    case_dir,
     copy_repo_files,
     failure,
-    new_rule_runner,
 )
 from ai_agent.util_rules.agent import InvalidAgent
 from ai_agent.util_rules.agent_image import AgentImage, AgentImageRequest
@@ -111,24 +108,10 @@ def _nowheel_lock() -> str:
     )
 
 
-@pytest.fixture(scope="module")
-def rule_runner() -> RuleRunner:
-    rule_runner = new_rule_runner(
-        QueryRule(AgentImage, [AgentImageRequest]),
-        extra_args=(
-            "--python-resolves=+{'nowheel': 'lockfiles/nowheel.lock'}",
-            "--python-resolves-to-interpreter-constraints=+{'nowheel': ['CPython==3.11.*']}",
-        ),
-        files={**WEIGHTS, "lockfiles/nowheel.lock": _nowheel_lock()},
-    )
+@pytest.fixture(scope="module", autouse=True)
+def repo_files(rule_runner: RuleRunner) -> None:
+    rule_runner.write_files({**WEIGHTS, "lockfiles/nowheel.lock": _nowheel_lock()})
     copy_repo_files(rule_runner, DEBIAN_LOCK, "lockfiles/agents.lock")
-    return rule_runner
-
-
-@pytest.fixture
-def case(rule_runner: RuleRunner, request: pytest.FixtureRequest) -> Iterator[CaseDir]:
-    with case_dir(rule_runner, request) as directory:
-        yield directory
 
 
 def _request(case: CaseDir) -> AgentImageRequest:

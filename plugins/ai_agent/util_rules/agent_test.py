@@ -7,22 +7,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from typing import Iterator, Mapping
+from pathlib import Path
+from typing import Mapping
 
 import pytest
 from pants.engine.addresses import Address
 from pants.engine.internals.scheduler import ExecutionError
-from pants.engine.rules import QueryRule
 from pants.engine.target import InvalidTargetException
 from pants.testutil.rule_runner import RuleRunner
 
 from ai_agent.testutil import (
     BASE_ADDRESS,
-    SKELETON,
     CaseDir,
-    case_dir,
     failure,
-    new_rule_runner,
     set_options,
 )
 from ai_agent.util_rules.agent import Agent, AgentRequest, InvalidAgent
@@ -38,17 +35,6 @@ WEIGHTS = {
     "weights/w/small.bin": SMALL,
     "weights/w/big.bin": "big weights\n",
 }
-
-
-@pytest.fixture(scope="module")
-def rule_runner() -> RuleRunner:
-    return new_rule_runner(QueryRule(Agent, [AgentRequest]))
-
-
-@pytest.fixture
-def case(rule_runner: RuleRunner, request: pytest.FixtureRequest) -> Iterator[CaseDir]:
-    with case_dir(rule_runner, request) as directory:
-        yield directory
 
 
 def _write(case: CaseDir, build: str, agent_yaml: str = "name: bad\n", **files: str) -> None:
@@ -102,7 +88,7 @@ def test_an_agent_is_its_code_weights_requirements_lock_env_and_ports(case: Case
     assert agent.resolve == "agents"
     assert agent.interpreter_constraints == ("CPython==3.11.*",)
     assert agent.lockfile_path == "lockfiles/agents.lock"
-    lock = SKELETON["lockfiles/agents.lock"].encode()
+    lock = Path(case.rule_runner.build_root, "lockfiles/agents.lock").read_bytes()
     assert agent.lockfile_sha256 == hashlib.sha256(lock).hexdigest()
     assert agent.requirements == ("numpy>=1.26",)
     # Code, below its source root; the weights and the base are dependencies but not code.

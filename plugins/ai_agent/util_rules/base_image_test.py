@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Iterator, Optional, Tuple
+from typing import Optional, Tuple
 
 import pytest
 from pants.engine.addresses import Address
-from pants.engine.rules import QueryRule
 from pants.engine.target import InvalidTargetException
 from pants.testutil.rule_runner import RuleRunner
 
 from ai_agent.debian.lock import PYTHON_RUNTIME_PACKAGES, LockRequest
 from ai_agent.oci.base import BaseLock, LockedImage, LockedLayer
 from ai_agent.oci.types import OCI_CONFIG, OCI_LAYER_TAR_GZIP, OCI_MANIFEST, Descriptor
-from ai_agent.testutil import CaseDir, case_dir, failure, new_rule_runner
+from ai_agent.testutil import CaseDir, failure
 from ai_agent.util_rules.base_image import (
     BaseImageRequest,
     BaseLockProblem,
@@ -28,17 +27,6 @@ from ai_agent.util_rules.base_image import (
     NotABaseImage,
 )
 from ai_agent.util_rules.image import BaseImage
-
-
-@pytest.fixture(scope="module")
-def rule_runner() -> RuleRunner:
-    return new_rule_runner(QueryRule(BaseImage, [BaseImageRequest]), QueryRule(BaseTargets, []))
-
-
-@pytest.fixture
-def case(rule_runner: RuleRunner, request: pytest.FixtureRequest) -> Iterator[CaseDir]:
-    with case_dir(rule_runner, request) as directory:
-        yield directory
 
 
 def _base(case: CaseDir, name: str, platform: Optional[str] = None) -> BaseImageRequest:

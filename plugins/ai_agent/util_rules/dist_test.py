@@ -4,16 +4,13 @@ one that another image target writes, naming both targets, before anything is bu
 
 from __future__ import annotations
 
-from typing import Iterator
-
 import pytest
 from pants.core.goals.package import BuiltPackage, PackageFieldSet
 from pants.engine.addresses import Address
-from pants.engine.rules import QueryRule
 from pants.testutil.rule_runner import RuleRunner
 
 from ai_agent.goals.package import AgentPackageFieldSet, BaseImagePackageFieldSet
-from ai_agent.testutil import CaseDir, case_dir, failure, new_rule_runner
+from ai_agent.testutil import CaseDir, failure
 from ai_agent.util_rules.dist import ArchiveOutputPaths, OutputPathProblem
 
 SOURCES = 'python_sources(name="src", sources=["app/*.py"])\n'
@@ -23,20 +20,10 @@ def _agent(name: str, fields: str = "") -> str:
     return f'ai_agent(name="{name}", entry_point="app", dependencies=[":src"]{fields})\n'
 
 
-@pytest.fixture(scope="module")
-def rule_runner() -> RuleRunner:
-    return new_rule_runner(
-        QueryRule(ArchiveOutputPaths, []),
-        QueryRule(BuiltPackage, [AgentPackageFieldSet]),
-        QueryRule(BuiltPackage, [BaseImagePackageFieldSet]),
-    )
-
-
 @pytest.fixture
-def case(rule_runner: RuleRunner, request: pytest.FixtureRequest) -> Iterator[CaseDir]:
-    with case_dir(rule_runner, request) as directory:
-        directory.write({"agent.yaml": "name: agent\n", "app/__main__.py": ""})
-        yield directory
+def case(case: CaseDir) -> CaseDir:
+    case.write({"agent.yaml": "name: agent\n", "app/__main__.py": ""})
+    return case
 
 
 def _package_fails(case: CaseDir, target_name: str, *parts: str) -> str:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, Iterator, Tuple
+from typing import Dict, Tuple
 
 import pytest
 from pants.engine.addresses import Address
-from pants.engine.rules import QueryRule
 from pants.testutil.rule_runner import RuleRunner
 
 from ai_agent.cuda.table import DEFAULT_TABLE, known_versions
@@ -21,10 +20,8 @@ from ai_agent.testutil import (
     BASE_ADDRESS,
     DEBIAN_LOCK,
     CaseDir,
-    case_dir,
     copy_repo_files,
     failure,
-    new_rule_runner,
     set_options,
 )
 from ai_agent.util_rules.agent import Agent, AgentRequest, InvalidAgent
@@ -47,22 +44,10 @@ DEBIAN_PACKAGES = {
 }
 
 
-@pytest.fixture(scope="module")
-def rule_runner() -> RuleRunner:
-    rule_runner = new_rule_runner(
-        QueryRule(Agent, [AgentRequest]),
-        QueryRule(PlatformBase, [PlatformBaseRequest]),
-        QueryRule(CudaTable, []),
-    )
+@pytest.fixture(scope="module", autouse=True)
+def repo_locks(rule_runner: RuleRunner) -> None:
     copy_repo_files(rule_runner, DEBIAN_LOCK, "lockfiles/agents.lock")
     rule_runner.write_files({"agents/deps/BUILD": CUDART.replace(")", ', resolve="agents")')})
-    return rule_runner
-
-
-@pytest.fixture
-def case(rule_runner: RuleRunner, request: pytest.FixtureRequest) -> Iterator[CaseDir]:
-    with case_dir(rule_runner, request) as directory:
-        yield directory
 
 
 def _agent_build(fields: str, extra: str = "") -> str:
