@@ -1,7 +1,8 @@
 """CUDA base selection end to end, through the real `./pants package`: a CUDA agent without
 `base` is built on the `[ai-agents].cuda_bases` entry for its CUDA version and flavour, through
 the `oci_base` target that pins that image, and gets the NVIDIA runtime environment and the
-`ai-agent.cuda.*` labels; wrong CUDA settings fail naming the target, the field and the fix.
+`ai-agent.cuda.*` labels. (Wrong CUDA settings, refused before any layer is built, are
+`plugins/ai_agent/util_rules/platform_base_test.py`'s.)
 
 Real components: Pants 2.17 with this plugin in a scratch repo (the real pants.toml and
 lockfiles), the local registry, dockerd, and the network: deb.debian.org for the Debian base's
@@ -24,13 +25,12 @@ import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List
 
 import pytest
 import toml
 
 import ai_agent
-from ai_agent.cuda.table import DEFAULT_TABLE, known_versions
 from testkit.components import RunningRegistry
 from testkit.pants_output import succeeded
 from testkit.pants_repo import ScratchRepo
@@ -380,79 +380,3 @@ def test_cuda_agent_whose_wheels_carry_cuda_builds_on_the_default_python_base(
         remove=True,
     )
     assert output == b"libcudart.so.12\n"
-
-
-# Each case: (directory, the agent's CUDA fields, what stderr must hold; `<ref>` is the
-# stand-in's reference).
-KNOWN = ", ".join(known_versions(DEFAULT_TABLE))
-CASES: List[Tuple[str, str, Tuple[str, ...]]] = [
-    (
-        "cuda126",
-        'accelerator="cuda12.6"',
-        (
-            "agents/cuda126:agent: no CUDA base: the agent needs CUDA 12.6's libraries (the"
-            " `runtime` flavour, from accelerator='cuda12.6') and no locked wheel ships them.",
-            "Either lock them as wheels (the hermetic route): add `nvidia-cuda-runtime-cu12`,"
-            " `nvidia-cublas-cu12` to the resolve's requirements and regenerate the lockfile; or"
-            " set `base` to an image with CUDA and the resolve's Python; or pin the CUDA table's"
-            ' image with `oci_base(name="cuda", image="nvidia/cuda:12.6.3-runtime-ubuntu24.04")`',
-        ),
-    ),
-    (
-        "wheelsnobase",
-        'accelerator="cuda", dependencies=[":src", "//3rdparty:cudart"]',
-        (
-            "agents/wheelsnobase:agent: no base image: its lock ships CUDA's libraries as"
-            " nvidia-* wheels, so it builds on a Python base with the NVIDIA settings: set the"
-            " `base` field",
-        ),
-    ),
-    (
-        "cuda90",
-        'accelerator="cuda9.0"',
-        (
-            "agents/cuda90:agent: CUDA 9.0 (from accelerator='cuda9.0') has no base image in the"
-            f" CUDA table (known: {KNOWN}).",
-            "Either use a known version (set accelerator to one of those), or add CUDA 9.0's"
-            " images to the table, one entry per flavour you use",
-            '[ai-agents].cuda_bases = {"9.0/runtime":',
-        ),
-    ),
-    (
-        "ondebian",
-        'accelerator="cuda12.4", base="//base:bookworm-python"',
-        (
-            "agents/ondebian:agent: field `base`: base:bookworm-python has no CUDA libraries, but"
-            " the agent needs the `runtime` flavour (nothing in the lock ships them as `nvidia-*`"
-            " wheels).",
-            "Lock the CUDA wheels (`nvidia-cuda-runtime-cu12`, `nvidia-cublas-cu12`), or remove"
-            " `base` so that the CUDA table's `<ref>` is used.",
-        ),
-    ),
-    (
-        "badarch",
-        'accelerator="cuda12.4", gpu_archs=["sm_999"]',
-        (
-            "agents/badarch:agent: gpu_archs has 'sm_999', which is not a known GPU architecture;"
-            " known: sm_70 (Volta, V100),",
-            "sm_120 (Blackwell, RTX 50/RTX PRO). Fix gpu_archs, e.g. gpu_archs=['sm_90'] for H100",
-        ),
-    ),
-]
-
-
-@pytest.mark.parametrize("directory, fields, expected", CASES, ids=[case[0] for case in CASES])
-def test_wrong_cuda_settings_fail_naming_the_field_and_fix(
-    scratch: ScratchRepo, reference: str, directory: str, fields: str, expected: Tuple[str, ...]
-) -> None:
-    # The case's files exist only while it runs: every other target stays buildable.
-    scratch.write(_agent_files(directory, f'name="agent", {fields}'))
-    try:
-        result = scratch.run("package", f"agents/{directory}:agent")
-    finally:
-        shutil.rmtree(scratch.root / "agents" / directory)
-    shown = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    assert result.returncode != 0, shown
-    for text in expected:
-        assert text.replace("<ref>", reference) in result.stderr, shown
-    assert not (scratch.root / "dist" / f"agents.{directory}").exists(), shown
