@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import stat
 import subprocess
 import sys
@@ -217,21 +218,56 @@ def test_pushed_image_keeps_its_digest_and_runs_when_pulled_by_digest(
         docker_client.images.remove(pulled, force=True)  # type: ignore[attr-defined]
 
 
-def test_push_command_keeps_the_digest_and_uploads_nothing_the_second_time(
-    registry: RunningRegistry, built: BuiltArchive
+def _oci(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ai_agent.oci", *args], capture_output=True, text=True
+    )
+
+
+def _spec_of(image: Image, directory: Path) -> Path:
+    """An `image` spec for `image` whose layer files are copies in `directory` (which a test may
+    delete), as `publish` gives `push` the build steps' outputs."""
+    directory.mkdir()
+    (directory / "config.json").write_bytes(image.config_bytes)
+    layers = []
+    for number, layer in enumerate(image.layers):
+        shutil.copyfile(layer.path, directory / f"layer-{number}")
+        layers.append({**layer.descriptor.to_json(), "path": f"layer-{number}"})
+    spec = {"images": [{"base": {"config": "config.json", "layers": layers}}]}
+    (directory / "spec.json").write_text(json.dumps(spec))
+    return directory / "spec.json"
+
+
+def test_push_command_sends_only_the_layers_the_registry_lacks(
+    registry: RunningRegistry, built: BuiltArchive, tmp_path: Path
 ) -> None:
-    """`python -m ai_agent.oci push` (what `publish` runs): digest preserved, re-push is free."""
-    reference = f"{registry.address}/cli/{uuid.uuid4().hex[:12]}:v1"
-    command = [sys.executable, "-m", "ai_agent.oci", "push", "--archive", str(built.path)]
-    runs = [
-        subprocess.run(command + ["--ref", reference], capture_output=True, text=True)
-        for _ in range(2)
-    ]
-    assert [run.returncode for run in runs] == [0, 0], [run.stderr for run in runs]
-    first, second = (run.stdout.strip() for run in runs)
-    assert first.startswith(f"pushed {reference.rsplit(':', 1)[0]}@{built.image.digest}: uploaded")
-    assert " uploaded 0 blobs (0 B)," not in first
-    assert ": uploaded 0 blobs (0 B), skipped " in second
+    """`python -m ai_agent.oci missing-layers` then `push` (what `publish` runs): the digest is
+    the spec's, a re-push uploads nothing, and layers the registry has need no local bytes."""
+    spec = _spec_of(built.image, tmp_path / "image")
+    described = _oci("image", "--spec", str(spec), "--metadata", str(tmp_path / "image.json"))
+    assert described.returncode == 0, described.stderr
+    digest = json.loads((tmp_path / "image.json").read_text())["digest"]
+    repository = f"{registry.address}/cli/{uuid.uuid4().hex[:12]}"
+    layers = sorted(layer.descriptor.digest for layer in built.image.layers)
+
+    missing = _oci("missing-layers", "--spec", str(spec), "--repository", repository)
+    assert (missing.returncode, json.loads(missing.stdout)) == (0, layers), missing.stderr
+    first = _oci("push", "--spec", str(spec), "--ref", f"{repository}:v1")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith(f"pushed {repository}@{digest}: uploaded")
+    assert " uploaded 0 blobs (0 B)," not in first.stdout
+    missing = _oci("missing-layers", "--spec", str(spec), "--repository", repository)
+    assert (missing.returncode, json.loads(missing.stdout)) == (0, []), missing.stderr
+
+    for number in range(len(layers)):
+        (spec.parent / f"layer-{number}").unlink()
+    again = _oci("push", "--spec", str(spec), "--ref", f"{repository}:v2")
+    assert again.returncode == 0, again.stderr
+    assert ": uploaded 0 blobs (0 B), skipped " in again.stdout
+    elsewhere = _oci("push", "--spec", str(spec), "--ref", f"{registry.address}/cli/other:v1")
+    assert elsewhere.returncode == 2
+    assert f"blob {built.image.layers[0].descriptor.digest} is neither" in elsewhere.stderr
     with RegistryClient() as client:
-        resolved = client.get_manifest(Reference.parse(reference))
-    assert resolved.descriptor.digest == built.image.digest
+        for tag in ("v1", "v2"):
+            resolved = client.get_manifest(Reference.parse(f"{repository}:{tag}"))
+            assert resolved.descriptor.digest == digest

@@ -1,10 +1,14 @@
-"""`./pants publish` for `ai_agent` targets: the image archive that `package` builds, pushed by
-the OCI core's `push` command, blobs as they are (so the registry's manifest digest is the one
-`package` printed), skipping blobs the registry already has, to every tag in `image_tags`."""
+"""`./pants publish` for `ai_agent` targets: the image pushed by the OCI core's `push` command from
+its build steps' outputs, blobs as they are (so the registry's manifest digest is the one
+`package` printed), to every tag in `image_tags`. No archive is built for it: the registry is
+asked first which layers it lacks, and only those layers' blobs are inputs of the push (mounted
+from where Pants' store has them; with deferred cache content, the others are never fetched)."""
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass
+from typing import Dict
 
 from pants.core.goals.package import OutputPathField
 from pants.core.goals.publish import (
@@ -14,15 +18,21 @@ from pants.core.goals.publish import (
     PublishProcesses,
     PublishRequest,
 )
+from pants.engine.fs import Digest, DigestSubset, MergeDigests, PathGlobs
 from pants.engine.process import InteractiveProcess
 from pants.engine.rules import Get, collect_rules, rule
 from pants.util.logging import LogLevel
 
 from ai_agent.target_types import AgentConfigSourceField, AgentImageTagsField, AgentRepositoryField
 from ai_agent.util_rules.agent_image import AgentImage, AgentImageRequest
-from ai_agent.util_rules.builder import ImageBuilder
+from ai_agent.util_rules.builder import BuildStep, BuildStepOutput, ImageBuilder, read_json_files
 from ai_agent.util_rules.dist import checked_output_path
-from ai_agent.util_rules.image import ImageArchive, ImageArchiveRequest
+from ai_agent.util_rules.image import (
+    IMAGE_SPEC,
+    CompleteImage,
+    DescribedImage,
+    ImageArchiveRequest,
+)
 from ai_agent.util_rules.network import RegistryAccess
 
 
@@ -45,6 +55,50 @@ class PublishAgentFieldSet(PublishFieldSet):
         )
 
 
+async def _layer_paths(request: ImageArchiveRequest, described: DescribedImage) -> Dict[str, str]:
+    """Where each layer blob of the image lies among its build steps' outputs, by digest."""
+    paths = {layer.digest: layer.path for image in request.images for layer in image.base.layers}
+    descriptor_paths = [path for image in request.images for path in image.layer_descriptors]
+    descriptors = await read_json_files((described.digest, path) for path in descriptor_paths)
+    for path, descriptor in zip(descriptor_paths, descriptors):
+        paths[descriptor["digest"]] = posixpath.join(posixpath.dirname(path), descriptor["blob"])
+    return paths
+
+
+async def _push_inputs(
+    request: ImageArchiveRequest, repository: str, builder: ImageBuilder, access: RegistryAccess
+) -> Digest:
+    """The image's spec and descriptors, and the blobs of only the layers `repository` lacks
+    (asked first): the others are never read, nor fetched from a remote cache with
+    `[GLOBAL].cache_content_behavior = "defer"`."""
+    described = await Get(DescribedImage, ImageArchiveRequest, request)
+    asked = BuildStep(
+        builder.oci_missing_layers(
+            access=access,
+            spec=IMAGE_SPEC,
+            repository=repository,
+            inputs=described.digest,
+            description=f"Asking {repository} which layers of {request.owner} it lacks",
+        ),
+        owner=request.owner,
+    )
+    missing = (await Get(BuildStepOutput, BuildStep, asked)).stdout_json()
+    if not missing:
+        return described.digest
+    paths = await _layer_paths(request, described)
+    base_layers = {layer.digest for image in request.images for layer in image.base.layers}
+    if base_layers.intersection(missing):
+        # Only now are the base's blobs needed (pulled, or fetched from a cache).
+        complete = await Get(CompleteImage, DescribedImage, described)
+        candidates = complete.digest
+    else:
+        candidates = await Get(Digest, MergeDigests(image.inputs for image in request.images))
+    blobs = await Get(
+        Digest, DigestSubset(candidates, PathGlobs([paths[digest] for digest in missing]))
+    )
+    return await Get(Digest, MergeDigests([described.digest, blobs]))
+
+
 @rule(desc="Preparing to push an agent image", level=LogLevel.DEBUG)
 async def publish_agent(
     request: PublishAgentRequest, builder: ImageBuilder, access: RegistryAccess
@@ -60,16 +114,16 @@ async def publish_agent(
                 )
             ]
         )
-    # The package in `request.packages` is in `dist/`, not in a digest (see `image.py`).
+    # The package in `request.packages` is in `dist/`, not in a digest (see `util_rules/dist.py`).
     output_path = await checked_output_path(field_set.address, field_set.output_path)
     image = await Get(AgentImage, AgentImageRequest(field_set.address, output_path))
-    archive = await Get(ImageArchive, ImageArchiveRequest, image.archive)
+    inputs = await _push_inputs(image.archive, repository, builder, access)
     refs = [f"{repository}:{tag}" for tag in field_set.image_tags.value or ()]
     process = builder.oci_push(
         access=access,
-        archive=archive.archive_path,
+        spec=IMAGE_SPEC,
         refs=refs,
-        inputs=archive.digest,
+        inputs=inputs,
         description=f"Pushing {field_set.address} to {repository}",
     )
     return PublishProcesses(

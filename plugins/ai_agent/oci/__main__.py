@@ -6,8 +6,10 @@
               [--insecure-registry HOST[:PORT] ...] [LIMITS] --output LOCK.json
     pull-blob --repository REGISTRY/REPOSITORY --digest sha256:… --size N --output FILE
               [--insecure-registry HOST[:PORT] ...] [LIMITS]
-    push --archive ARCHIVE.tar --ref REGISTRY/REPOSITORY[:TAG] [--ref ...]
+    push --spec SPEC.json --ref REGISTRY/REPOSITORY[:TAG] [--ref ...]
          [--insecure-registry HOST[:PORT] ...] [LIMITS]
+    missing-layers --spec SPEC.json --repository REGISTRY/REPOSITORY
+                   [--insecure-registry HOST[:PORT] ...] [LIMITS]
     compare --first DIR --second DIR
     check-base --lock LOCK.json [--insecure-registry HOST[:PORT] ...] [LIMITS]
     export --into DIR [--layout LAYOUT --spec SPEC.json] [--remove OLD ...] PATH [PATH ...]
@@ -17,8 +19,11 @@
 `compare` prints, as a JSON list of {"path", "detail"}, every file of two output directories
 whose bytes differ, and where first: tar entry and header field, JSON field, or the manifest,
 config or layer of an image archive (`compare.py`).
-`push` pushes what an `image` archive holds, blobs as they are (so the digest is kept), skipping
-blobs the registry has, and prints per repository the bytes uploaded and skipped.
+`push` pushes the image of SPEC (as `image` would write it), blobs as they are (so the digest is
+kept), skipping blobs the registry has (a layer file may then be absent), and prints per
+repository the bytes uploaded and skipped.
+`missing-layers` prints, as a JSON list of digests, the layers of SPEC's image that the repository
+lacks (HEAD requests): the only layer files `push` needs.
 `check-base` asks the registry, with HEAD, whether it still has every digest a base lock pins, and
 prints the report of the `debian check` command (`types.check_report`).
 `export` places the image of SPEC as an OCI image layout at DIR/LAYOUT (its layer blobs
@@ -61,11 +66,10 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .archive import read_layout_blobs, write_archive
+from .archive import write_archive
 from .base import BaseLock, check_lock, lock_base
 from .compare import compare_directories
 from .connection import add_limit_arguments, limits_from
@@ -74,6 +78,7 @@ from .export import export_files
 from .image import image_metadata
 from .layer import write_layer_directory
 from .name import Reference, Repository
+from .push import local_blobs, missing_layers
 from .remote import RegistryClient
 from .spec import read_image_spec, read_layer_spec
 from .transport import REGISTRY_LIMITS
@@ -136,17 +141,27 @@ def run_check_base(args: argparse.Namespace) -> None:
 
 
 def run_push(args: argparse.Namespace) -> None:
-    """Push the image (or index) an archive holds under each reference, blob bytes streamed from
-    the archive's OCI layout as they are, so the pushed digest is the built one; print, per
-    repository, what was uploaded and what the registry already had."""
+    """Push the image (or index) of a spec under each reference, blob bytes streamed from the
+    layer files as they are, so the pushed digest is the built one; a layer file may be absent
+    if the registry has the blob. Print, per repository, what was uploaded and what the
+    registry already had."""
+    target = read_image_spec(args.spec).target
+    blobs = local_blobs(target)
     parsed = [Reference.parse(reference) for reference in args.ref]
-    with tempfile.TemporaryDirectory(prefix="push-") as scratch:
-        root, blobs = read_layout_blobs(args.archive, Path(scratch))
-        with _client(args) as client:
-            for repository in sorted({ref.repository for ref in parsed}, key=str):
-                tags = [ref.tag for ref in parsed if ref.repository == repository and ref.tag]
-                stats = client.push(repository, root, blobs, tags=tags)
-                print(f"pushed {repository}@{root.digest}: {stats}")
+    with _client(args) as client:
+        for repository in sorted({ref.repository for ref in parsed}, key=str):
+            tags = [ref.tag for ref in parsed if ref.repository == repository and ref.tag]
+            stats = client.push(repository, target.descriptor, blobs, tags=tags)
+            print(f"pushed {repository}@{target.digest}: {stats}")
+
+
+def run_missing_layers(args: argparse.Namespace) -> None:
+    """Print, as a JSON list of digests, the layers of a spec's image that a repository lacks:
+    what a push of it must have the bytes of."""
+    target = read_image_spec(args.spec).target
+    with _client(args) as client:
+        missing = missing_layers(client, Repository.parse(args.repository), target)
+    print(json.dumps(sorted(descriptor.digest for descriptor in missing)))
 
 
 def run_compare(args: argparse.Namespace) -> None:
@@ -206,12 +221,16 @@ def _parser() -> argparse.ArgumentParser:
     pull.add_argument("--size", type=int, required=True)
     pull.add_argument("--output", type=Path, required=True)
     pull.set_defaults(run=run_pull_blob)
-    push = commands.add_parser("push", help="push an image archive, digest preserved")
-    push.add_argument("--archive", type=Path, required=True, help="written by the image command")
+    push = commands.add_parser("push", help="push a spec's image, digest preserved")
+    push.add_argument("--spec", type=Path, required=True, help="an image spec")
     push.add_argument(
         "--ref", action="append", required=True, help="registry/repository[:tag]; repeatable"
     )
     push.set_defaults(run=run_push)
+    missing = commands.add_parser("missing-layers", help="list the layers a repository lacks")
+    missing.add_argument("--spec", type=Path, required=True, help="an image spec")
+    missing.add_argument("--repository", required=True, help="registry/repository")
+    missing.set_defaults(run=run_missing_layers)
     compare = commands.add_parser("compare", help="explain how two output directories differ")
     compare.add_argument("--first", type=Path, required=True)
     compare.add_argument("--second", type=Path, required=True)
@@ -228,7 +247,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument("paths", nargs="+", metavar="PATH", help="the last one is placed last")
     export.set_defaults(run=run_export)
-    for registry_command in (lock, pull, push, check):
+    for registry_command in (lock, pull, push, missing, check):
         registry_command.add_argument(
             "--insecure-registry",
             action="append",

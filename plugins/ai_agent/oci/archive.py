@@ -17,8 +17,7 @@ files and are checked against their descriptor's size (before writing) and diges
 when a check fails, an archive being written to a path is removed again.
 
 The same files, unpacked, are an OCI image layout directory (`image_files`; `export.py` writes
-one into `dist/`, its layer blobs hardlinked rather than copied). `read_layout_blobs` reads the
-layout back out of an archive, for `push`.
+one into `dist/`, its layer blobs hardlinked rather than copied).
 
 For an index, the archive holds the index blob and every platform's manifest, config and layers;
 `manifest.json` can describe only one image, so it lists the image for `docker_platform`, or the
@@ -29,11 +28,7 @@ where it was built.
 from __future__ import annotations
 
 import dataclasses
-import json
-import shutil
-import tarfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from .errors import OciError
@@ -206,30 +201,3 @@ def _repositories(image: Image, references: Sequence[Reference]) -> Dict[str, Di
     for ref in references:
         repositories.setdefault(str(ref.repository), {})[str(ref.tag)] = digest_hex(image.image_id)
     return repositories
-
-
-def read_layout_blobs(archive: Path, scratch: Path) -> Tuple[Descriptor, Dict[str, Path]]:
-    """The root descriptor of an archive's OCI layout (`index.json`), and its blobs copied out to
-    `scratch` in bounded memory, by digest."""
-    blobs: Dict[str, Path] = {}
-    root: Optional[Descriptor] = None
-    with tarfile.open(archive) as layout:
-        for member in layout:
-            if not member.isfile():
-                continue
-            source = layout.extractfile(member)
-            assert source is not None
-            if member.name == "index.json":
-                manifests = json.loads(source.read()).get("manifests") or []
-                if not manifests:
-                    raise ArchiveError(f"{archive}: index.json lists no image")
-                root = Descriptor.from_json({**manifests[0], "annotations": {}})
-            elif member.name.startswith("blobs/sha256/"):
-                digest = "sha256:" + member.name.rsplit("/", 1)[1]
-                target = scratch / digest_hex(digest)
-                with open(target, "wb") as copy:
-                    shutil.copyfileobj(source, copy, 1 << 20)
-                blobs[digest] = target
-    if root is None:
-        raise ArchiveError(f"{archive}: no index.json; not an image archive written by `image`")
-    return root, blobs

@@ -17,6 +17,8 @@ from typing import (
     TYPE_CHECKING,
     Any,
     Callable,
+    Dict,
+    List,
     Mapping,
     Optional,
     Sequence,
@@ -34,6 +36,7 @@ from .errors import (
     MissingBlob,
     RegistryHTTPError,
 )
+from .image import Image, Index, images_of
 from .name import Repository, check_tag
 from .transport import COPY_BUFFER, Body, Response, bytes_body, pull_scope, push_scope, with_query
 from .types import Descriptor, Manifest, sha256_digest
@@ -167,6 +170,39 @@ class _BlobSource:
         if isinstance(self._data, bytes):
             return f"the in-memory content given for {self._descriptor.digest}"
         return f"local file {self._data}"
+
+
+def local_blobs(target: Union[Image, Index]) -> Dict[str, BlobData]:
+    """What a push of `target` can send from here: its index, manifests and configs (made in
+    memory), and each layer whose file is present. A layer file may be absent where the
+    registry has the blob (`missing_layers` said so): its bytes need not be here at all."""
+    blobs: Dict[str, BlobData] = {}
+    if isinstance(target, Index):
+        blobs[target.descriptor.digest] = target.index_bytes
+    for image in images_of(target):
+        blobs[image.descriptor.digest] = image.manifest_bytes
+        blobs[image.config_descriptor.digest] = image.config_bytes
+        for layer in image.layers:
+            if Path(layer.path).is_file():
+                blobs[layer.descriptor.digest] = Path(layer.path)
+    return blobs
+
+
+def missing_layers(
+    client: RegistryClient, repository: Repository, target: Union[Image, Index]
+) -> List[Descriptor]:
+    """The layers of `target` that `repository` lacks (HEAD each, in parallel): the only
+    blobs whose bytes a push needs."""
+    layers = {
+        layer.descriptor.digest: layer.descriptor
+        for image in images_of(target)
+        for layer in image.layers
+    }
+    with ThreadPoolExecutor(max_workers=client._jobs) as executor:
+        present = list(
+            executor.map(lambda digest: client._exists(repository, "blobs", digest), sorted(layers))
+        )
+    return [layers[digest] for digest, found in zip(sorted(layers), present) if not found]
 
 
 def push_image(

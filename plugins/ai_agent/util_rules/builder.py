@@ -164,20 +164,41 @@ class ImageBuilder:
         self,
         *,
         access: RegistryAccess,
-        archive: str,
+        spec: str,
         refs: Sequence[str],
         inputs: Digest,
         description: str,
     ) -> Process:
+        """Push the image of `spec`; `inputs` need hold only the layer files the registry lacks."""
         return self._process(
             "oci",
-            ["push", "--archive", archive]
+            ["push", "--spec", spec]
             + [arg for ref in refs for arg in ("--ref", ref)]
             + list(access.args),
             description=description,
             input_digest=inputs,
             env=access.env,
             level=LogLevel.INFO,
+        )
+
+    def oci_missing_layers(
+        self,
+        *,
+        access: RegistryAccess,
+        spec: str,
+        repository: str,
+        inputs: Digest,
+        description: str,
+    ) -> Process:
+        return self._process(
+            "oci",
+            ["missing-layers", "--spec", spec, "--repository", repository, *access.args],
+            description=description,
+            input_digest=inputs,
+            env=access.env,
+            level=LogLevel.INFO,
+            # The answer is about the registry as it is now.
+            cache_scope=ProcessCacheScope.PER_SESSION,
         )
 
     def oci_compare(self, *, first: str, second: str, inputs: Digest, description: str) -> Process:
