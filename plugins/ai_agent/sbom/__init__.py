@@ -13,8 +13,6 @@ this package runs inside sandboxed build processes, next to `ai_agent.oci`).
 The facts come from the build steps that already read the bytes (the Debian layer step's
 `packages.json`, the wheel layer steps' `installed.json`) and from the rule (digests Pants knows),
 through one JSON spec; nothing here reads a .deb, a wheel or a weight file.
+
+Every error this package raises is an `errors.SbomError`.
 """
-
-
-class SbomError(Exception):
-    """The spec or a facts file is malformed or inconsistent; the message names it."""

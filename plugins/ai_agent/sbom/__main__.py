@@ -36,8 +36,8 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from . import SbomError
 from .account import account_layout
+from .errors import SbomError
 from .provenance import provenance_statement
 from .spdx import spdx_document
 
@@ -54,7 +54,7 @@ def _read_json(path: str) -> Any:
         raise SbomError(f"{path}: cannot read it as JSON: {error}") from None
 
 
-def run_write(args: argparse.Namespace) -> None:
+def run_write(args: argparse.Namespace) -> Optional[int]:
     spec = _read_json(args.spec)
     try:
         outputs = [
@@ -67,9 +67,10 @@ def run_write(args: argparse.Namespace) -> None:
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(document_bytes(document))
+    return None
 
 
-def run_account(args: argparse.Namespace) -> int:
+def run_account(args: argparse.Namespace) -> Optional[int]:
     documents = [_read_json(path) for path in args.spdx]
     reports = account_layout(args.layout, documents)
     print(json.dumps({digest: report.to_json() for digest, report in reports.items()}, indent=2))
@@ -83,7 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     write = commands.add_parser("write", help="write the SPDX documents and the provenance")
     write.add_argument("--spec", required=True)
+    write.set_defaults(run=run_write)
     account = commands.add_parser("account", help="map every file of an image to its SBOM")
+    account.set_defaults(run=run_account)
     account.add_argument("--layout", type=Path, required=True, help="an OCI image layout")
     account.add_argument("--spdx", action="append", required=True, help="repeatable")
     return parser
@@ -92,10 +95,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "write":
-            run_write(args)
-            return 0
-        return run_account(args)
+        return args.run(args) or 0
     except (SbomError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from . import SbomError
+from .errors import SbomError
 
 # Paths no package ships, written by the build, and why.
 GENERATED: Mapping[str, str] = {

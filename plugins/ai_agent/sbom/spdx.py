@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 from urllib.parse import quote
 
-from . import SbomError
+from .errors import SbomError
 from .licenses import NOASSERTION, Licenses
 
 SPDX_MEDIA_TYPE = "application/spdx+json"

@@ -8,8 +8,8 @@ import pytest
 from spdx_tools.spdx.parser.jsonlikedict.json_like_dict_parser import JsonLikeDictParser
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
-from . import SbomError
 from .__main__ import document_bytes, main
+from .errors import SbomError
 from .spdx import deb_purl, oci_purl, pypi_purl, spdx_document
 
 MANIFEST = "sha256:" + "a" * 64
