@@ -21,6 +21,7 @@ from ai_agent.util_rules import (
     network,
     platform_base,
     registry_base,
+    sbom,
     wheel_layers,
 )
 
@@ -38,6 +39,7 @@ def rules():
         *wheel_layers.rules(),
         *image.rules(),
         *dist.rules(),
+        *sbom.rules(),
         *agent_image.rules(),
         *package.rules(),
         *publish.rules(),

@@ -22,6 +22,7 @@ from testkit.agent_http import request_json, wait_until_container_healthy
 from testkit.components import free_loopback_port
 from testkit.pants_output import builder_processes, executed_processes, file_sha256, succeeded
 from testkit.pants_repo import ScratchRepo
+from testkit.sbom import check_image_supply_chain
 
 pytestmark = pytest.mark.integration
 
@@ -68,6 +69,20 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     repo = ScratchRepo.with_example_agents(tmp_path_factory.mktemp("torch") / "repo")
     succeeded(repo.run("package", AGENT, timeout=3600))
     return Built(repo, json.loads((repo.root / METADATA).read_text()))
+
+
+def test_every_byte_of_the_torch_image_is_accounted_for_by_a_valid_sbom(built: Built) -> None:
+    """torch, triton and every nvidia-*-cu12 wheel in the SBOM with its sha256 and purl, and
+    every file of the ~3 GB of layers mapped to it (RECORD hashes checked) or to the base."""
+    reports = check_image_supply_chain(built.repo.root / "dist", built.repo.root / METADATA)
+    (report,) = reports.values()
+    assert report["owners"]["wheel"] > 10000
+    (spdx,) = built.metadata["sbom"]["spdx"]
+    document = json.loads((built.repo.root / "dist" / spdx).read_text())
+    names = {package["name"] for package in document["packages"]}
+    assert BIG_WHEELS <= names
+    torch = next(package for package in document["packages"] if package["name"] == "torch")
+    assert torch["externalRefs"][0]["referenceLocator"] == "pkg:pypi/torch@2.5.1"
 
 
 def _big_layers(layers: Sequence[Mapping[str, Any]]) -> Dict[str, Mapping[str, Any]]:

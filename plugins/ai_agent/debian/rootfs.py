@@ -16,6 +16,9 @@ and the maintainer scripts would have written, without running either.
   update-ca-certificates builds it), `/etc/os-release` (unless base-files is installed),
   `/etc/ld.so.cache` (with libc-bin, for `ldconfig -p`) and a dpkg database
   (`/var/lib/dpkg/status`, `info/<package>[:<arch>].list|.md5sums|.conffiles`, `info/format`).
+- What the SBOM says of each package (`build_rootfs_with_packages`): its lock pin, its control
+  fields' source package, maintainer and homepage, and the licences its copyright file declares
+  (`copyright.py`), read here where the files are unpacked anyway.
 - Python bytecode, compiled by the image's own interpreter through the image's own dynamic
   loader, as hash-checked .pyc (`unchecked-hash`), so the bytes do not depend on time or on the
   build host. This needs a host that runs the target architecture.
@@ -37,11 +40,12 @@ import subprocess
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import IO, Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ..oci.layer import DIRECTORY, FILE, SYMLINK, Entry
 from ..wheels.bytecode import compileall_arguments
 from .control import Stanza, format_stanza
+from .copyright import declared_licenses
 from .deb import Deb, DebError, open_deb
 from .errors import DebianError
 from .ldcache import build_ld_cache
@@ -158,6 +162,17 @@ def build_rootfs(
     `auto` (compile when this host can run the target, else warn and skip), `yes` (fail
     instead of skipping) or `no`.
     """
+    return build_rootfs_with_packages(lock, architecture, debs, scratch, bytecode)[0]
+
+
+def build_rootfs_with_packages(
+    lock: Lock,
+    architecture: str,
+    debs: Mapping[str, Path],
+    scratch: Path,
+    bytecode: str = "auto",
+) -> Tuple[List[Entry], List[Dict[str, Any]]]:
+    """`build_rootfs`, and what the SBOM says of each package, in lock order (`package_facts`)."""
     if bytecode not in BYTECODE_MODES:
         raise ValueError(f"bytecode must be one of {BYTECODE_MODES}, got {bytecode!r}")
     if architecture not in ARCHITECTURES:
@@ -166,10 +181,15 @@ def build_rootfs(
         )
     tree = _Tree(scratch / "rootfs")
     status: List[str] = []
+    controls: List[Tuple[LockedPackage, Stanza]] = []
     for package in lock.packages_for(architecture):
         if package.name not in debs:
             raise RootfsError(f"no .deb given for locked package {package.name}")
-        status.append(_unpack(tree, package, debs[package.name]))
+        stanza, control = _unpack(tree, package, debs[package.name])
+        status.append(stanza)
+        controls.append((package, control))
+    # After every package: a doc directory may be a link into another package's.
+    packages = [package_facts(tree, package, control) for package, control in controls]
     _add_usr_merge_links(tree)
     _add_system_files(tree)
     _add_os_release(tree, lock)
@@ -177,7 +197,32 @@ def build_rootfs(
     _add_ld_cache(tree, ARCHITECTURES[architecture])
     _add_dpkg_status(tree, status)
     _add_bytecode(tree, ARCHITECTURES[architecture], bytecode)
-    return tree.sorted_entries()
+    return tree.sorted_entries(), packages
+
+
+def package_facts(tree: _Tree, package: LockedPackage, control: Stanza) -> Dict[str, Any]:
+    """The lock's pin of `package`, its source package (the `Source` field, else itself), its
+    maintainer and homepage, and the licences its copyright file declares (`copyright.py`; none
+    where the file is free-form or missing)."""
+    source, _, source_version = control.get("Source", package.name).partition(" ")
+    copyright_path = f"usr/share/doc/{package.name}/copyright"
+    # Through the scratch tree, whose links stay inside it: a doc directory may be a link.
+    copyright_file = tree.scratch_path(copyright_path)
+    has_copyright = copyright_file.is_file()
+    licenses = (
+        declared_licenses(copyright_file.read_bytes().decode("utf-8", "replace"))
+        if has_copyright
+        else []
+    )
+    return {
+        **package.to_json(),
+        "source": source,
+        "sourceVersion": source_version.strip("()") or package.version,
+        "maintainer": control.get("Maintainer"),
+        "homepage": control.get("Homepage"),
+        "copyright": f"/{copyright_path}" if has_copyright else None,
+        "licenses": licenses,
+    }
 
 
 # The tree --------------------------------------------------------------------------------------
@@ -317,8 +362,9 @@ def _usr_merged(path: str) -> str:
     return f"usr/{path}" if top in USR_MERGED_DIRECTORIES else path
 
 
-def _unpack(tree: _Tree, package: LockedPackage, path: Path) -> str:
-    """Add `package`'s files to `tree` and its dpkg info files; return its status stanza."""
+def _unpack(tree: _Tree, package: LockedPackage, path: Path) -> Tuple[str, Stanza]:
+    """Add `package`'s files to `tree` and its dpkg info files; return its status stanza and its
+    control fields."""
     try:
         deb = open_deb(path)
         if (deb.name, deb.version, deb.architecture) != (
@@ -345,7 +391,7 @@ def _unpack(tree: _Tree, package: LockedPackage, path: Path) -> str:
     tree.content(f"{DPKG_INFO}/{info_name}.list", "".join(f"{line}\n" for line in listed).encode())
     for control_file, data in sorted(deb.control_files.items()):
         tree.content(f"{DPKG_INFO}/{info_name}.{control_file}", data)
-    return _status_stanza(deb.control, _conffiles(tree, deb))
+    return _status_stanza(deb.control, _conffiles(tree, deb)), deb.control
 
 
 def _add_member(

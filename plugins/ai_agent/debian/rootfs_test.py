@@ -8,7 +8,7 @@ import io
 import logging
 import subprocess
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import pytest
 
@@ -17,7 +17,13 @@ from testkit.components import missing_component, require_binary
 from ..oci.layer import Entry, write_layer
 from .conftest import DebSpec, build_deb
 from .lock import IndexSnapshot, Lock, LockedPackage, LockRequest
-from .rootfs import BytecodeUnavailable, RootfsError, build_rootfs, ca_bundle
+from .rootfs import (
+    BytecodeUnavailable,
+    RootfsError,
+    build_rootfs,
+    build_rootfs_with_packages,
+    ca_bundle,
+)
 
 LIBRARY = DebSpec(
     control={
@@ -67,6 +73,22 @@ def _locked(deb: Path, spec: DebSpec) -> LockedPackage:
         size=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
     )
+
+
+def _lock_and_debs(tmp_path: Path, specs: Sequence[DebSpec]) -> Tuple[Lock, Dict[str, Path]]:
+    debs = {spec.control["Package"]: build_deb(spec, tmp_path) for spec in specs}
+    packages = tuple(
+        sorted(
+            (_locked(debs[spec.control["Package"]], spec) for spec in specs),
+            key=lambda package: package.name,
+        )
+    )
+    lock = Lock(
+        LockRequest("bookworm", ("amd64",), tuple(debs)),
+        (IndexSnapshot("bookworm", "Sat, 11 Jul 2026 10:16:37 UTC", "12.15", {}),),
+        {"amd64": packages},
+    )
+    return lock, debs
 
 
 def _build(
@@ -249,3 +271,47 @@ def test_bytecode_needs_a_host_of_the_target_architecture(
         entries = _build(tmp_path / "lenient", [DATA], bytecode="auto")
     assert "not compiling Python bytecode" in caplog.text
     assert not [entry for entry in entries if entry.path.endswith(".pyc")]
+
+
+DEP5 = (
+    b"Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n"
+    b"Files: *\nCopyright: someone\nLicense: GPL-2+\n text\n"
+)
+DOCUMENTED = DebSpec(
+    control={
+        "Package": "libdoc1",
+        "Version": "1.2-3+b1",
+        "Architecture": "amd64",
+        "Source": "doc (1.2-3)",
+        "Maintainer": "Someone <someone@example.org>",
+        "Homepage": "https://example.org/doc",
+    },
+    files={"usr/share/doc/libdoc1/copyright": DEP5},
+)
+# Its doc directory is a link into libdoc1's, as Debian does for packages of one source.
+LINKED = DebSpec(
+    control={"Package": "libdoc-extra", "Version": "1.2-3", "Architecture": "all"},
+    files={"usr/share/libdoc-extra/data": b"x"},
+    symlinks={"usr/share/doc/libdoc-extra": "libdoc1"},
+)
+
+
+def test_what_the_sbom_says_of_each_package(tmp_path: Path) -> None:
+    lock, debs = _lock_and_debs(tmp_path, [DOCUMENTED, LINKED, LIBRARY])
+    _, packages = build_rootfs_with_packages(lock, "amd64", debs, tmp_path / "scratch", "no")
+    by_name = {package["name"]: package for package in packages}
+    assert [package["name"] for package in packages] == ["libdoc-extra", "libdoc1", "libfake1"]
+    documented = by_name["libdoc1"]
+    assert documented["source"] == "doc"
+    assert documented["sourceVersion"] == "1.2-3"
+    assert documented["maintainer"] == "Someone <someone@example.org>"
+    assert documented["homepage"] == "https://example.org/doc"
+    assert documented["copyright"] == "/usr/share/doc/libdoc1/copyright"
+    assert documented["licenses"] == ["GPL-2+"]
+    assert documented["sha256"] == _locked(debs["libdoc1"], DOCUMENTED).sha256
+    assert by_name["libdoc-extra"]["licenses"] == ["GPL-2+"]
+    assert by_name["libdoc-extra"]["source"] == "libdoc-extra"
+    assert by_name["libdoc-extra"]["sourceVersion"] == "1.2-3"
+    # A free-form copyright file states no licence a program can read.
+    assert by_name["libfake1"]["copyright"] == "/usr/share/doc/libfake1/copyright"
+    assert by_name["libfake1"]["licenses"] == []

@@ -1,15 +1,19 @@
 """`./pants package` for image targets: an `ai_agent`'s image, or a base image on its own, placed
-in `dist/` as an OCI image layout, its metadata JSON, and its archive if `[ai-agents].archives`."""
+in `dist/` as an OCI image layout, its metadata JSON, its archive if `[ai-agents].archives`, and
+its SBOM (SPDX 2.3) and provenance (in-toto, SLSA v1) beside them."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any, Dict
 
 from pants.core.goals.package import BuiltPackage, OutputPathField, PackageFieldSet
 from pants.core.util_rules.distdir import DistDir
 from pants.engine.fs import EMPTY_DIGEST
 from pants.engine.rules import Get, collect_rules, rule
 from pants.engine.unions import UnionRule
+from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
 from ai_agent.oci.types import canonical_json
@@ -25,6 +29,7 @@ from ai_agent.util_rules.image import (
     ImageDescription,
     PlatformImage,
 )
+from ai_agent.util_rules.sbom import Sbom, SbomImage, SbomRequest
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,22 @@ class AgentPackageFieldSet(PackageFieldSet):
     required_fields = (AgentConfigSourceField,)
 
     output_path: OutputPathField
+
+
+def _with_sbom(metadata: Dict[str, Any], sbom: Sbom) -> bytes:
+    """The metadata JSON, naming where the SBOM and provenance are (relative to `dist/`)."""
+    metadata = {
+        **metadata,
+        "sbom": {"spdx": list(sbom.spdx_paths), "provenance": sbom.provenance_path},
+    }
+    return (json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _sbom_summary(dist_dir: DistDir, sbom: Sbom) -> str:
+    return (
+        f"SBOM in {', '.join(str(dist_dir.relpath / path) for path in sbom.spdx_paths)},"
+        f" provenance in {dist_dir.relpath / sbom.provenance_path}"
+    )
 
 
 @rule(desc="Packaging an ai_agent image", level=LogLevel.DEBUG)
@@ -44,13 +65,16 @@ async def package_agent(
     layers = metadata["images"][0]["layers"]
     size = sum(layer["size"] for layer in layers)
     tags = ", ".join(f"{metadata['repository']}:{tag}" for tag in metadata["tags"])
+    sbom = await Get(Sbom, SbomRequest, image.sbom)
     return await exported_package(
         image.archive,
-        image.metadata_file(),
+        _with_sbom(thawed(metadata), sbom),
         f"{field_set.address}: {metadata['digest']} ({len(layers)} layers, {size / MIB:.1f} MiB,"
-        f" tagged {tags}; details in {dist_dir.relpath / output_path}.json)",
+        f" tagged {tags}; details in {dist_dir.relpath / output_path}.json;"
+        f" {_sbom_summary(dist_dir, sbom)})",
         dist_dir,
         subsystem,
+        sbom,
     )
 
 
@@ -77,12 +101,37 @@ async def package_base_image(
         output_path=output_path,
     )
     description = await Get(ImageDescription, ImageArchiveRequest, request)
+    (image_metadata,) = description.metadata["images"]
+    sbom_request = SbomRequest(
+        owner=str(field_set.address),
+        output_path=output_path,
+        repository=field_set.address.target_name,
+        tags=("latest",),
+        digest=description.manifest_digest,
+        images=(
+            SbomImage(
+                platform=image_metadata["platform"],
+                manifest=image_metadata["manifest"]["digest"],
+                config=image_metadata["config"]["digest"],
+                # A registry base carried as it is descends from the image its lock pins.
+                base=None if base.packages_file else base,
+                packages=base if base.packages_file else None,
+            ),
+        ),
+        locks=FrozenDict({base.sbom["lock"]["path"]: base.sbom["lock"]["sha256"]}),
+    )
+    sbom = await Get(Sbom, SbomRequest, sbom_request)
+    metadata = {
+        **thawed(description.metadata),
+        "sbom": {"spdx": list(sbom.spdx_paths), "provenance": sbom.provenance_path},
+    }
     return await exported_package(
         request,
-        canonical_json(thawed(description.metadata)),
-        f"    manifest {description.manifest_digest}",
+        canonical_json(metadata),
+        f"    manifest {description.manifest_digest}; {_sbom_summary(dist_dir, sbom)}",
         dist_dir,
         subsystem,
+        sbom,
     )
 
 

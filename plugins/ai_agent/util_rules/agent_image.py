@@ -58,7 +58,14 @@ from ai_agent.util_rules.platform_base import (
     PlatformBase,
     PlatformBaseRequest,
 )
-from ai_agent.util_rules.wheel_layers import ThirdPartyLayersRequest
+from ai_agent.util_rules.sbom import (
+    ImageFileFacts,
+    SbomImage,
+    SbomRequest,
+    file_facts,
+    installed_files,
+)
+from ai_agent.util_rules.wheel_layers import ThirdPartyLayersRequest, WheelPlan, WheelPlanRequest
 
 MIB = 1 << 20
 
@@ -78,6 +85,8 @@ class AgentImage:
     metadata: FrozenDict[str, Any]
     # Every build step behind the image's layers and description, once each.
     steps: Tuple[BuildStep, ...]
+    # What its SBOM and provenance are written from (`package` writes them).
+    sbom: SbomRequest
 
     def metadata_file(self) -> bytes:
         return (json.dumps(thawed(self.metadata), indent=2, sort_keys=True) + "\n").encode()
@@ -369,6 +378,61 @@ def _metadata(
     }
 
 
+async def _agent_files(agent: Agent) -> Tuple[ImageFileFacts, ...]:
+    """The agent's own files in its image, with their sha256 and size, for the SBOM."""
+    weights = await file_facts(
+        "weights",
+        agent.weights,
+        tuple((weight.source, weight.image_path) for weight in agent.weight_files),
+    )
+    code = await file_facts(
+        "code", agent.code.digest, tuple((path, f"{APP_DIR}/{path}") for path in agent.code.files)
+    )
+    config = await file_facts("config", agent.config_file, ((agent.config_path, CONFIG_PATH),))
+    return (*weights, *code, *config)
+
+
+async def _sbom_request(
+    agent: Agent,
+    archive: ImageArchiveRequest,
+    description: ImageDescription,
+    built: Sequence[_BuiltPlatform],
+    lock_hashes: Mapping[str, str],
+) -> SbomRequest:
+    described = thawed(description.metadata)
+    files = await _agent_files(agent)
+    plans: Sequence[Optional[WheelPlan]] = [None] * len(built)
+    if agent.requirements:
+        plans = await MultiGet(
+            Get(WheelPlan, WheelPlanRequest, platform.chosen.plan_request) for platform in built
+        )
+    images = []
+    for platform, image_metadata, plan in zip(built, described["images"], plans):
+        base = platform.chosen.base
+        images.append(
+            SbomImage(
+                platform=image_metadata["platform"],
+                manifest=image_metadata["manifest"]["digest"],
+                config=image_metadata["config"]["digest"],
+                base=base,
+                packages=base if base.packages_file else None,
+                wheels=plan.wheels if plan else (),
+                layers=platform.image.inputs,
+                installed=installed_files(platform.image),
+                files=files,
+            )
+        )
+    return SbomRequest(
+        owner=str(agent.address),
+        output_path=archive.output_path,
+        repository=_repository(agent),
+        tags=_tags(agent),
+        digest=description.manifest_digest,
+        images=tuple(images),
+        locks=FrozenDict(lock_hashes),
+    )
+
+
 def _repository(agent: Agent) -> str:
     return agent.target[AgentRepositoryField].value or agent.address.target_name
 
@@ -396,7 +460,8 @@ async def build_agent_image(request: AgentImageRequest, subsystem: AiAgentSubsys
     description = await Get(ImageDescription, ImageArchiveRequest, archive)
     metadata = _metadata(agent, archive, subsystem.archives, description, built, lock_hashes)
     steps = (*(step for platform in built for step in platform.steps), description.step)
-    return AgentImage(archive, frozen(metadata), tuple(dict.fromkeys(steps)))
+    sbom = await _sbom_request(agent, archive, description, built, lock_hashes)
+    return AgentImage(archive, frozen(metadata), tuple(dict.fromkeys(steps)), sbom)
 
 
 def rules():

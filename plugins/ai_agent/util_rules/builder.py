@@ -1,6 +1,6 @@
 """How image-building work runs: as ordinary, cacheable Pants processes that execute the plugin's
-Pants-free cores (`ai_agent.oci`, `.debian`, `.wheels`) with a Python interpreter found on the
-machine and the packaging libraries of the `[ai-agents-builder]` lock.
+Pants-free cores (`ai_agent.oci`, `.debian`, `.wheels`, `.sbom`) with a Python interpreter found
+on the machine and the packaging libraries of the `[ai-agents-builder]` lock.
 
 The cores' source files and the libraries (a loose PEX that Pants builds from the lock, cached
 like any other output) are inputs of every such process, so editing a core or bumping a library
@@ -41,7 +41,7 @@ from ai_agent.util_rules.network import DownloadAccess, RegistryAccess
 _MOUNT = "__ai_agent_builder"
 # Packages of the plugin that run inside sandboxes: the standard library plus the
 # [ai-agents-builder] libraries, never Pants.
-_SANDBOXED_PACKAGES = ("oci", "debian", "wheels")
+_SANDBOXED_PACKAGES = ("oci", "debian", "wheels", "sbom")
 # With a remote cache, Pants starts a process locally if the cache has not answered within this
 # delay (default 0: at once), and cancels it on a hit. A miss answers at once either way; a hit
 # that downloads a big layer takes a while, and on a small build machine racing it with a local
@@ -351,6 +351,20 @@ class ImageBuilder:
     ) -> Process:
         return self._check(
             "wheels", ["check", "--lock", lock, *access.limit_args], inputs, description
+        )
+
+    # `python -m ai_agent.sbom` ------------------------------------------------------------------
+
+    def sbom_write(
+        self, *, spec: str, outputs: Sequence[str], inputs: Digest, description: str
+    ) -> Process:
+        """The SPDX documents and the provenance statement at `outputs`, as `spec` names them."""
+        return self._process(
+            "sbom",
+            ["write", "--spec", spec],
+            description=description,
+            input_digest=inputs,
+            output_files=tuple(outputs),
         )
 
     # ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ deterministic layer.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any, Dict, Mapping, Tuple
 
@@ -12,6 +13,7 @@ from pants.engine.fs import (
     CreateDigest,
     Digest,
     DigestContents,
+    DigestSubset,
     FileContent,
     MergeDigests,
     PathGlobs,
@@ -43,6 +45,7 @@ from ai_agent.util_rules.base_image import (
     refresh_command,
 )
 from ai_agent.util_rules.builder import BuildStep, BuildStepOutput, ImageBuilder, read_json
+from ai_agent.util_rules.frozen import frozen
 from ai_agent.util_rules.image import BaseImage, BaseLayer
 from ai_agent.util_rules.network import DownloadAccess
 
@@ -158,6 +161,9 @@ async def build_debian_base(
     )
     layer = await Get(BuildStepOutput, BuildStep, layer_step)
     descriptor = await read_json(layer.digest, f"{layer_dir}/descriptor.json")
+    packages_file = f"{layer_dir}/packages.json"
+    (lock_file,) = await Get(DigestContents, Digest, lock_snapshot.digest)
+    packages_facts = await Get(Digest, DigestSubset(layer.digest, PathGlobs([packages_file])))
     platform = PLATFORM_OF_ARCHITECTURE[architecture]
     config_path = f"{layer_dir}/config.json"
     config = await Get(
@@ -186,6 +192,18 @@ async def build_debian_base(
             f"{package['name']}={package['version']}" for package in lock["packages"][architecture]
         ),
         described_by=(fetch_step, layer_step),
+        sbom=frozen(
+            {
+                "kind": "debian",
+                "repository": target.address.target_name,
+                "lock": {
+                    "path": lock_path,
+                    "sha256": hashlib.sha256(lock_file.content).hexdigest(),
+                },
+            }
+        ),
+        packages_file=packages_file,
+        packages_facts=packages_facts,
     )
 
 

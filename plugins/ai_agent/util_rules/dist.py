@@ -5,7 +5,8 @@ rewriting them in place: a kill midway leaves a torn archive beside new metadata
 rewrites gigabytes that did not change. So image packages hand it nothing to write
 (`exported_package`); the OCI core's `export` command places the files, whole or not at all, the
 metadata last, hardlinked from Pants' store where the filesystem allows. It runs on every
-`package` (its work is in `dist/`, which no cache holds) and writes only what changed.
+`package` (its work is in `dist/`, which no cache holds) and writes only what changed. The
+image's SBOM and provenance (`sbom.py`) are placed the same way, before the metadata.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from ai_agent.util_rules.image import (
     ImageArchive,
     ImageArchiveRequest,
 )
+from ai_agent.util_rules.sbom import Sbom
 
 
 def layout_path(output_path: str) -> str:
@@ -101,13 +103,15 @@ async def exported_package(
     summary: str,
     dist_dir: DistDir,
     subsystem: AiAgentSubsystem,
+    sbom: Sbom,
 ) -> BuiltPackage:
     """A package placed in `dist/` by the `export` step: the image's OCI layout, its archive if
-    `[ai-agents].archives`, and the metadata JSON (`metadata_file`) last. Pants is given
-    nothing to write, only what to print."""
+    `[ai-agents].archives`, its SBOM and provenance (`sbom`), and the metadata JSON
+    (`metadata_file`) last. Pants is given nothing to write, only what to print."""
     metadata_path = f"{request.output_path}.json"
-    metadata = await Get(Digest, CreateDigest([FileContent(metadata_path, metadata_file)]))
-    paths: Tuple[str, ...] = (metadata_path,)
+    created = await Get(Digest, CreateDigest([FileContent(metadata_path, metadata_file)]))
+    metadata = await Get(Digest, MergeDigests([sbom.digest, created]))
+    paths: Tuple[str, ...] = (*sbom.paths, metadata_path)
     remove: Tuple[str, ...] = (request.output_path,)
     if subsystem.archives:
         archive = await Get(ImageArchive, ImageArchiveRequest, request)
@@ -115,7 +119,7 @@ async def exported_package(
             Digest, DigestSubset(archive.digest, PathGlobs([archive.archive_path]))
         )
         metadata = await Get(Digest, MergeDigests([archive_only, metadata]))
-        paths, remove = (archive.archive_path, metadata_path), ()
+        paths, remove = (archive.archive_path, *paths), ()
     export = await Get(DistExport, DistExportRequest(request, metadata, paths, remove))
     lines = [f"Wrote {dist_dir.relpath / path}" for path in export.written] + [
         f"Unchanged {dist_dir.relpath / path}" for path in export.unchanged

@@ -6,10 +6,11 @@ descriptors alone (no blob read), or written as a docker-loadable archive.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from pants.engine.addresses import Address
 from pants.engine.fs import (
+    EMPTY_DIGEST,
     CreateDigest,
     Digest,
     DigestSubset,
@@ -61,6 +62,12 @@ class BaseImage:
     packages: Tuple[str, ...]
     # The steps already run to describe the base (its config, its layers' digests).
     described_by: Tuple[BuildStep, ...]
+    # What the SBOM says of the base (`util_rules/sbom.py`): its kind, repository, lock and, for
+    # a registry base, its manifest digest; and the facts file its layer step wrote about the
+    # packages inside (a Debian base's `packages.json`) at `packages_file` in `packages_facts`.
+    sbom: FrozenDict[str, Any] = FrozenDict()
+    packages_file: Optional[str] = None
+    packages_facts: Digest = EMPTY_DIGEST
 
     @property
     def steps(self) -> Tuple[BuildStep, ...]:

@@ -11,6 +11,8 @@ keys, never the credentials, and not HOME itself.
 
 from __future__ import annotations
 
+import hashlib
+
 from pants.engine.fs import (
     Digest,
     DigestContents,
@@ -36,6 +38,7 @@ from ai_agent.util_rules.base_image import (
     refresh_command,
 )
 from ai_agent.util_rules.builder import BuildStep, BuildStepOutput, ImageBuilder
+from ai_agent.util_rules.frozen import frozen
 from ai_agent.util_rules.image import BaseImage, BaseLayer
 from ai_agent.util_rules.network import RegistryAccess
 
@@ -104,6 +107,8 @@ async def build_registry_base(
     repository = str(lock.reference.repository)
     config_step = _pull_blob_step(builder, access, repository, locked.config, owner)
     config = await Get(BuildStepOutput, BuildStep, config_step)
+    lock_path = target[OciBaseLockfileField].value_or_default()
+    (lock_file,) = await Get(DigestContents, PathGlobs([lock_path]))
     return BaseImage(
         address=target.address,
         platform=request.platform,
@@ -126,6 +131,18 @@ async def build_registry_base(
         # What a registry image holds is known only from its layers' bytes (a scanner's job).
         packages=(),
         described_by=(config_step,),
+        sbom=frozen(
+            {
+                "kind": "registry",
+                "repository": repository,
+                "manifest": locked.manifest.digest,
+                "download": f"{repository}@{locked.manifest.digest}",
+                "lock": {
+                    "path": lock_path,
+                    "sha256": hashlib.sha256(lock_file.content).hexdigest(),
+                },
+            }
+        ),
     )
 
 

@@ -37,8 +37,12 @@ environment's own files with `--venv-version`, and writes OUT/layer.tar[.gz] and
 OUT/descriptor.json (the format of the `oci layer` command) and OUT/installed.json:
 
     {"digest": …, "bytecode": {"cpython": "3.11.7", "cacheTag": "cpython-311"} | null,
-     "distributions": [{"project": …, "version": …, "wheel": …, "installedSize": N,
-                        "notes": […]}]}
+     "distributions": [{"project": …, "version": …, "wheel": …, "sha256": …,
+                        "installedSize": N, "notes": […], "distInfo": PATH,
+                        "license": {"expression", "license", "classifiers"}}]}
+
+(`distInfo` is the image path of its `.dist-info` directory, `license` what its METADATA says,
+`metadata.py`: what the SBOM writer reads.)
 
 A big wheel's layer is gzipped at level 1 unless `--gzip-level` says otherwise.
 

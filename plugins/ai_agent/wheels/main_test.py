@@ -150,6 +150,13 @@ def test_layers_are_reproducible_and_split_by_size(
     )
     assert [dist["project"] for dist in layer["installed"]["distributions"]] == sorted(real_wheels)
     assert (tmp_path / "shared" / "site-packages" / "layer.tar").is_file()
+    # What the SBOM reads: each wheel's sha256, its .dist-info and its METADATA's licence.
+    six = next(d for d in layer["installed"]["distributions"] if d["project"] == "six")
+    assert six["sha256"] == real_wheels["six"].sha256
+    assert (
+        six["distInfo"] == f"opt/agent/lib/python3.11/site-packages/six-{six['version']}.dist-info"
+    )
+    assert six["license"]["license"] == "MIT"
 
 
 def test_a_big_wheel_layer_depends_on_that_wheel_only(

@@ -20,6 +20,7 @@ from ..oci.types import canonical_json, check_report
 from .bytecode import Compiler
 from .errors import UsageError, WheelsError
 from .install import InstalledDistribution, InstallLayout, install_wheel
+from .metadata import license_facts
 from .pexlock import LockError, PexLock, locked_artifacts
 from .plan import BIG, MIB, LockedWheel, plan_layers
 from .target import Target
@@ -85,6 +86,7 @@ def run_layer(args: argparse.Namespace) -> None:
     scratch = Path(tempfile.mkdtemp(prefix=".wheels-", dir=args.output_dir))
     try:
         installed = []
+        summaries = []
         for index, argument in enumerate(args.wheel):
             wheel = LockedWheel.parse(argument)
             skip = set(args.skip.get(index, ()))
@@ -99,6 +101,7 @@ def run_layer(args: argparse.Namespace) -> None:
             if compiler is not None:
                 distribution = compiler.compile(distribution, layout.site_packages)
             installed.append(distribution)
+            summaries.append(_distribution_json(distribution, wheel.sha256))
         venv = [] if args.venv_version is None else layout.venv_entries(args.venv_version)
         entries = [*venv, *(entry for dist in installed for entry in dist.entries())]
         names = (
@@ -117,7 +120,7 @@ def run_layer(args: argparse.Namespace) -> None:
             if compiler is None
             else {"cpython": compiler.version, "cacheTag": compiler.cache_tag}
         ),
-        "distributions": [_distribution_json(dist) for dist in installed],
+        "distributions": summaries,
     }
     (args.output_dir / INSTALLED).write_bytes(canonical_json(summary))
 
@@ -140,11 +143,22 @@ def _print_json(value: Any) -> None:
     sys.stdout.write(canonical_json(value).decode() + "\n")
 
 
-def _distribution_json(distribution: InstalledDistribution) -> Dict[str, Any]:
+def _distribution_json(distribution: InstalledDistribution, sha256: str) -> Dict[str, Any]:
+    """What installed.json says of a distribution; for the SBOM also the wheel's sha256, where
+    its `.dist-info` is in the image and what its METADATA says of its licence."""
+    metadata = next(
+        (file.path for file in distribution.files if file.path.endswith(".dist-info/METADATA")),
+        None,
+    )
     return {
         "project": distribution.project,
         "version": distribution.version,
         "wheel": distribution.wheel,
+        "sha256": sha256,
         "installedSize": distribution.size,
         "notes": list(distribution.notes),
+        "distInfo": metadata[: -len("/METADATA")] if metadata else None,
+        "license": (
+            license_facts((distribution.root / metadata).read_bytes()) if metadata else None
+        ),
     }
