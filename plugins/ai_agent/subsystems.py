@@ -96,6 +96,20 @@ class AiAgentSubsystem(Subsystem):
             """
         ),
     )
+    layouts = BoolOption(
+        default=True,
+        help=softwrap(
+            """
+            Whether `package` writes each image as an OCI image layout in `dist/`
+            (`<output_path without .tar>.oci/`, its blobs hardlinked from Pants' store). Off,
+            `dist/` gets only the image's metadata, SBOM and provenance (and the archive if
+            `archives` is on), and `package` reads no layer blob at all: what a CI machine
+            that only publishes wants, together with `[GLOBAL].cache_content_behavior =
+            "defer"`, so that layers the registry already has are never fetched from the
+            remote cache (`publish` pushes only the layers the registry lacks).
+            """
+        ),
+    )
     source_date_epoch = IntOption(
         default=DEFAULT_SOURCE_DATE_EPOCH,
         help=softwrap(

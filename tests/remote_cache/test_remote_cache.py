@@ -25,11 +25,11 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Iterator, Mapping, Set
 
 import pytest
 
-from testkit.components import RunningBuildGrid, start_buildgrid
+from testkit.components import RunningBuildGrid, RunningRegistry, start_buildgrid
 from testkit.pants_output import (
     PackagedOutputs,
     builder_processes,
@@ -57,10 +57,11 @@ class Clone:
         return f"started: {executed_processes(self.result)}; Pants' output: {self.log}"
 
 
-def _package_with_empty_local_caches(root: Path, *options: str) -> Clone:
-    """`package agents::` in a new scratch repo under `root` whose local store, named caches and
-    sandboxes are its own and start empty, so that nothing comes from this machine's caches."""
-    repo = ScratchRepo.with_example_agents(root / "repo")
+def _run_with_empty_local_caches(
+    repo: ScratchRepo, root: Path, *arguments: str
+) -> subprocess.CompletedProcess:
+    """Pants in `repo` with a local store, named caches and sandboxes of its own under `root`,
+    empty at first, so that nothing comes from this machine's caches."""
     local = root / "local"
     sandboxes = local / "sandboxes"
     sandboxes.mkdir(parents=True)
@@ -69,16 +70,24 @@ def _package_with_empty_local_caches(root: Path, *options: str) -> Clone:
         f"--named-caches-dir={local / 'named_caches'}",
         f"--local-execution-root-dir={sandboxes}",
         "--stats-log",
-        *options,
-        "package",
-        "agents::",
+        *arguments,
         timeout=1800,
     )
     log = root / "pants.log"
     log.write_text(f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
-    assert result.returncode == 0, f"`package agents::` failed; Pants' output: {log}"
+    assert result.returncode == 0, f"`{' '.join(arguments)}` failed; Pants' output: {log}"
+    return result
+
+
+def _package_with_empty_local_caches(root: Path, *options: str) -> Clone:
+    """`package agents::` in a new scratch repo under `root`, with empty local caches."""
+    repo = ScratchRepo.with_example_agents(root / "repo")
+    result = _run_with_empty_local_caches(repo, root, *options, "package", "agents::")
     return Clone(
-        result=result, counters=stats_counters(result), outputs=PackagedOutputs.read(repo), log=log
+        result=result,
+        counters=stats_counters(result),
+        outputs=PackagedOutputs.read(repo),
+        log=root / "pants.log",
     )
 
 
@@ -154,3 +163,77 @@ def test_the_reader_packages_the_writers_images(writer: Clone, reader: Clone) ->
         assert reader.outputs.agent(agent)["digest"] == writer.outputs.agent(agent)["digest"]
     assert reader.outputs.metadata == writer.outputs.metadata
     assert reader.outputs.archive_sha256 == writer.outputs.archive_sha256
+
+
+# Publishing from a fresh machine -----------------------------------------------------------------
+
+# What a CI machine that only publishes sets: no layout or archive in dist/, cache hits' bytes
+# fetched only when a step reads them.
+_PUBLISH_ONLY = (
+    "--cache-content-behavior=defer",
+    "--ai-agents-layouts=false",
+    "--ai-agents-archives=false",
+)
+
+
+def _router_publishing_to(root: Path, repository: str, code_edit: bool) -> ScratchRepo:
+    repo = ScratchRepo.with_example_agents(root / "repo")
+    build = repo.root / "agents/router/BUILD"
+    build.write_text(
+        build.read_text().replace(
+            'name="router",', f'name="router",\n    repository="{repository}",'
+        )
+    )
+    if code_edit:
+        server = repo.root / "agents/router/router_agent/server.py"
+        server.write_text(server.read_text() + "\n# A code change: only the code layer differs.\n")
+    return repo
+
+
+def _store_files(root: Path) -> Set[str]:
+    """The digests (hex) of the files of 512 KiB or more in a clone's local store, which Pants
+    keeps as plain files named by digest."""
+    return {path.name for path in (root / "local/store/immutable/files").glob("*/*")}
+
+
+def test_a_fresh_machine_publishes_a_code_change_fetching_only_the_changed_layer(
+    tmp_path_factory: pytest.TempPathFactory,
+    buildgrid: RunningBuildGrid,
+    writer: Clone,
+    registry: RunningRegistry,
+) -> None:
+    """Clone C publishes the router as the writer built it; clone D, a fresh machine with the
+    warm remote cache, publishes it after a code change: the registry is asked which layers it
+    lacks, and only the new code layer is built, stored and uploaded; the unchanged layers'
+    blobs are never fetched from the remote cache."""
+    repository = f"{registry.address}/remote-cache/router"
+    cache = buildgrid.pants_options(read=True, write=False)
+    first_root = tmp_path_factory.mktemp("first-publisher")
+    first = _router_publishing_to(first_root, repository, code_edit=False)
+    _run_with_empty_local_caches(
+        first, first_root, *cache, *_PUBLISH_ONLY, "publish", "agents/router:router"
+    )
+    published = PackagedOutputs.read(first).agent("router")
+    assert published["layout"] is None and published["archive"] is None
+
+    second_root = tmp_path_factory.mktemp("second-publisher")
+    second = _router_publishing_to(second_root, repository, code_edit=True)
+    result = _run_with_empty_local_caches(
+        second, second_root, *cache, *_PUBLISH_ONLY, "publish", "agents/router:router"
+    )
+    changed = PackagedOutputs.read(second).agent("router")
+    before = {layer["kind"]: layer["digest"] for layer in published["images"][0]["layers"]}
+    after = {layer["kind"]: layer["digest"] for layer in changed["images"][0]["layers"]}
+    assert after["code"] != before["code"]
+    unchanged = [layer for layer in published["images"][0]["layers"] if layer["kind"] != "code"]
+    assert [layer["digest"] for layer in unchanged] == [
+        layer["digest"] for layer in changed["images"][0]["layers"] if layer["kind"] != "code"
+    ]
+    output = result.stdout + result.stderr
+    # The code layer and the config: the only blobs the registry lacked.
+    assert f"pushed {repository}@{changed['digest']}: uploaded 2 blobs" in output, output
+    stored = _store_files(second_root)
+    big = [layer for layer in unchanged if layer["size"] >= 512 * 1024]
+    assert big, "the router has no layer big enough for the store to keep as a file"
+    fetched = [layer["kind"] for layer in big if layer["digest"].split(":")[1] in stored]
+    assert fetched == [], f"unchanged layers fetched from the remote cache: {fetched}"

@@ -81,7 +81,9 @@ def export_files(
         return Exported((), tuple(names))
     last = destinations[-1][1]
     for path in (last, *stale):
-        if path.exists() or path.is_symlink():
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)  # a layout no longer wanted
+        elif path.exists() or path.is_symlink():
             path.unlink()
     if layout is not None and not unchanged[0]:
         _write_layout(layout_dir, layout[1])

@@ -241,3 +241,14 @@ def test_what_a_set_no_longer_holds_is_removed(tmp_path: Path) -> None:
     assert result.written == (METADATA,)
     assert not (dist / ARCHIVE).exists() and (dist / METADATA).exists()
     assert export_files(dist, [(sources[METADATA], METADATA)], remove=[ARCHIVE]).written == ()
+
+
+def test_a_layout_no_longer_wanted_is_removed_whole(tmp_path: Path) -> None:
+    """With `[ai-agents].layouts` off, the image's layout directory from an earlier run goes."""
+    dist = tmp_path / "dist"
+    (dist / "agent.oci" / "blobs" / "sha256").mkdir(parents=True)
+    (dist / "agent.oci" / "index.json").write_text("{}")
+    sources = _sources(tmp_path / "build", b"archive", b"{}")
+    result = export_files(dist, [(sources[METADATA], METADATA)], remove=["agent.oci"])
+    assert result.written == (METADATA,)
+    assert not (dist / "agent.oci").exists() and (dist / METADATA).exists()

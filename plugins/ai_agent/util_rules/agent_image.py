@@ -333,7 +333,7 @@ def _tags(agent: Agent) -> Tuple[str, ...]:
 def _metadata(
     agent: Agent,
     archive: ImageArchiveRequest,
-    archives: bool,
+    subsystem: AiAgentSubsystem,
     description: ImageDescription,
     built: Sequence[_BuiltPlatform],
     lock_hashes: Mapping[str, str],
@@ -343,8 +343,8 @@ def _metadata(
     described = thawed(description.metadata)
     return {
         "target": str(agent.address),
-        "archive": archive.output_path if archives else None,
-        "layout": layout_path(archive.output_path),
+        "archive": archive.output_path if subsystem.archives else None,
+        "layout": layout_path(archive.output_path) if subsystem.layouts else None,
         "mediaType": described["mediaType"],
         "digest": description.manifest_digest,
         "size": described["size"],
@@ -458,7 +458,7 @@ async def build_agent_image(request: AgentImageRequest, subsystem: AiAgentSubsys
         output_path=request.output_path,
     )
     description = await Get(ImageDescription, ImageArchiveRequest, archive)
-    metadata = _metadata(agent, archive, subsystem.archives, description, built, lock_hashes)
+    metadata = _metadata(agent, archive, subsystem, description, built, lock_hashes)
     steps = (*(step for platform in built for step in platform.steps), description.step)
     sbom = await _sbom_request(agent, archive, description, built, lock_hashes)
     return AgentImage(archive, frozen(metadata), tuple(dict.fromkeys(steps)), sbom)

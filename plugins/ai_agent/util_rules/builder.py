@@ -100,16 +100,19 @@ class ImageBuilder:
         self,
         *,
         into: str,
-        layout: str,
+        layout: Optional[str],
         spec: str,
         paths: Sequence[str],
         remove: Sequence[str],
         inputs: Digest,
         description: str,
     ) -> Process:
+        """Place `paths` under `into`, after the image of `spec` as an OCI layout at `layout`
+        unless that is None."""
+        layout_args = ["--layout", layout, "--spec", spec] if layout else []
         return self._process(
             "oci",
-            ["export", "--into", into, "--layout", layout, "--spec", spec]
+            ["export", "--into", into, *layout_args]
             + [f"--remove={path}" for path in remove]
             + list(paths),
             description=description,

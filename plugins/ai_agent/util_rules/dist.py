@@ -75,19 +75,30 @@ class DistExport:
 
 @rule(desc="Placing an image in dist/", level=LogLevel.DEBUG)
 async def export_to_dist(
-    export: DistExportRequest, builder: ImageBuilder, dist_dir: DistDir, build_root: BuildRoot
+    export: DistExportRequest,
+    builder: ImageBuilder,
+    dist_dir: DistDir,
+    build_root: BuildRoot,
+    subsystem: AiAgentSubsystem,
 ) -> DistExport:
     request = export.request
-    described = await Get(DescribedImage, ImageArchiveRequest, request)
-    complete = await Get(CompleteImage, DescribedImage, described)
+    layout = layout_path(request.output_path)
+    if subsystem.layouts:
+        described = await Get(DescribedImage, ImageArchiveRequest, request)
+        complete = await Get(CompleteImage, DescribedImage, described)
+        inputs = await Get(Digest, MergeDigests([complete.digest, export.digest]))
+        remove = export.remove
+    else:
+        # No blob is read: only the files of `export` are placed.
+        inputs, remove = export.digest, (*export.remove, layout)
     step = BuildStep(
         builder.oci_export(
             into=str(build_root.pathlib_path / dist_dir.relpath),
-            layout=layout_path(request.output_path),
+            layout=layout if subsystem.layouts else None,
             spec=IMAGE_SPEC,
             paths=export.paths,
-            remove=export.remove,
-            inputs=await Get(Digest, MergeDigests([complete.digest, export.digest])),
+            remove=remove,
+            inputs=inputs,
             description=f"Placing {request.owner}'s image in {dist_dir.relpath}/",
         ),
         owner=request.owner,
@@ -105,9 +116,10 @@ async def exported_package(
     subsystem: AiAgentSubsystem,
     sbom: Sbom,
 ) -> BuiltPackage:
-    """A package placed in `dist/` by the `export` step: the image's OCI layout, its archive if
-    `[ai-agents].archives`, its SBOM and provenance (`sbom`), and the metadata JSON
-    (`metadata_file`) last. Pants is given nothing to write, only what to print."""
+    """A package placed in `dist/` by the `export` step: the image's OCI layout if
+    `[ai-agents].layouts`, its archive if `[ai-agents].archives`, its SBOM and provenance
+    (`sbom`), and the metadata JSON (`metadata_file`) last. Pants is given nothing to write,
+    only what to print."""
     metadata_path = f"{request.output_path}.json"
     created = await Get(Digest, CreateDigest([FileContent(metadata_path, metadata_file)]))
     metadata = await Get(Digest, MergeDigests([sbom.digest, created]))
