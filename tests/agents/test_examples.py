@@ -390,9 +390,7 @@ def _started_container(docker_client: Any, log: Callable[[], str], timeout: floa
 
 
 def _remove_image(docker_client: Any, image_id: str) -> None:
-    if docker_client.images.list(filters={"id": image_id}) or any(
-        image.id == image_id for image in docker_client.images.list(all=True)
-    ):
+    if image_id in {image.id for image in docker_client.images.list(all=True)}:
         docker_client.images.remove(image_id, force=True)
 
 
@@ -483,6 +481,9 @@ def test_pants_run_on_a_taken_port_names_the_agent_and_port_and_leaves_no_contai
     metadata = built.agent("router")
     loaded_images.append(f"{metadata['repository']}:{metadata['tags'][0]}")
     image_id = metadata["docker"]["imageID"]
+    # In Docker already (from the archive in dist/), so that `run` does not load it again.
+    with open(built.repo.root / "dist" / metadata["archive"], "rb") as archive:
+        docker_client.images.load(archive)
     taker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     left: List[str] = []
     try:

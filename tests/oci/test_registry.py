@@ -189,7 +189,7 @@ def test_mounts_blobs_from_another_repository(
     only_the_manifest = {image.manifest.digest: image.blobs[image.manifest.digest]}
     with pytest.raises(MissingBlob, match=image.config.digest):
         client.push(target, image.manifest, only_the_manifest, tags=["v1"])
-    stats = client.push(target, image.manifest, only_the_manifest, tags=["v1"], mount_from=source)
+    stats = client.push(target, image.manifest, only_the_manifest, tags=["v1"], mount_from=[source])
     assert (stats.mounted_blobs, stats.mounted_bytes) == (2, image.blob_bytes)
     assert stats.uploaded_bytes == 0
     pull_everything(client, Reference(target, tag="v1"), image)
@@ -656,7 +656,7 @@ def test_bearer_tokens_for_push_pull_and_mount(
     with RegistryClient(keychain, first_retry_delay_s=FAST_RETRY) as client:
         pushed = client.push(source, image.manifest, image.blobs, tags=["v1"])
         target = unique_repository(registry, "bearer-target")
-        mounted = client.push(target, image.manifest, image.blobs, tags=["v1"], mount_from=source)
+        mounted = client.push(target, image.manifest, image.blobs, tags=["v1"], mount_from=[source])
     assert pushed.uploaded_bytes == image.blob_bytes
     assert mounted.mounted_blobs == 2
     authenticated = [params for _, params, authorization in token_server.requests if authorization]

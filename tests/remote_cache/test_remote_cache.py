@@ -211,7 +211,7 @@ def test_a_fresh_machine_publishes_a_code_change_fetching_only_the_changed_layer
     first_root = tmp_path_factory.mktemp("first-publisher")
     first = _router_publishing_to(first_root, repository, code_edit=False)
     _run_with_empty_local_caches(
-        first, first_root, *cache, *_PUBLISH_ONLY, "publish", "agents/router:router"
+        first, first_root, *cache, *_PUBLISH_ONLY, "publish", "agents/router:router@accelerator=cpu"
     )
     published = PackagedOutputs.read(first).agent("router")
     assert published["layout"] is None and published["archive"] is None
@@ -219,7 +219,12 @@ def test_a_fresh_machine_publishes_a_code_change_fetching_only_the_changed_layer
     second_root = tmp_path_factory.mktemp("second-publisher")
     second = _router_publishing_to(second_root, repository, code_edit=True)
     result = _run_with_empty_local_caches(
-        second, second_root, *cache, *_PUBLISH_ONLY, "publish", "agents/router:router"
+        second,
+        second_root,
+        *cache,
+        *_PUBLISH_ONLY,
+        "publish",
+        "agents/router:router@accelerator=cpu",
     )
     changed = PackagedOutputs.read(second).agent("router")
     before = {layer["kind"]: layer["digest"] for layer in published["images"][0]["layers"]}

@@ -32,7 +32,7 @@ ai_agent(name="agent", entry_point="tiny_agent", dependencies=[":src"])
     "agents/tiny/tiny_agent/__main__.py": 'print("tiny")\n',
     "agents/tiny/agent.yaml": "name: tiny\n",
 }
-# In the OCI core's `layer` command: the one mtime every entry gets, from the spec.
+# In the OCI core's layer spec reading: the one mtime every entry gets, from the spec.
 FIXED_MTIME = 'mtime=spec.get("source_date_epoch", int, DEFAULT_MTIME),'
 CLOCK_MTIME = 'mtime=__import__("time").time_ns() // 1000 % 10**9,'
 
@@ -63,7 +63,7 @@ def test_a_layer_writer_that_stamps_the_clock_is_caught_and_named(tmp_path: Path
         plugins / "ai_agent",
         ignore=shutil.ignore_patterns("__pycache__"),
     )
-    layer_command = plugins / "ai_agent/oci/__main__.py"
+    layer_command = plugins / "ai_agent/oci/spec.py"
     source = layer_command.read_text()
     assert source.count(FIXED_MTIME) == 1
     layer_command.write_text(source.replace(FIXED_MTIME, CLOCK_MTIME))

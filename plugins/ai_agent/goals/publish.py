@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
-from typing import Dict
+from typing import Dict, Sequence, Tuple
 
 from pants.core.goals.package import OutputPathField
 from pants.core.goals.publish import (
@@ -21,9 +21,16 @@ from pants.core.goals.publish import (
 from pants.engine.fs import Digest, DigestSubset, MergeDigests, PathGlobs
 from pants.engine.process import InteractiveProcess
 from pants.engine.rules import Get, collect_rules, rule
+from pants.engine.target import AllTargets
 from pants.util.logging import LogLevel
 
-from ai_agent.target_types import AgentConfigSourceField, AgentImageTagsField, AgentRepositoryField
+from ai_agent.oci.name import Repository
+from ai_agent.target_types import (
+    AgentConfigSourceField,
+    AgentImageTagsField,
+    AgentRepositoryField,
+    AiAgentTarget,
+)
 from ai_agent.util_rules.agent_image import AgentImage, AgentImageRequest
 from ai_agent.util_rules.builder import BuildStep, BuildStepOutput, ImageBuilder, read_json_files
 from ai_agent.util_rules.dist import checked_output_path
@@ -65,8 +72,31 @@ async def _layer_paths(request: ImageArchiveRequest, described: DescribedImage) 
     return paths
 
 
+async def _mount_sources(repository: str) -> Tuple[str, ...]:
+    """The other agents' repositories in the same registry: a layer one of them has (the same
+    torch, the same base) is mounted from it, not uploaded again."""
+    registry = Repository.parse(repository).registry
+    all_targets = await Get(AllTargets)
+    return tuple(
+        sorted(
+            {
+                other
+                for target in all_targets
+                if isinstance(target, AiAgentTarget)
+                and (other := target[AgentRepositoryField].value)
+                and other != repository
+                and Repository.parse(other).registry == registry
+            }
+        )
+    )
+
+
 async def _push_inputs(
-    request: ImageArchiveRequest, repository: str, builder: ImageBuilder, access: RegistryAccess
+    request: ImageArchiveRequest,
+    repository: str,
+    mount_from: Sequence[str],
+    builder: ImageBuilder,
+    access: RegistryAccess,
 ) -> Digest:
     """The image's spec and descriptors, and the blobs of only the layers `repository` lacks
     (asked first): the others are never read, nor fetched from a remote cache with
@@ -77,6 +107,7 @@ async def _push_inputs(
             access=access,
             spec=IMAGE_SPEC,
             repository=repository,
+            mount_from=mount_from,
             inputs=described.digest,
             description=f"Asking {repository} which layers of {request.owner} it lacks",
         ),
@@ -117,12 +148,14 @@ async def publish_agent(
     # The package in `request.packages` is in `dist/`, not in a digest (see `util_rules/dist.py`).
     output_path = await checked_output_path(field_set.address, field_set.output_path)
     image = await Get(AgentImage, AgentImageRequest(field_set.address, output_path))
-    inputs = await _push_inputs(image.archive, repository, builder, access)
+    mount_from = await _mount_sources(repository)
+    inputs = await _push_inputs(image.archive, repository, mount_from, builder, access)
     refs = [f"{repository}:{tag}" for tag in field_set.image_tags.value or ()]
     process = builder.oci_push(
         access=access,
         spec=IMAGE_SPEC,
         refs=refs,
+        mount_from=mount_from,
         inputs=inputs,
         description=f"Pushing {field_set.address} to {repository}",
     )

@@ -7,9 +7,10 @@
     pull-blob --repository REGISTRY/REPOSITORY --digest sha256:… --size N --output FILE
               [--insecure-registry HOST[:PORT] ...] [LIMITS]
     push --spec SPEC.json --ref REGISTRY/REPOSITORY[:TAG] [--ref ...]
-         [--insecure-registry HOST[:PORT] ...] [LIMITS]
+         [--mount-from REGISTRY/REPOSITORY ...] [--insecure-registry HOST[:PORT] ...] [LIMITS]
     missing-layers --spec SPEC.json --repository REGISTRY/REPOSITORY
-                   [--insecure-registry HOST[:PORT] ...] [LIMITS]
+                   [--mount-from REGISTRY/REPOSITORY ...] [--insecure-registry HOST[:PORT] ...]
+                   [LIMITS]
     compare --first DIR --second DIR
     check-base --lock LOCK.json [--insecure-registry HOST[:PORT] ...] [LIMITS]
     export --into DIR [--layout LAYOUT --spec SPEC.json] [--remove OLD ...] PATH [PATH ...]
@@ -20,10 +21,10 @@
 whose bytes differ, and where first: tar entry and header field, JSON field, or the manifest,
 config or layer of an image archive (`compare.py`).
 `push` pushes the image of SPEC (as `image` would write it), blobs as they are (so the digest is
-kept), skipping blobs the registry has (a layer file may then be absent), and prints per
-repository the bytes uploaded and skipped.
-`missing-layers` prints, as a JSON list of digests, the layers of SPEC's image that the repository
-lacks (HEAD requests): the only layer files `push` needs.
+kept), skipping blobs the registry has and mounting those another repository of it has (a
+layer file may then be absent), and prints per repository the bytes uploaded and skipped.
+`missing-layers` prints, as a JSON list of digests, the layers of SPEC's image that neither the
+repository nor a --mount-from repository has (HEAD requests): the only layer files `push` needs.
 `check-base` asks the registry, with HEAD, whether it still has every digest a base lock pins, and
 prints the report of the `debian check` command (`types.check_report`).
 `export` places the image of SPEC as an OCI image layout at DIR/LAYOUT (its layer blobs
@@ -147,11 +148,14 @@ def run_push(args: argparse.Namespace) -> None:
     registry already had."""
     target = read_image_spec(args.spec).target
     blobs = local_blobs(target)
+    mount_from = [Repository.parse(repository) for repository in args.mount_from]
     parsed = [Reference.parse(reference) for reference in args.ref]
     with _client(args) as client:
         for repository in sorted({ref.repository for ref in parsed}, key=str):
             tags = [ref.tag for ref in parsed if ref.repository == repository and ref.tag]
-            stats = client.push(repository, target.descriptor, blobs, tags=tags)
+            stats = client.push(
+                repository, target.descriptor, blobs, tags=tags, mount_from=mount_from
+            )
             print(f"pushed {repository}@{target.digest}: {stats}")
 
 
@@ -160,7 +164,8 @@ def run_missing_layers(args: argparse.Namespace) -> None:
     what a push of it must have the bytes of."""
     target = read_image_spec(args.spec).target
     with _client(args) as client:
-        missing = missing_layers(client, Repository.parse(args.repository), target)
+        mount_from = [Repository.parse(repository) for repository in args.mount_from]
+        missing = missing_layers(client, Repository.parse(args.repository), target, mount_from)
     print(json.dumps(sorted(descriptor.digest for descriptor in missing)))
 
 
@@ -247,6 +252,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument("paths", nargs="+", metavar="PATH", help="the last one is placed last")
     export.set_defaults(run=run_export)
+    for mounting in (push, missing):
+        mounting.add_argument(
+            "--mount-from",
+            action="append",
+            default=[],
+            metavar="REGISTRY/REPOSITORY",
+            help="a repository of the same registry to mount layers from; repeatable",
+        )
     for registry_command in (lock, pull, push, missing, check):
         registry_command.add_argument(
             "--insecure-registry",

@@ -188,21 +188,37 @@ def local_blobs(target: Union[Image, Index]) -> Dict[str, BlobData]:
     return blobs
 
 
+def _mount_sources(repository: Repository, candidates: Sequence[Repository]) -> List[Repository]:
+    """The candidates a blob can be mounted from into `repository`: other repositories of its
+    registry (mounting works within one registry only)."""
+    return [
+        candidate
+        for candidate in dict.fromkeys(candidates)
+        if candidate.registry == repository.registry and candidate != repository
+    ]
+
+
 def missing_layers(
-    client: RegistryClient, repository: Repository, target: Union[Image, Index]
+    client: RegistryClient,
+    repository: Repository,
+    target: Union[Image, Index],
+    mount_from: Sequence[Repository] = (),
 ) -> List[Descriptor]:
-    """The layers of `target` that `repository` lacks (HEAD each, in parallel): the only
-    blobs whose bytes a push needs."""
+    """The layers of `target` that neither `repository` nor a repository it can mount from
+    has (HEAD each, in parallel): the only blobs whose bytes a push needs."""
     layers = {
         layer.descriptor.digest: layer.descriptor
         for image in images_of(target)
         for layer in image.layers
     }
+    sources = [repository, *_mount_sources(repository, mount_from)]
+
+    def found(digest: str) -> bool:
+        return any(client._exists(source, "blobs", digest) for source in sources)
+
     with ThreadPoolExecutor(max_workers=client._jobs) as executor:
-        present = list(
-            executor.map(lambda digest: client._exists(repository, "blobs", digest), sorted(layers))
-        )
-    return [layers[digest] for digest, found in zip(sorted(layers), present) if not found]
+        present = list(executor.map(found, sorted(layers)))
+    return [layers[digest] for digest, there in zip(sorted(layers), present) if not there]
 
 
 def push_image(
@@ -212,16 +228,13 @@ def push_image(
     blobs: Mapping[str, BlobData],
     *,
     tags: Sequence[str],
-    mount_from: Optional[Repository],
+    mount_from: Sequence[Repository] = (),
 ) -> PushStats:
     """Push the manifest or index `root` and everything it references as `client`, then put
     `root` under each tag (or only by digest without tags); `RegistryClient.push` says more."""
     for tag in tags:
         check_tag(tag)
-    if mount_from is not None and (
-        mount_from.registry != repository.registry or mount_from == repository
-    ):
-        mount_from = None  # mounting only works between repositories of one registry
+    mount_from = _mount_sources(repository, mount_from)
     with ThreadPoolExecutor(max_workers=client._jobs) as executor:
         push = _Push(client, repository, blobs, mount_from, executor)
         push.push_manifest(root, tuple(tags) or (root.digest,))
@@ -236,7 +249,7 @@ class _Push:
         client: RegistryClient,
         repository: Repository,
         blobs: Mapping[str, BlobData],
-        mount_from: Optional[Repository],
+        mount_from: Sequence[Repository],
         executor: ThreadPoolExecutor,
     ) -> None:
         self._client = client
@@ -340,21 +353,22 @@ class _Push:
         if self._client._exists(self._repository, "blobs", descriptor.digest):
             return _PRESENT
         location = None
-        if self._mount_from is not None:
-            mounted, location = self._try_mount(self._mount_from, descriptor)
+        source = self._mount_source(descriptor)
+        if source is not None:
+            mounted, location = self._try_mount(source, descriptor)
             if mounted:
                 return _MOUNTED
         data = self._blobs.get(descriptor.digest)
         if data is None:
             raise MissingBlob(
                 f"blob {descriptor.digest} is neither among the local blobs nor in"
-                f" {self._repository}" + (f" or {self._mount_from}" if self._mount_from else "")
+                f" {' or '.join(map(str, (self._repository, *self._mount_from)))}"
             )
-        source = _BlobSource(data, descriptor)
+        blob = _BlobSource(data, descriptor)
         location = location or self._start_upload()
         chunk_size = self._client._chunk_size
         if descriptor.size <= chunk_size:
-            self._commit(location, descriptor, source, source.body(0, descriptor.size))
+            self._commit(location, descriptor, blob, blob.body(0, descriptor.size))
             return _UPLOADED
         for offset in range(0, descriptor.size, chunk_size):
             length = min(chunk_size, descriptor.size - offset)
@@ -368,12 +382,22 @@ class _Push:
                     "Content-Length": str(length),
                     "Content-Range": f"{offset}-{offset + length - 1}",
                 },
-                body=source.body(offset, length),
+                body=blob.body(offset, length),
             ) as response:
                 response.discard()
                 location = _location(self._repository, "PATCH", response)
-        self._commit(location, descriptor, source, None)
+        self._commit(location, descriptor, blob, None)
         return _UPLOADED
+
+    def _mount_source(self, descriptor: Descriptor) -> Optional[Repository]:
+        """The first repository to mount from that has the blob (one source: with several,
+        the first alone is tried, as before asking the others costs a HEAD each)."""
+        if len(self._mount_from) == 1:
+            return self._mount_from[0]
+        for candidate in self._mount_from:
+            if self._client._exists(candidate, "blobs", descriptor.digest):
+                return candidate
+        return None
 
     def _try_mount(self, source: Repository, descriptor: Descriptor) -> Tuple[bool, Optional[str]]:
         """Mount the blob from `source`; when the registry does not, it may open an upload

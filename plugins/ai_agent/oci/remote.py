@@ -146,14 +146,14 @@ class RegistryClient(RegistrySession):
         blobs: Mapping[str, BlobData],
         *,
         tags: Sequence[str] = (),
-        mount_from: Optional[Repository] = None,
+        mount_from: Sequence[Repository] = (),
     ) -> PushStats:
         """Push the manifest or index `root` and everything it references, then put `root` under
         each tag (or only by digest without tags).
 
         `blobs` maps digests to local content, manifests included. A blob the registry already
-        has, or can mount from `mount_from` (same registry), need not be in it. Manifests are sent
-        as the exact bytes given, so the registry's digest is the local one.
+        has, or can mount from a repository of `mount_from` (same registry), need not be in it.
+        Manifests are sent as the exact bytes given, so the registry's digest is the local one.
         """
         return push_image(self, repository, root, blobs, tags=tags, mount_from=mount_from)
 

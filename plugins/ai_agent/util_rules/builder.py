@@ -169,14 +169,17 @@ class ImageBuilder:
         access: RegistryAccess,
         spec: str,
         refs: Sequence[str],
+        mount_from: Sequence[str],
         inputs: Digest,
         description: str,
     ) -> Process:
-        """Push the image of `spec`; `inputs` need hold only the layer files the registry lacks."""
+        """Push the image of `spec`; `inputs` need hold only the layer files that neither the
+        registry nor a `mount_from` repository of it has."""
         return self._process(
             "oci",
             ["push", "--spec", spec]
             + [arg for ref in refs for arg in ("--ref", ref)]
+            + [arg for source in mount_from for arg in ("--mount-from", source)]
             + list(access.args),
             description=description,
             input_digest=inputs,
@@ -190,12 +193,15 @@ class ImageBuilder:
         access: RegistryAccess,
         spec: str,
         repository: str,
+        mount_from: Sequence[str],
         inputs: Digest,
         description: str,
     ) -> Process:
         return self._process(
             "oci",
-            ["missing-layers", "--spec", spec, "--repository", repository, *access.args],
+            ["missing-layers", "--spec", spec, "--repository", repository]
+            + [arg for source in mount_from for arg in ("--mount-from", source)]
+            + list(access.args),
             description=description,
             input_digest=inputs,
             env=access.env,
