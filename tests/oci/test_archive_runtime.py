@@ -264,9 +264,18 @@ def test_push_command_sends_only_the_layers_the_registry_lacks(
     again = _oci("push", "--spec", str(spec), "--ref", f"{repository}:v2")
     assert again.returncode == 0, again.stderr
     assert ": uploaded 0 blobs (0 B), skipped " in again.stdout
-    elsewhere = _oci("push", "--spec", str(spec), "--ref", f"{registry.address}/cli/other:v1")
+    other = f"{registry.address}/cli/{uuid.uuid4().hex[:12]}"
+    elsewhere = _oci("push", "--spec", str(spec), "--ref", f"{other}:v1")
     assert elsewhere.returncode == 2
     assert f"blob {built.image.layers[0].descriptor.digest} is neither" in elsewhere.stderr
+    # Another repository of the registry has every layer: nothing is missing, all is mounted.
+    mountable = _oci(
+        "missing-layers", "--spec", str(spec), "--repository", other, "--mount-from", repository
+    )
+    assert (mountable.returncode, json.loads(mountable.stdout)) == (0, []), mountable.stderr
+    mounted = _oci("push", "--spec", str(spec), "--ref", f"{other}:v1", "--mount-from", repository)
+    assert mounted.returncode == 0, mounted.stderr
+    assert f": {len(layers)} mounted, " in mounted.stdout, mounted.stdout
     with RegistryClient() as client:
         for tag in ("v1", "v2"):
             resolved = client.get_manifest(Reference.parse(f"{repository}:{tag}"))
