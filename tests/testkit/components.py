@@ -187,7 +187,17 @@ class RunningBuildGrid:
             f"--{'' if write else 'no-'}remote-cache-write",
             # Uploads finish after the goal; past the default 3 s Pants drops them, with rc 0.
             "--session-end-tasks-timeout=600",
+            # Pants' default is 128 of each at once; a server refuses RPCs past its limit
+            # (ResourceExhausted), which Pants counts as a read or write error. The README's
+            # remote-cache settings: together below the server's limit.
+            f"--remote-store-rpc-concurrency={PANTS_RPC_CONCURRENCY}",
+            f"--remote-cache-rpc-concurrency={PANTS_RPC_CONCURRENCY}",
         ]
+
+
+# Each of Pants' store and cache RPC concurrencies: with both, below a default BuildGrid's limit
+# on a 2-core machine (10).
+PANTS_RPC_CONCURRENCY = 4
 
 
 def _buildgrid_config(address: str, instance_name: str, cas_dir: Path) -> str:
@@ -201,12 +211,8 @@ server:
 grpc-server-options:
   # Without this a second (or stale) server silently shares the port.
   grpc.so_reuseport: 0
-# BuildGrid's default is 5 threads per core, as many concurrent RPCs, and it refuses the next
-# with ResourceExhausted ("Concurrent RPC limit exceeded!"): 10 on a 2-core machine, fewer than
-# Pants issues at once while it uploads a build. Pants then counts a write error (or runs a step
-# locally on a read), so the server gets room for Pants' default RPC concurrency.
-thread-pool-size: 64
-maximum-concurrent-rpcs: 256
+# BuildGrid's own defaults (5 threads per core, as many concurrent RPCs: 10 here), as a server
+# set up without thought for Pants has them; `pants_options` keeps Pants below that limit.
 authorization:
   method: none
 monitoring:

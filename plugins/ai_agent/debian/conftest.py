@@ -9,6 +9,8 @@ import hashlib
 import http.server
 import os
 import subprocess
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, List, Mapping, Sequence
@@ -46,6 +48,11 @@ class Mirror:
     url: str
     requests: List[str] = field(default_factory=list)
     heads: List[str] = field(default_factory=list)
+    # Seconds each GET waits before answering, and the most GETs answered at once.
+    delay: float = 0.0
+    most_at_once: int = 0
+    _at_once: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def put(self, relative: str, data: bytes) -> None:
         path = self.root / relative
@@ -59,8 +66,17 @@ class _MirrorHandler(QuietHandler, http.server.SimpleHTTPRequestHandler):
         super().__init__(*args, directory=str(mirror.root), **kwargs)  # type: ignore[arg-type]
 
     def do_GET(self) -> None:
-        self._mirror.requests.append(self.path)
-        super().do_GET()
+        mirror = self._mirror
+        mirror.requests.append(self.path)
+        with mirror._lock:
+            mirror._at_once += 1
+            mirror.most_at_once = max(mirror.most_at_once, mirror._at_once)
+        try:
+            time.sleep(mirror.delay)
+            super().do_GET()
+        finally:
+            with mirror._lock:
+                mirror._at_once -= 1
 
     def do_HEAD(self) -> None:
         self._mirror.heads.append(self.path)

@@ -40,6 +40,8 @@ DOWNLOAD_LIMITS = NetworkLimits(attempts=3)
 # HEAD requests in flight at once in a lock check: a lock's few dozen files take seconds instead of
 # a minute, and no server sees more than a browser's worth of connections.
 CHECK_JOBS = 8
+# .debs fetched at once by one step: a base's hundred small files are latency-bound.
+FETCH_JOBS = 8
 
 T = TypeVar("T")
 C = TypeVar("C", TimedHTTPConnection, TimedHTTPSConnection)

@@ -23,6 +23,7 @@ from .download import (
     CHECK_JOBS,
     CHUNK_SIZE,
     DOWNLOAD_LIMITS,
+    FETCH_JOBS,
     DownloadError,
     NotFound,
     check_url,
@@ -108,10 +109,15 @@ def fetch_debs(
     """Every package's .deb in `destination`, in the order given. `mirrors` maps each archive
     (`debian`, `debian-security`) to its mirror URLs, tried in order."""
     destination.mkdir(parents=True, exist_ok=True)
-    return [
-        fetch_deb(package, _mirrors_of(package, mirrors), destination, refresh_command, limits)
-        for package in packages
-    ]
+    with ThreadPoolExecutor(FETCH_JOBS) as pool:
+        return list(
+            pool.map(
+                lambda package: fetch_deb(
+                    package, _mirrors_of(package, mirrors), destination, refresh_command, limits
+                ),
+                packages,
+            )
+        )
 
 
 def check_deb(

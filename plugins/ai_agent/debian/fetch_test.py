@@ -119,6 +119,28 @@ def test_a_version_no_mirror_serves_names_package_mirrors_and_command(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_debs_are_fetched_several_at_once_and_returned_in_lock_order(
+    mirrors: Callable[[], Mirror], tmp_path: Path
+) -> None:
+    mirror = mirrors()
+    mirror.delay = 0.2
+    packages = []
+    for number in range(6):
+        content = CONTENT + bytes([number])
+        package = dataclasses.replace(
+            _package(content),
+            name=f"libexample{number}",
+            filename=f"pool/main/e/example/libexample{number}_1.2-3+deb12u1_amd64.deb",
+        )
+        mirror.put(package.filename, content)
+        packages.append(package)
+    paths = fetch_debs(packages, {"debian": (mirror.url,)}, tmp_path, REFRESH)
+    assert [path.name for path in paths] == [
+        package.filename.rsplit("/", 1)[1] for package in packages
+    ]
+    assert mirror.most_at_once > 1, "the .debs were fetched one after the other"
+
+
 def test_security_packages_use_the_security_mirrors(
     mirrors: Callable[[], Mirror], tmp_path: Path
 ) -> None:
