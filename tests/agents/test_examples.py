@@ -479,11 +479,11 @@ def test_pants_run_on_a_taken_port_names_the_agent_and_port_and_leaves_no_contai
 ) -> None:
     port = PORTS["router"]
     metadata = built.agent("router")
-    loaded_images.append(f"{metadata['repository']}:{metadata['tags'][0]}")
     image_id = metadata["docker"]["imageID"]
     # In Docker already (from the archive in dist/), so that `run` does not load it again.
     with open(built.repo.root / "dist" / metadata["archive"], "rb") as archive:
-        docker_client.images.load(archive)
+        loaded = docker_client.images.load(archive)
+    loaded_images.extend(tag for image in loaded for tag in image.tags)
     taker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     left: List[str] = []
     try:

@@ -151,7 +151,13 @@ def test_layers_are_byte_identical_across_umask_tz_and_output_path(
     assert (second["digest"], second["diffID"]) == (first["digest"], first["diffID"])
     blob = (elsewhere / "layer.tar.gz").read_bytes()
     assert blob == (minimal_layer / "layer.tar.gz").read_bytes()
-    assert sorted(path.name for path in elsewhere.iterdir()) == ["descriptor.json", "layer.tar.gz"]
+    assert sorted(path.name for path in elsewhere.iterdir()) == [
+        "descriptor.json",
+        "layer.tar.gz",
+        "packages.json",
+    ]
+    packages = (elsewhere / "packages.json").read_bytes()
+    assert packages == (minimal_layer / "packages.json").read_bytes()
 
 
 def test_the_layer_holds_a_dpkg_database_and_bytecode(
