@@ -33,7 +33,7 @@ import json
 import re
 import subprocess
 from dataclasses import dataclass
-from typing import FrozenSet, Tuple
+from typing import Any, FrozenSet, List, Mapping, Tuple
 
 import pytest
 
@@ -149,16 +149,26 @@ def _listed_and_built(repo: ScratchRepo) -> Tuple[FrozenSet[str], FrozenSet[str]
     return frozenset(result.stdout.split()), frozenset(summaries), output
 
 
+def _supply_chain_documents(metadata: Mapping[str, Any]) -> List[str]:
+    """The SBOMs and provenance the metadata names, relative to dist/."""
+    return [*metadata["sbom"]["spdx"], metadata["sbom"]["provenance"]]
+
+
 def _dist_targets(repo: ScratchRepo) -> FrozenSet[str]:
-    """The agents whose archive, OCI layout and metadata dist/ holds (a base's metadata, which
-    names no target, by its path); fails on any other file there."""
+    """The agents whose archive, OCI layout, SBOM, provenance and metadata dist/ holds (a base's
+    metadata, which names no target, by its path); fails on any other file there."""
     dist = repo.root / "dist"
     files = sorted(path for path in dist.rglob("*") if path.is_file()) if dist.is_dir() else []
     metadata = [path for path in files if path.name.endswith(".tar.json")]
     archives = {path.with_name(path.name[: -len(".json")]) for path in metadata}
     layouts = {path.with_name(path.name[: -len(".tar.json")] + ".oci") for path in metadata}
     in_layouts = {path for path in files if layouts & set(path.parents)}
-    assert set(files) == set(metadata) | archives | in_layouts, files
+    sboms = {
+        dist / document
+        for path in metadata
+        for document in _supply_chain_documents(json.loads(path.read_text()))
+    }
+    assert set(files) == set(metadata) | archives | in_layouts | sboms, files
     assert all((layout / "index.json").is_file() for layout in layouts), files
     return frozenset(
         json.loads(path.read_text()).get("target", str(path.relative_to(dist))) for path in metadata

@@ -243,7 +243,7 @@ def cuda_base(
     assert image["layers"][: len(debian["layers"])] == debian["layers"]
     assert len(image["layers"]) == len(debian["layers"]) + 1
 
-    pushed = _oci("push", "--archive", str(archive), "--ref", reference)
+    pushed = _oci("push", "--spec", str(workdir / "image.json"), "--ref", reference)
     repository = reference.rsplit(":", 1)[0]
     assert f"pushed {repository}@{metadata['digest']}" in pushed
     return CudaBase(reference, metadata["digest"], image["layers"])
