@@ -39,13 +39,9 @@ class AgentPackageFieldSet(PackageFieldSet):
     output_path: OutputPathField
 
 
-def _with_sbom(metadata: Dict[str, Any], sbom: Sbom) -> bytes:
-    """The metadata JSON, naming where the SBOM and provenance are (relative to `dist/`)."""
-    metadata = {
-        **metadata,
-        "sbom": {"spdx": list(sbom.spdx_paths), "provenance": sbom.provenance_path},
-    }
-    return (json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode()
+def _sbom_entry(sbom: Sbom) -> Dict[str, Any]:
+    """Where the metadata says the SBOM and provenance are (relative to `dist/`)."""
+    return {"spdx": list(sbom.spdx_paths), "provenance": sbom.provenance_path}
 
 
 def _sbom_summary(dist_dir: DistDir, sbom: Sbom) -> str:
@@ -68,7 +64,10 @@ async def package_agent(
     sbom = await Get(Sbom, SbomRequest, image.sbom)
     return await exported_package(
         image.archive,
-        _with_sbom(thawed(metadata), sbom),
+        (
+            json.dumps({**thawed(metadata), "sbom": _sbom_entry(sbom)}, indent=2, sort_keys=True)
+            + "\n"
+        ).encode(),
         f"{field_set.address}: {metadata['digest']} ({len(layers)} layers, {size / MIB:.1f} MiB,"
         f" tagged {tags}; details in {dist_dir.relpath / output_path}.json;"
         f" {_sbom_summary(dist_dir, sbom)})",
@@ -121,13 +120,9 @@ async def package_base_image(
         locks=FrozenDict({base.sbom["lock"]["path"]: base.sbom["lock"]["sha256"]}),
     )
     sbom = await Get(Sbom, SbomRequest, sbom_request)
-    metadata = {
-        **thawed(description.metadata),
-        "sbom": {"spdx": list(sbom.spdx_paths), "provenance": sbom.provenance_path},
-    }
     return await exported_package(
         request,
-        canonical_json(metadata),
+        canonical_json({**thawed(description.metadata), "sbom": _sbom_entry(sbom)}),
         f"    manifest {description.manifest_digest}; {_sbom_summary(dist_dir, sbom)}",
         dist_dir,
         subsystem,

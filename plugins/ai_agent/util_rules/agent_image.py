@@ -88,9 +88,6 @@ class AgentImage:
     # What its SBOM and provenance are written from (`package` writes them).
     sbom: SbomRequest
 
-    def metadata_file(self) -> bytes:
-        return (json.dumps(thawed(self.metadata), indent=2, sort_keys=True) + "\n").encode()
-
 
 def _python(agent: Agent, runtime: BaseRuntime) -> str:
     """The interpreter the agent runs: its third-party packages' virtual environment's (a real
