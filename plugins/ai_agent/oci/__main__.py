@@ -7,6 +7,7 @@
     pull-blob --repository REGISTRY/REPOSITORY --digest sha256:… --size N --output FILE
               [--insecure-registry HOST[:PORT] ...] [LIMITS]
     push --spec SPEC.json --ref REGISTRY/REPOSITORY[:TAG] [--ref ...]
+         [--attach MEDIA_TYPE SUBJECT FILE ...]
          [--mount-from REGISTRY/REPOSITORY ...] [--insecure-registry HOST[:PORT] ...] [LIMITS]
     missing-layers --spec SPEC.json --repository REGISTRY/REPOSITORY
                    [--mount-from REGISTRY/REPOSITORY ...] [--insecure-registry HOST[:PORT] ...]
@@ -22,7 +23,11 @@ whose bytes differ, and where first: tar entry and header field, JSON field, or 
 config or layer of an image archive (`compare.py`).
 `push` pushes the image of SPEC (as `image` would write it), blobs as they are (so the digest is
 kept), skipping blobs the registry has and mounting those another repository of it has (a
-layer file may then be absent), and prints per repository the bytes uploaded and skipped.
+layer file may then be absent), and prints per repository the bytes uploaded and skipped. Each
+--attach then attaches FILE, a document of MEDIA_TYPE (`application/spdx+json`,
+`application/vnd.in-toto+json`) about the manifest SUBJECT (the image's digest or one of its
+platforms' manifests), as an OCI 1.1 referrer, with the referrers tag `sha256-<hex>` where the
+registry has no referrers API (`referrers.py`); a second push sends nothing again.
 `missing-layers` prints, as a JSON list of digests, the layers of SPEC's image that neither the
 repository nor a --mount-from repository has (HEAD requests): the only layer files `push` needs.
 `check-base` asks the registry, with HEAD, whether it still has every digest a base lock pins, and
@@ -76,10 +81,11 @@ from .compare import compare_directories
 from .connection import add_limit_arguments, limits_from
 from .errors import OciError
 from .export import export_files
-from .image import image_metadata
+from .image import created_from_epoch, image_metadata
 from .layer import write_layer_directory
 from .name import Reference, Repository
 from .push import local_blobs, missing_layers
+from .referrers import artifact, attach, subject_of
 from .remote import RegistryClient
 from .spec import read_image_spec, read_layer_spec
 from .transport import REGISTRY_LIMITS
@@ -146,8 +152,20 @@ def run_push(args: argparse.Namespace) -> None:
     layer files as they are, so the pushed digest is the built one; a layer file may be absent
     if the registry has the blob. Print, per repository, what was uploaded and what the
     registry already had."""
-    target = read_image_spec(args.spec).target
+    spec = read_image_spec(args.spec)
+    target = spec.target
     blobs = local_blobs(target)
+    created = created_from_epoch(spec.epoch)
+    artifacts = [
+        artifact(
+            Path(path),
+            media_type,
+            subject_of(target, subject),
+            title=Path(path).name,
+            created=created,
+        )
+        for media_type, subject, path in args.attach
+    ]
     mount_from = [Repository.parse(repository) for repository in args.mount_from]
     parsed = [Reference.parse(reference) for reference in args.ref]
     with _client(args) as client:
@@ -157,6 +175,9 @@ def run_push(args: argparse.Namespace) -> None:
                 repository, target.descriptor, blobs, tags=tags, mount_from=mount_from
             )
             print(f"pushed {repository}@{target.digest}: {stats}")
+            if artifacts:
+                attached = attach(client, repository, artifacts, mount_from=mount_from)
+                print(f"referrers of {repository}@{target.digest}: {attached}")
 
 
 def run_missing_layers(args: argparse.Namespace) -> None:
@@ -230,6 +251,14 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument("--spec", type=Path, required=True, help="an image spec")
     push.add_argument(
         "--ref", action="append", required=True, help="registry/repository[:tag]; repeatable"
+    )
+    push.add_argument(
+        "--attach",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("MEDIA_TYPE", "SUBJECT", "FILE"),
+        help="a document about the manifest SUBJECT to attach as a referrer; repeatable",
     )
     push.set_defaults(run=run_push)
     missing = commands.add_parser("missing-layers", help="list the layers a repository lacks")
