@@ -170,15 +170,19 @@ class ImageBuilder:
         spec: str,
         refs: Sequence[str],
         mount_from: Sequence[str],
+        attach: Sequence[Tuple[str, str, str]] = (),
         inputs: Digest,
         description: str,
     ) -> Process:
-        """Push the image of `spec`; `inputs` need hold only the layer files that neither the
-        registry nor a `mount_from` repository of it has."""
+        """Push the image of `spec`, then attach each document of `attach` ((media type, the
+        digest of the manifest it is about, its path in `inputs`)) as an OCI 1.1 referrer;
+        `inputs` need hold only the layer files that neither the registry nor a `mount_from`
+        repository of it has."""
         return self._process(
             "oci",
             ["push", "--spec", spec]
             + [arg for ref in refs for arg in ("--ref", ref)]
+            + [arg for document in attach for arg in ("--attach", *document)]
             + [arg for source in mount_from for arg in ("--mount-from", source)]
             + list(access.args),
             description=description,
