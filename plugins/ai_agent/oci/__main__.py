@@ -14,7 +14,8 @@
                    [LIMITS]
     compare --first DIR --second DIR
     check-base --lock LOCK.json [--insecure-registry HOST[:PORT] ...] [LIMITS]
-    export --into DIR [--layout LAYOUT --spec SPEC.json] [--remove OLD ...] PATH [PATH ...]
+    export --into DIR [--layout LAYOUT --spec SPEC.json] [--remove OLD ...]
+           [--remove-sbom-named-by METADATA] PATH [PATH ...]
 
 `lock-base` resolves a registry base's tag and writes its lock (the format is in `base.py`).
 `pull-blob` downloads one blob by digest; FILE appears only once the bytes matched the digest.
@@ -35,8 +36,9 @@ prints the report of the `debian check` command (`types.check_report`).
 `export` places the image of SPEC as an OCI image layout at DIR/LAYOUT (its layer blobs
 hardlinked, each blob written only if absent), then each PATH (relative to the working
 directory) at the same relative path under DIR, whole or not at all and the last one last
-(`export.py`), deletes DIR/OLD, and prints what it wrote and what was already there as
-{"written": [...], "unchanged": [...]}.
+(`export.py`), deletes DIR/OLD and the SBOM files that DIR/METADATA (the image's metadata JSON as
+an earlier export left it) names and no PATH is, and prints what it wrote and what was already
+there as {"written": [...], "unchanged": [...]}.
 All registry commands read registry credentials from `$DOCKER_CONFIG/config.json` (else
 `~/.docker/config.json`) and reach loopback registries, and those given with --insecure-registry,
 over plain HTTP. LIMITS bound each registry operation (`connection.py`; `--help` gives the
@@ -80,7 +82,7 @@ from .base import BaseLock, check_lock, lock_base
 from .compare import compare_directories
 from .connection import add_limit_arguments, limits_from
 from .errors import OciError
-from .export import export_files
+from .export import export_files, sbom_named_by
 from .image import created_from_epoch, image_metadata
 from .layer import write_layer_directory
 from .name import Reference, Repository
@@ -200,7 +202,11 @@ def run_export(args: argparse.Namespace) -> None:
         raise _FlagsError("export: --layout and --spec go together")
     layout = None if args.layout is None else (args.layout, read_image_spec(args.spec).files())
     files = [(Path(path), path) for path in args.paths]
-    exported = export_files(args.into, files, layout, args.remove)
+    remove = list(args.remove)
+    if args.remove_sbom_named_by:
+        earlier = sbom_named_by(args.into, args.remove_sbom_named_by)
+        remove += [path for path in earlier if path not in args.paths and path not in remove]
+    exported = export_files(args.into, files, layout, remove)
     print(json.dumps({"written": exported.written, "unchanged": exported.unchanged}))
 
 
@@ -278,6 +284,11 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--spec", type=Path, help="an image spec, as the image command takes")
     export.add_argument(
         "--remove", action="append", default=[], help="a path under --into to delete; repeatable"
+    )
+    export.add_argument(
+        "--remove-sbom-named-by",
+        metavar="METADATA",
+        help="an image's metadata JSON under --into: the SBOM files it names that no PATH is go",
     )
     export.add_argument("paths", nargs="+", metavar="PATH", help="the last one is placed last")
     export.set_defaults(run=run_export)

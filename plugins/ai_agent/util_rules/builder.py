@@ -104,15 +104,20 @@ class ImageBuilder:
         spec: str,
         paths: Sequence[str],
         remove: Sequence[str],
+        remove_sbom_named_by: Optional[str] = None,
         inputs: Digest,
         description: str,
     ) -> Process:
         """Place `paths` under `into`, after the image of `spec` as an OCI layout at `layout`
-        unless that is None."""
+        unless that is None; remove `remove`, and the SBOM files that the metadata JSON at
+        `remove_sbom_named_by` names (as an earlier package left it) and `paths` lack."""
         layout_args = ["--layout", layout, "--spec", spec] if layout else []
+        sbom_args = (
+            [f"--remove-sbom-named-by={remove_sbom_named_by}"] if remove_sbom_named_by else []
+        )
         return self._process(
             "oci",
-            ["export", "--into", into, *layout_args]
+            ["export", "--into", into, *layout_args, *sbom_args]
             + [f"--remove={path}" for path in remove]
             + list(paths),
             description=description,
