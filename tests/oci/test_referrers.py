@@ -7,13 +7,16 @@ manifest and whose one layer is the local file, byte for byte; pushing again sen
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 import uuid
+from http.client import HTTPConnection
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
@@ -22,6 +25,7 @@ from ai_agent.oci.referrers import EMPTY_DESCRIPTOR, IN_TOTO_JSON, SPDX_JSON, ar
 from ai_agent.oci.remote import RegistryClient
 from ai_agent.oci.types import OCI_INDEX, OCI_MANIFEST, Descriptor
 from testkit.components import RunningRegistry
+from testkit.http_stub import QuietHandler, StubHTTPServer
 
 pytestmark = pytest.mark.integration
 
@@ -185,3 +189,85 @@ def test_a_referrers_list_keeps_what_others_attached(
         old.descriptor.digest,
         new.descriptor.digest,
     ]
+
+
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
+_REFERRERS_API = re.compile(r"/referrers/sha256:[0-9a-f]{64}(\?|$)")
+
+
+class ReferrersApiProxy(StubHTTPServer):
+    """The real registry behind a forwarder that plays a registry with the referrers API: it
+    answers `GET /v2/<name>/referrers/<digest>` with an (empty) index, and, if `subject_header`,
+    a manifest PUT with the `OCI-Subject` header naming the manifest's subject."""
+
+    def __init__(self, upstream: str, subject_header: bool) -> None:
+        self.requests: List[Tuple[str, str]] = []
+        proxy = self
+        lock = threading.Lock()
+
+        class Handler(QuietHandler):
+            protocol_version = "HTTP/1.1"
+
+            def handle_one_request(self) -> None:
+                self.raw_requestline = self.rfile.readline(65537)
+                if not self.raw_requestline or not self.parse_request():
+                    self.close_connection = True
+                    return
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with lock:
+                    proxy.requests.append((self.command, self.path))
+                if _REFERRERS_API.search(self.path):
+                    listing = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+                    self._answer(200, [("Content-Type", OCI_INDEX)], json.dumps(listing).encode())
+                    return
+                extra: List[Tuple[str, str]] = []
+                if self.command == "PUT" and "/manifests/" in self.path and subject_header:
+                    subject: Optional[Dict[str, Any]] = json.loads(body).get("subject")
+                    extra = [("OCI-Subject", subject["digest"])] if subject else []
+                self._forward(body, extra)
+
+            def _forward(self, body: bytes, extra: List[Tuple[str, str]]) -> None:
+                connection = HTTPConnection(upstream, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+                headers["Content-Length"] = str(len(body))
+                connection.request(self.command, self.path, body=body, headers=headers)
+                response = connection.getresponse()
+                answer = response.read()
+                connection.close()
+                passed = [(k, v) for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP]
+                self._answer(response.status, passed + extra, answer)
+
+            def _answer(self, status: int, headers: List[Tuple[str, str]], body: bytes) -> None:
+                self.send_response(status)
+                for name, value in headers + [("Content-Length", str(len(body)))]:
+                    self.send_header(name, value)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+        super().__init__(Handler)
+
+
+@pytest.mark.parametrize("subject_header", [True, False])
+def test_a_registry_with_the_referrers_api_gets_no_referrers_tag(
+    registry: RunningRegistry, tmp_path: Path, subject_header: bool
+) -> None:
+    """Where the registry says it lists referrers itself (the `OCI-Subject` header on the PUT,
+    else an answer from the referrers API), no referrers tag is written."""
+    spec, metadata = _image(tmp_path / "image")
+    name = f"referrers/{uuid.uuid4().hex[:12]}"
+    with ReferrersApiProxy(registry.address, subject_header) as proxy:
+        pushed = _oci("push", "--spec", str(spec), "--ref", f"{proxy.address}/{name}:v1")
+        assert pushed.returncode == 0, pushed.stderr
+        subject = Descriptor(OCI_INDEX, metadata["digest"], metadata["size"])
+        with RegistryClient() as client:
+            stats = attach(
+                client,
+                Repository(proxy.address, name),
+                [artifact(b"{}", IN_TOTO_JSON, subject, title="agent.provenance.json")],
+            )
+    assert (stats.attached, stats.tags_written) == (1, ())
+    asked = [path for _, path in proxy.requests if _REFERRERS_API.search(path)]
+    assert asked == ([] if subject_header else [f"/v2/{name}/referrers/{metadata['digest']}"])
+    status, _, _ = _get(registry, f"/v2/{name}/manifests/sha256-{metadata['digest'][7:]}")
+    assert status == 404

@@ -267,26 +267,3 @@ def _read_tag(client: RegistryClient, repository: Repository, tag: str) -> Optio
         return client._fetch_manifest(repository, tag)
     except NotFoundError:
         return None
-
-
-def referrers_of(client: RegistryClient, repository: Repository, subject: str) -> List[Descriptor]:
-    """The referrers of `subject`: the registry's referrers API's list, else (a 404) the
-    fallback tag's, else none."""
-
-    def read() -> Optional[Manifest]:
-        try:
-            with client._request(
-                repository,
-                "GET",
-                f"/v2/{repository.name}/referrers/{subject}",
-                scopes=pull_scope(repository),
-                expected={200},
-                headers={"Accept": OCI_INDEX},
-            ) as response:
-                data = response.read_up_to(4 * 1024 * 1024)
-        except NotFoundError:
-            return _read_tag(client, repository, fallback_tag(subject))
-        return Manifest(Descriptor(OCI_INDEX, sha256_digest(data), len(data)), data)
-
-    listing = client._retrying(f"listing the referrers of {subject}", repository, read)
-    return [] if listing is None else list(listing.manifests)
