@@ -49,6 +49,7 @@ LAYER_KINDS = ["base", "packages", "weights", "code", "config"]
 LOCKS = ("lockfiles/agents.lock", "lockfiles/debian-bookworm-python.lock.json")
 CENTROIDS = "agents/models/router/router-centroids.npy"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 UNCOMPRESSED_LAYER = "application/vnd.oci.image.layer.v1.tar"
 NONROOT = "65532"
 
@@ -340,6 +341,37 @@ def _registry_manifest_digest(registry: RunningRegistry, name: str, tag: str) ->
         return str(response.headers["Docker-Content-Digest"])
 
 
+def _registry_get(registry: RunningRegistry, path: str, accept: str = "") -> bytes:
+    request = urllib.request.Request(f"{registry.url}/v2/{path}", headers={"Accept": accept})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return bytes(response.read())
+
+
+def _check_attached(built: Built, registry: RunningRegistry, metadata: Dict[str, Any]) -> None:
+    """The SBOM and provenance in dist/ are the image's referrers in the registry (which has no
+    referrers API: listed by the tag `sha256-<hex>`), byte for byte."""
+    digest = metadata["digest"]
+    listing = json.loads(
+        _registry_get(registry, f"agents/router/manifests/sha256-{digest[7:]}", OCI_INDEX)
+    )
+    referrers = {entry["artifactType"]: entry["digest"] for entry in listing["manifests"]}
+    documents = {
+        "application/spdx+json": metadata["sbom"]["spdx"][0],
+        "application/vnd.in-toto+json": metadata["sbom"]["provenance"],
+    }
+    assert set(referrers) == set(documents), listing
+    for artifact_type, path in documents.items():
+        manifest = json.loads(
+            _registry_get(
+                registry, f"agents/router/manifests/{referrers[artifact_type]}", OCI_MANIFEST
+            )
+        )
+        assert (manifest["artifactType"], manifest["subject"]["digest"]) == (artifact_type, digest)
+        (layer,) = manifest["layers"]
+        document = _registry_get(registry, f"agents/router/blobs/{layer['digest']}")
+        assert document == (built.repo.root / "dist" / path).read_bytes()
+
+
 def test_publish_pushes_the_packaged_digest_to_every_tag_then_skips_every_blob(
     built: Built, registry: RunningRegistry, router_with_repository: str
 ) -> None:
@@ -359,12 +391,22 @@ def test_publish_pushes_the_packaged_digest_to_every_tag_then_skips_every_blob(
     assert f"pushed {repository}@{digest}: uploaded {blobs} blobs (" in first, first
     for tag in ("1.0", "latest"):
         assert _registry_manifest_digest(registry, "agents/router", tag) == digest
+    # Its SBOM and provenance are attached to it (one platform: both to its manifest).
+    assert (
+        f"referrers of {repository}@{digest}: attached 2 referrers (0 already there; referrers"
+        f" tags written: sha256-{digest[7:]});" in first
+    ), first
+    _check_attached(built, registry, metadata)
 
     again = succeeded(built.repo.run("publish", target))
     assert (
         f"pushed {repository}@{digest}: uploaded 0 blobs (0 B), skipped {blobs} (" in again
     ), again
     assert f"{blobs} already present)" in again, again
+    assert (
+        f"referrers of {repository}@{digest}: attached 0 referrers (2 already there; referrers"
+        " tags written: none); uploaded 0 blobs (0 B)" in again
+    ), again
 
 
 # run --------------------------------------------------------------------------------------------

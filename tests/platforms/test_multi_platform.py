@@ -1,14 +1,15 @@
 """An agent for two platforms through Pants: a `debian_base` locked for amd64 and arm64 and an
 agent with `platforms=["linux/amd64", "linux/arm64"]` give one archive holding an image index,
 whose arm64 image carries the aarch64 numpy wheel and the arm64 base, and whose amd64 image is
-byte for byte the one a single-platform build gives. Needs deb.debian.org (the arm64 lock and
+byte for byte the one a single-platform build gives; going from two platforms to one and back
+leaves only the current SPDX documents in dist/. Needs deb.debian.org (the arm64 lock and
 .debs, gpgv) and PyPI (both numpy wheels)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import pytest
 
@@ -39,6 +40,11 @@ def _package(repo: ScratchRepo, platforms: str) -> Dict[str, Any]:
     return dict(json.loads((repo.root / METADATA).read_text()))
 
 
+def _spdx_files(repo: ScratchRepo) -> List[str]:
+    dist = repo.root / "dist"
+    return sorted(str(path.relative_to(dist)) for path in dist.glob("agents.two/*.spdx.json"))
+
+
 def test_two_platforms_give_an_index_of_per_platform_images(tmp_path: Path) -> None:
     repo = ScratchRepo.create(tmp_path / "repo")
     repo.write(FILES)
@@ -62,6 +68,20 @@ def test_two_platforms_give_an_index_of_per_platform_images(tmp_path: Path) -> N
     assert both["docker"]["imageID"] == amd64["imageID"]
     assert arm64["imageID"] != amd64["imageID"]
 
+    # One SBOM per platform.
+    assert (
+        _spdx_files(repo)
+        == sorted(both["sbom"]["spdx"])
+        == [
+            "agents.two/agent.linux-amd64.spdx.json",
+            "agents.two/agent.linux-arm64-v8.spdx.json",
+        ]
+    )
+
     single = _package(repo, "")
     assert single["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
     assert single["digest"] == amd64["manifest"]["digest"]
+    # Back to one platform: one SBOM, and the two of before are gone.
+    assert _spdx_files(repo) == single["sbom"]["spdx"] == ["agents.two/agent.spdx.json"]
+    both_again = _package(repo, ', platforms=["linux/amd64", "linux/arm64"]')
+    assert _spdx_files(repo) == sorted(both_again["sbom"]["spdx"])

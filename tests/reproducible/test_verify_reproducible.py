@@ -46,9 +46,10 @@ def test_an_agent_built_by_the_plugin_is_reproducible(tmp_path: Path) -> None:
     repo.write(FILES)
     result = repo.run("verify-reproducible", AGENT)
     assert result.returncode == 0, _output(result)
-    # Base fetch and layer, code, config, the image's description, archive.
+    # Base fetch and layer, code, config, the image's description, archive, the SBOM step and
+    # the description of the Debian base packaged alone that it reads its digest from.
     assert re.search(
-        rf"^✓ {AGENT}: sha256:[0-9a-f]{{64}} is reproducible: its 6 build steps, run again"
+        rf"^✓ {AGENT}: sha256:[0-9a-f]{{64}} is reproducible: its 8 build steps, run again"
         " without caches, gave the same bytes$",
         result.stdout,
         re.MULTILINE,
@@ -74,14 +75,14 @@ def test_a_layer_writer_that_stamps_the_clock_is_caught_and_named(tmp_path: Path
     output = _output(result)
     assert result.returncode == 1, output
     assert re.search(
-        rf"^✕ {AGENT}: sha256:[0-9a-f]{{64}} is NOT reproducible: 2 of its 6 build steps gave"
+        rf"^✕ {AGENT}: sha256:[0-9a-f]{{64}} is NOT reproducible: 2 of its 8 build steps gave"
         " other bytes when run again without caches:$",
         result.stdout,
         re.MULTILINE,
     ), output
     drifted = re.findall(r"^  (\S.*):$", result.stdout, re.MULTILINE)
-    # The two `layer` steps, and not the Debian base, the description or the archive (same
-    # inputs, same bytes).
+    # The two `layer` steps, and not the Debian base, the description, the archive or the SBOM
+    # (same inputs, same bytes).
     assert sorted(drifted) == [
         "Writing the code layer (tiny_agent (1 files))",
         "Writing the config layer (/etc/ai-agent/agent.yaml)",

@@ -2,7 +2,9 @@
 its build steps' outputs, blobs as they are (so the registry's manifest digest is the one
 `package` printed), to every tag in `image_tags`. No archive is built for it: the registry is
 asked first which layers it lacks, and only those layers' blobs are inputs of the push (mounted
-from where Pants' store has them; with deferred cache content, the others are never fetched)."""
+from where Pants' store has them; with deferred cache content, the others are never fetched).
+The same push then attaches the image's SBOM (each platform's to that platform's manifest) and
+provenance (to the image's digest) as OCI 1.1 referrers (`oci/referrers.py`)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from pants.engine.target import AllTargets
 from pants.util.logging import LogLevel
 
 from ai_agent.oci.name import Repository
+from ai_agent.oci.referrers import IN_TOTO_JSON, SPDX_JSON
 from ai_agent.target_types import (
     AgentConfigSourceField,
     AgentImageTagsField,
@@ -41,6 +44,7 @@ from ai_agent.util_rules.image import (
     ImageArchiveRequest,
 )
 from ai_agent.util_rules.network import RegistryAccess
+from ai_agent.util_rules.sbom import Sbom, SbomRequest
 
 
 class PublishAgentRequest(PublishRequest):
@@ -70,6 +74,15 @@ async def _layer_paths(request: ImageArchiveRequest, described: DescribedImage) 
     for path, descriptor in zip(descriptor_paths, descriptors):
         paths[descriptor["digest"]] = posixpath.join(posixpath.dirname(path), descriptor["blob"])
     return paths
+
+
+def _attachments(request: SbomRequest, sbom: Sbom) -> Tuple[Tuple[str, str, str], ...]:
+    """What the push attaches to the image: each platform's SPDX document to that platform's
+    manifest, the provenance to the image's digest (an index's, or its one manifest's)."""
+    spdx = tuple(
+        (SPDX_JSON, image.manifest, path) for image, path in zip(request.images, sbom.spdx_paths)
+    )
+    return (*spdx, (IN_TOTO_JSON, request.digest, sbom.provenance_path))
 
 
 async def _mount_sources(repository: str) -> Tuple[str, ...]:
@@ -149,13 +162,16 @@ async def publish_agent(
     output_path = await checked_output_path(field_set.address, field_set.output_path)
     image = await Get(AgentImage, AgentImageRequest(field_set.address, output_path))
     mount_from = await _mount_sources(repository)
-    inputs = await _push_inputs(image.archive, repository, mount_from, builder, access)
+    image_inputs = await _push_inputs(image.archive, repository, mount_from, builder, access)
+    sbom = await Get(Sbom, SbomRequest, image.sbom)
+    inputs = await Get(Digest, MergeDigests([image_inputs, sbom.digest]))
     refs = [f"{repository}:{tag}" for tag in field_set.image_tags.value or ()]
     process = builder.oci_push(
         access=access,
         spec=IMAGE_SPEC,
         refs=refs,
         mount_from=mount_from,
+        attach=_attachments(image.sbom, sbom),
         inputs=inputs,
         description=f"Pushing {field_set.address} to {repository}",
     )

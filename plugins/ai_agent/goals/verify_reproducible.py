@@ -1,9 +1,9 @@
-"""`./pants verify-reproducible ::`: every build step of each `ai_agent` image is run again with no
-cache (neither the local nor the remote one) on the same inputs, and must give the bytes that the
-build gave, which may come from this machine's cache or from another machine's via a remote
-cache. A step that drifts is named with the file it wrote and where that file first differs
-(the tar entry and header field, the JSON field, the config field of the image), found by the
-OCI core's `compare` command.
+"""`./pants verify-reproducible ::`: every build step of each `ai_agent` image, the writing of its
+SBOM and provenance included, is run again with no cache (neither the local nor the remote one)
+on the same inputs, and must give the bytes that the build gave, which may come from this
+machine's cache or from another machine's via a remote cache. A step that drifts is named with
+the file it wrote and where that file first differs (the tar entry and header field, the JSON
+field, the config field of the image), found by the OCI core's `compare` command.
 
 Each step's inputs are the outputs of the steps before it, so if every step gives the same bytes
 from the same inputs, the whole image does: checking steps one by one proves the image and
@@ -29,6 +29,7 @@ from ai_agent.goals.package import AgentPackageFieldSet
 from ai_agent.util_rules.agent_image import AgentImage, AgentImageRequest
 from ai_agent.util_rules.builder import BuildStep, BuildStepOutput, ImageBuilder
 from ai_agent.util_rules.image import ImageArchive, ImageArchiveRequest
+from ai_agent.util_rules.sbom import Sbom, SbomRequest
 
 # What a step printed is compared too (`wheels plan` answers on stdout), as this file.
 _STDOUT = "(stdout)"
@@ -38,7 +39,8 @@ class VerifyReproducibleSubsystem(GoalSubsystem):
     name = "verify-reproducible"
     help = softwrap(
         """
-        Run every build step of the given `ai_agent` images again without any cache and check
+        Run every build step of the given `ai_agent` images (their SBOM and provenance
+        included) again without any cache and check
         that each gives the same bytes as the build (cached locally, or by another machine in a
         remote cache). On a difference, name the step, the file and the first differing tar
         entry, header field or config field. Exits 1 if any image is not reproducible.
@@ -135,11 +137,16 @@ async def verify_reproducible(console: Console, targets: FilteredTargets) -> Ver
         )
         for field_set in field_sets
     )
-    # The archive too: `run` and `publish` use it, and `package` unless told not to.
+    # The archive too (`package` writes it unless told not to), and the SBOM and provenance
+    # (with what they read that the image's steps did not write: a Debian base's description).
     archives = await MultiGet(
         Get(ImageArchive, ImageArchiveRequest, image.archive) for image in images
     )
-    steps_of = [(*image.steps, archive.step) for image, archive in zip(images, archives)]
+    sboms = await MultiGet(Get(Sbom, SbomRequest, image.sbom) for image in images)
+    steps_of = [
+        (*image.steps, archive.step, *sbom.steps)
+        for image, archive, sbom in zip(images, archives, sboms)
+    ]
     # Agents share steps (a base, weights); each runs again once.
     steps = tuple(dict.fromkeys(step for image_steps in steps_of for step in image_steps))
     comparisons = await MultiGet(Get(StepComparison, StepRerun(step)) for step in steps)

@@ -7,13 +7,15 @@
     pull-blob --repository REGISTRY/REPOSITORY --digest sha256:… --size N --output FILE
               [--insecure-registry HOST[:PORT] ...] [LIMITS]
     push --spec SPEC.json --ref REGISTRY/REPOSITORY[:TAG] [--ref ...]
+         [--attach MEDIA_TYPE SUBJECT FILE ...]
          [--mount-from REGISTRY/REPOSITORY ...] [--insecure-registry HOST[:PORT] ...] [LIMITS]
     missing-layers --spec SPEC.json --repository REGISTRY/REPOSITORY
                    [--mount-from REGISTRY/REPOSITORY ...] [--insecure-registry HOST[:PORT] ...]
                    [LIMITS]
     compare --first DIR --second DIR
     check-base --lock LOCK.json [--insecure-registry HOST[:PORT] ...] [LIMITS]
-    export --into DIR [--layout LAYOUT --spec SPEC.json] [--remove OLD ...] PATH [PATH ...]
+    export --into DIR [--layout LAYOUT --spec SPEC.json] [--remove OLD ...]
+           [--remove-sbom-named-by METADATA] PATH [PATH ...]
 
 `lock-base` resolves a registry base's tag and writes its lock (the format is in `base.py`).
 `pull-blob` downloads one blob by digest; FILE appears only once the bytes matched the digest.
@@ -22,7 +24,11 @@ whose bytes differ, and where first: tar entry and header field, JSON field, or 
 config or layer of an image archive (`compare.py`).
 `push` pushes the image of SPEC (as `image` would write it), blobs as they are (so the digest is
 kept), skipping blobs the registry has and mounting those another repository of it has (a
-layer file may then be absent), and prints per repository the bytes uploaded and skipped.
+layer file may then be absent), and prints per repository the bytes uploaded and skipped. Each
+--attach then attaches FILE, a document of MEDIA_TYPE (`application/spdx+json`,
+`application/vnd.in-toto+json`) about the manifest SUBJECT (the image's digest or one of its
+platforms' manifests), as an OCI 1.1 referrer, with the referrers tag `sha256-<hex>` where the
+registry has no referrers API (`referrers.py`); a second push sends nothing again.
 `missing-layers` prints, as a JSON list of digests, the layers of SPEC's image that neither the
 repository nor a --mount-from repository has (HEAD requests): the only layer files `push` needs.
 `check-base` asks the registry, with HEAD, whether it still has every digest a base lock pins, and
@@ -30,8 +36,9 @@ prints the report of the `debian check` command (`types.check_report`).
 `export` places the image of SPEC as an OCI image layout at DIR/LAYOUT (its layer blobs
 hardlinked, each blob written only if absent), then each PATH (relative to the working
 directory) at the same relative path under DIR, whole or not at all and the last one last
-(`export.py`), deletes DIR/OLD, and prints what it wrote and what was already there as
-{"written": [...], "unchanged": [...]}.
+(`export.py`), deletes DIR/OLD and the SBOM files that DIR/METADATA (the image's metadata JSON as
+an earlier export left it) names and no PATH is, and prints what it wrote and what was already
+there as {"written": [...], "unchanged": [...]}.
 All registry commands read registry credentials from `$DOCKER_CONFIG/config.json` (else
 `~/.docker/config.json`) and reach loopback registries, and those given with --insecure-registry,
 over plain HTTP. LIMITS bound each registry operation (`connection.py`; `--help` gives the
@@ -75,11 +82,12 @@ from .base import BaseLock, check_lock, lock_base
 from .compare import compare_directories
 from .connection import add_limit_arguments, limits_from
 from .errors import OciError
-from .export import export_files
-from .image import image_metadata
+from .export import export_files, sbom_named_by
+from .image import created_from_epoch, image_metadata
 from .layer import write_layer_directory
 from .name import Reference, Repository
 from .push import local_blobs, missing_layers
+from .referrers import artifact, attach, subject_of
 from .remote import RegistryClient
 from .spec import read_image_spec, read_layer_spec
 from .transport import REGISTRY_LIMITS
@@ -146,8 +154,20 @@ def run_push(args: argparse.Namespace) -> None:
     layer files as they are, so the pushed digest is the built one; a layer file may be absent
     if the registry has the blob. Print, per repository, what was uploaded and what the
     registry already had."""
-    target = read_image_spec(args.spec).target
+    spec = read_image_spec(args.spec)
+    target = spec.target
     blobs = local_blobs(target)
+    created = created_from_epoch(spec.epoch)
+    artifacts = [
+        artifact(
+            Path(path),
+            media_type,
+            subject_of(target, subject),
+            title=Path(path).name,
+            created=created,
+        )
+        for media_type, subject, path in args.attach
+    ]
     mount_from = [Repository.parse(repository) for repository in args.mount_from]
     parsed = [Reference.parse(reference) for reference in args.ref]
     with _client(args) as client:
@@ -157,6 +177,9 @@ def run_push(args: argparse.Namespace) -> None:
                 repository, target.descriptor, blobs, tags=tags, mount_from=mount_from
             )
             print(f"pushed {repository}@{target.digest}: {stats}")
+            if artifacts:
+                attached = attach(client, repository, artifacts, mount_from=mount_from)
+                print(f"referrers of {repository}@{target.digest}: {attached}")
 
 
 def run_missing_layers(args: argparse.Namespace) -> None:
@@ -179,7 +202,11 @@ def run_export(args: argparse.Namespace) -> None:
         raise _FlagsError("export: --layout and --spec go together")
     layout = None if args.layout is None else (args.layout, read_image_spec(args.spec).files())
     files = [(Path(path), path) for path in args.paths]
-    exported = export_files(args.into, files, layout, args.remove)
+    remove = list(args.remove)
+    if args.remove_sbom_named_by:
+        earlier = sbom_named_by(args.into, args.remove_sbom_named_by)
+        remove += [path for path in earlier if path not in args.paths and path not in remove]
+    exported = export_files(args.into, files, layout, remove)
     print(json.dumps({"written": exported.written, "unchanged": exported.unchanged}))
 
 
@@ -231,6 +258,14 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument(
         "--ref", action="append", required=True, help="registry/repository[:tag]; repeatable"
     )
+    push.add_argument(
+        "--attach",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("MEDIA_TYPE", "SUBJECT", "FILE"),
+        help="a document about the manifest SUBJECT to attach as a referrer; repeatable",
+    )
     push.set_defaults(run=run_push)
     missing = commands.add_parser("missing-layers", help="list the layers a repository lacks")
     missing.add_argument("--spec", type=Path, required=True, help="an image spec")
@@ -249,6 +284,11 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--spec", type=Path, help="an image spec, as the image command takes")
     export.add_argument(
         "--remove", action="append", default=[], help="a path under --into to delete; repeatable"
+    )
+    export.add_argument(
+        "--remove-sbom-named-by",
+        metavar="METADATA",
+        help="an image's metadata JSON under --into: the SBOM files it names that no PATH is go",
     )
     export.add_argument("paths", nargs="+", metavar="PATH", help="the last one is placed last")
     export.set_defaults(run=run_export)

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Callable, Optional, Sequence, Tuple
+from typing import IO, Callable, List, Optional, Sequence, Tuple
 
 from .archive import ImageFiles
 from .errors import OciError
@@ -96,6 +97,38 @@ def export_files(
         tuple(name for name, in_place in zip(names, unchanged) if not in_place),
         tuple(name for name, in_place in zip(names, unchanged) if in_place),
     )
+
+
+# What an image's metadata JSON names under `sbom` may be removed with `sbom_named_by`: only
+# these kinds of file.
+_SBOM_SUFFIXES = (".spdx.json", ".provenance.json")
+
+
+def sbom_named_by(into: Path, metadata: str) -> List[str]:
+    """The SBOM and provenance files that the metadata JSON at `metadata` (relative to `into`)
+    names under `sbom` (`{"spdx": [...], "provenance": "..."}`), if it is there and readable:
+    what an earlier package of the image placed, so that those a new set lacks (an image now
+    for several platforms has other SPDX file names) can go. Anything else it may name, or a
+    file it cannot read, is ignored: this only tidies."""
+    try:
+        document = json.loads(_destination(into, metadata).read_bytes())
+        sbom = document["sbom"]
+        named = [*sbom["spdx"], sbom["provenance"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [
+        path
+        for path in named
+        if isinstance(path, str) and path.endswith(_SBOM_SUFFIXES) and _inside(into, path)
+    ]
+
+
+def _inside(into: Path, relative: str) -> bool:
+    try:
+        _destination(into, relative)
+    except ExportError:
+        return False
+    return True
 
 
 def _entry_size(entry: Entry) -> int:

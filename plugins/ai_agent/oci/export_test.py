@@ -5,7 +5,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Dict
+from typing import Dict, List, Sequence
 
 import pytest
 
@@ -252,3 +252,51 @@ def test_a_layout_no_longer_wanted_is_removed_whole(tmp_path: Path) -> None:
     result = export_files(dist, [(sources[METADATA], METADATA)], remove=["agent.oci"])
     assert result.written == (METADATA,)
     assert not (dist / "agent.oci").exists() and (dist / METADATA).exists()
+
+
+def _sbom_set(build: Path, spdx: List[str], extra: Sequence[str] = ()) -> List[str]:
+    """The files `package` places for an image with these SPDX documents, in `build`, as the
+    export command's PATH arguments (relative to the working directory `build`)."""
+    metadata = {"sbom": {"spdx": [*spdx, *extra], "provenance": "agents.x/x.provenance.json"}}
+    paths = [*spdx, "agents.x/x.provenance.json", METADATA]
+    for path in paths:
+        (build / path).parent.mkdir(parents=True, exist_ok=True)
+        # A new file, as a new sandbox has: dist/ holds hardlinks to the earlier ones.
+        (build / path).unlink(missing_ok=True)
+        (build / path).write_text(json.dumps(metadata) if path == METADATA else path)
+    return paths
+
+
+def test_the_sbom_files_an_earlier_package_named_and_this_one_lacks_are_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """One platform, then two (other SPDX file names), then one again: each time the files the
+    metadata in dist/ names and the new set lacks go; what it names that is no SBOM file, or
+    outside dist/, stays."""
+    build, dist = tmp_path / "build", tmp_path / "dist"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dist/agents.x").mkdir(parents=True)
+    (tmp_path / "dist/agents.x/notes.txt").write_text("mine")
+    (tmp_path / "outside.spdx.json").write_text("not dist's")
+
+    def export(paths: List[str]) -> None:
+        monkeypatch.chdir(build)
+        argv = ["export", "--into", str(dist), f"--remove-sbom-named-by={METADATA}", *paths]
+        assert main(argv) == 0
+        capsys.readouterr()
+
+    single = ["agents.x/x.spdx.json"]
+    both = ["agents.x/x.linux-amd64.spdx.json", "agents.x/x.linux-arm64.spdx.json"]
+    export(_sbom_set(build, single, extra=["agents.x/notes.txt", "../outside.spdx.json"]))
+    assert (dist / single[0]).exists()
+    export(_sbom_set(build, both))
+    assert not (dist / single[0]).exists()
+    assert all((dist / path).exists() for path in both)
+    assert (dist / "agents.x/notes.txt").exists() and (tmp_path / "outside.spdx.json").exists()
+    export(_sbom_set(build, single))
+    assert sorted(path.name for path in (dist / "agents.x").iterdir()) == [
+        "notes.txt",
+        "x.provenance.json",
+        "x.spdx.json",
+        "x.tar.json",
+    ]

@@ -262,6 +262,9 @@ class _Push:
         # Blobs already pushed (or found) by this push: an index's images often share layers.
         self._blobs_done: Set[str] = set()
         self.stats = PushStats()
+        # The `OCI-Subject` header of each manifest put, by digest: a registry with the
+        # referrers API names the subject of a manifest that has one (`referrers.py`).
+        self.subject_headers: Dict[str, Optional[str]] = {}
 
     def push_manifest(self, descriptor: Descriptor, references: Sequence[str]) -> None:
         """Push what `descriptor` references (children first, so the registry accepts it), then
@@ -329,6 +332,7 @@ class _Push:
         ) as response:
             response.discard()
             stored_digest = response.header("Docker-Content-Digest")
+            self.subject_headers[descriptor.digest] = response.header("OCI-Subject")
         if stored_digest and stored_digest != descriptor.digest:
             raise DigestMismatch(
                 self._repository,

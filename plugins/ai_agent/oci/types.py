@@ -18,6 +18,8 @@ OCI_LAYER_TAR_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+# The config of an artifact manifest that has none (image-spec v1.1: the two bytes `{}`).
+OCI_EMPTY = "application/vnd.oci.empty.v1+json"
 DOCKER_LAYER_TAR_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -137,13 +139,15 @@ class Platform:
 
 @dataclass(frozen=True)
 class Descriptor:
-    """What points at a blob: its media type, digest and size (OCI image-spec descriptor)."""
+    """What points at a blob: its media type, digest and size (OCI image-spec descriptor), and
+    for an artifact manifest in a referrers list, its `artifactType`."""
 
     media_type: str
     digest: str
     size: int
     annotations: Mapping[str, str] = field(default_factory=dict)
     platform: Optional[Platform] = None
+    artifact_type: Optional[str] = None
 
     def __post_init__(self) -> None:
         check_digest(self.digest)
@@ -159,6 +163,7 @@ class Descriptor:
             size=int(document["size"]),
             annotations=dict(document.get("annotations") or {}),
             platform=Platform.from_json(platform) if platform else None,
+            artifact_type=document.get("artifactType"),
         )
 
     def to_json(self) -> Dict[str, Any]:
@@ -171,6 +176,8 @@ class Descriptor:
             document["annotations"] = dict(self.annotations)
         if self.platform:
             document["platform"] = self.platform.to_json()
+        if self.artifact_type:
+            document["artifactType"] = self.artifact_type
         return document
 
     @classmethod

@@ -51,3 +51,17 @@ def test_manifest_lists_what_it_references() -> None:
         _ = index.layers
     with pytest.raises(InvalidManifest, match="missing or malformed 'config'"):
         _ = _manifest(OCI_MANIFEST, {"layers": []}).config
+
+
+def test_a_descriptor_keeps_its_artifact_type_and_names_it_only_when_set() -> None:
+    digest = "sha256:" + "0" * 64
+    document = {
+        "mediaType": OCI_MANIFEST,
+        "digest": digest,
+        "size": 3,
+        "artifactType": "application/spdx+json",
+    }
+    descriptor = Descriptor.from_json(document)
+    assert descriptor.artifact_type == "application/spdx+json"
+    assert descriptor.to_json() == document
+    assert "artifactType" not in Descriptor(OCI_MANIFEST, digest, 3).to_json()

@@ -104,15 +104,20 @@ class ImageBuilder:
         spec: str,
         paths: Sequence[str],
         remove: Sequence[str],
+        remove_sbom_named_by: Optional[str] = None,
         inputs: Digest,
         description: str,
     ) -> Process:
         """Place `paths` under `into`, after the image of `spec` as an OCI layout at `layout`
-        unless that is None."""
+        unless that is None; remove `remove`, and the SBOM files that the metadata JSON at
+        `remove_sbom_named_by` names (as an earlier package left it) and `paths` lack."""
         layout_args = ["--layout", layout, "--spec", spec] if layout else []
+        sbom_args = (
+            [f"--remove-sbom-named-by={remove_sbom_named_by}"] if remove_sbom_named_by else []
+        )
         return self._process(
             "oci",
-            ["export", "--into", into, *layout_args]
+            ["export", "--into", into, *layout_args, *sbom_args]
             + [f"--remove={path}" for path in remove]
             + list(paths),
             description=description,
@@ -170,15 +175,19 @@ class ImageBuilder:
         spec: str,
         refs: Sequence[str],
         mount_from: Sequence[str],
+        attach: Sequence[Tuple[str, str, str]] = (),
         inputs: Digest,
         description: str,
     ) -> Process:
-        """Push the image of `spec`; `inputs` need hold only the layer files that neither the
-        registry nor a `mount_from` repository of it has."""
+        """Push the image of `spec`, then attach each document of `attach` ((media type, the
+        digest of the manifest it is about, its path in `inputs`)) as an OCI 1.1 referrer;
+        `inputs` need hold only the layer files that neither the registry nor a `mount_from`
+        repository of it has."""
         return self._process(
             "oci",
             ["push", "--spec", spec]
             + [arg for ref in refs for arg in ("--ref", ref)]
+            + [arg for document in attach for arg in ("--attach", *document)]
             + [arg for source in mount_from for arg in ("--mount-from", source)]
             + list(access.args),
             description=description,

@@ -56,8 +56,9 @@ def layout_path(output_path: str) -> str:
 @dataclass(frozen=True)
 class DistExportRequest:
     """An image placed in `dist/`: its OCI layout (from `request`), then `paths` of `digest`
-    (the archive, if any, then the metadata JSON, placed last); `remove` what is not wanted
-    any more (an archive from when archives were on)."""
+    (the archive, if any, the SBOM and provenance, then the metadata JSON, placed last);
+    `remove` what is not wanted any more (an archive from when archives were on), and the SBOM
+    files the earlier metadata names that `paths` lack."""
 
     request: ImageArchiveRequest
     digest: Digest
@@ -98,6 +99,9 @@ async def export_to_dist(
             spec=IMAGE_SPEC,
             paths=export.paths,
             remove=remove,
+            # The SBOM files that the metadata as an earlier package left it names and this one
+            # lacks go: the image went from one platform to several, or back.
+            remove_sbom_named_by=export.paths[-1],
             inputs=inputs,
             description=f"Placing {request.owner}'s image in {dist_dir.relpath}/",
         ),

@@ -98,11 +98,19 @@ class SbomRequest:
 
 @dataclass(frozen=True)
 class Sbom:
-    """The documents in `digest`, at `paths` (the `dist/` paths), written by `step`."""
+    """The documents in `digest`, at `paths` (the `dist/` paths), written by `step`, which
+    reads what `input_steps` (a Debian base's description, packaged alone) wrote besides the
+    image's own steps."""
 
     digest: Digest
     paths: Tuple[str, ...]
     step: BuildStep
+    input_steps: Tuple[BuildStep, ...] = ()
+
+    @property
+    def steps(self) -> Tuple[BuildStep, ...]:
+        """The steps behind the documents that are not the image's own, this one last."""
+        return (*self.input_steps, self.step)
 
     @property
     def spdx_paths(self) -> Tuple[str, ...]:
@@ -167,24 +175,24 @@ def installed_files(image: PlatformImage) -> Tuple[str, ...]:
     )
 
 
-async def _base_facts(base: BaseImage) -> Dict[str, Any]:
+async def _base_facts(base: BaseImage) -> Tuple[Dict[str, Any], Optional[BuildStep]]:
     """What the SBOM says of a base it descends from: for a Debian base, its manifest digest is
-    that of the base packaged alone (described from its layer's descriptor, no blob read)."""
+    that of the base packaged alone (described from its layer's descriptor, no blob read, by
+    the step returned)."""
     facts = {"target": str(base.address), **thawed(base.sbom)}
-    if "manifest" not in facts:
-        request = ImageArchiveRequest(
-            owner=str(base.address),
-            tags=(f"{base.address.target_name}:latest",),
-            images=(
-                PlatformImage.create(
-                    base=base, inputs=EMPTY_DIGEST, layer_descriptors=(), config={}
-                ),
-            ),
-            output_path=f"__sbom_base/{base.address.path_safe_spec}.tar",
-        )
-        description = await Get(ImageDescription, ImageArchiveRequest, request)
-        facts["manifest"] = description.manifest_digest
-    return facts
+    if "manifest" in facts:
+        return facts, None
+    request = ImageArchiveRequest(
+        owner=str(base.address),
+        tags=(f"{base.address.target_name}:latest",),
+        images=(
+            PlatformImage.create(base=base, inputs=EMPTY_DIGEST, layer_descriptors=(), config={}),
+        ),
+        output_path=f"__sbom_base/{base.address.path_safe_spec}.tar",
+    )
+    description = await Get(ImageDescription, ImageArchiveRequest, request)
+    facts["manifest"] = description.manifest_digest
+    return facts, description.step
 
 
 def _wheel_json(wheel: LockedWheel) -> Dict[str, Any]:
@@ -215,6 +223,7 @@ async def write_sbom(
     plugin_sha256, plugin_files = plugin_sources()
     images = []
     facts: List[Digest] = []
+    base_steps: List[BuildStep] = []
     for image, document_path in zip(request.images, paths):
         packages = image.packages if image.packages and image.packages.packages_file else None
         if packages is not None:
@@ -223,13 +232,16 @@ async def write_sbom(
         installed = await Get(Digest, DigestSubset(image.layers, PathGlobs(image.installed)))
         entries = await Get(DigestEntries, Digest, installed)
         facts.append(installed)
+        base, base_step = await _base_facts(image.base) if image.base else (None, None)
+        if base_step is not None:
+            base_steps.append(base_step)
         images.append(
             {
                 "platform": image.platform,
                 "manifest": image.manifest,
                 "config": image.config,
                 "output": document_path,
-                "base": await _base_facts(image.base) if image.base is not None else None,
+                "base": base,
                 "debian": packages.packages_file if packages is not None else None,
                 "wheels": [_wheel_json(wheel) for wheel in image.wheels],
                 "installed": sorted(entry.path for entry in entries),
@@ -259,7 +271,7 @@ async def write_sbom(
         owner=request.owner,
     )
     output = await Get(BuildStepOutput, BuildStep, step)
-    return Sbom(output.digest, paths, step)
+    return Sbom(output.digest, paths, step, tuple(dict.fromkeys(base_steps)))
 
 
 def rules():
