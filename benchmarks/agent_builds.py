@@ -63,6 +63,20 @@ if dockerd holds the same image under another name, which P3 counts).
         then a small requirement bump (filelock to another release, edited into the lock)
         re-packaged (archives off), with pantsd (headline) and without, vs pip again (warm
         cache) and `docker build` (warm layer cache).
+    P9  bytes, not time (one run): a scratch monorepo of 20 agents (`agents/fleetNN`, each its own
+        tiny module on the router's code, the `agents` lock's packages, the router's weights and
+        the Debian base), archives off, with pantsd. What (a) a cold `package ::` (empty caches),
+        (b) a no-op one, (c) one after a one-line edit in one agent write outside Pants' store:
+        files in dist/ that are new or rewritten (another inode, mtime or size than before),
+        counted apart from new hardlinks to the store's files ("linked", no byte written); the
+        store's growth and the disk's writes (every process's, /sys/block) beside them. Targets:
+        (a) <= 1.2x the unique layer bytes, (b) 0 B, (c) <= the agent's code layer + its
+        metadata + 1 MB. Then (d): the monorepo's machine, which filled a remote cache (a real
+        BuildGrid) while building, publishes every agent to a loopback registry; a fresh
+        machine (empty local caches, the warm remote cache, publish-only settings:
+        --cache-content-behavior=defer, layouts and archives off) publishes `::` after another
+        one-line edit: bytes downloaded (at most its local store's growth) + uploaded (the
+        registry's access log) against the changed code layer's (target <= 2x).
 """
 
 from __future__ import annotations
@@ -88,11 +102,12 @@ import urllib.request
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import toml
 
 from testkit.components import (
+    RunningBuildGrid,
     RunningRegistry,
     host_interpreter,
     require_binary,
@@ -102,7 +117,7 @@ from testkit.components import (
 from testkit.pants_repo import AGENTS_SKELETON, ScratchRepo
 
 MIB = 1 << 20
-BENCHMARKS = ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8")
+BENCHMARKS = ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9")
 IMAGE_PREFIX = "bench-agent-builds"
 BASE = "agents/base:bookworm-python"
 BASE_ARCHIVE = "agents.base/bookworm-python.tar"
@@ -1539,6 +1554,363 @@ def p8_real_stack(session: Session) -> List[Row]:
     ]
 
 
+# P9 ---------------------------------------------------------------------------------------------
+
+FLEET_SIZE = 20
+# Every fleet agent: its own tiny module, the router's service and model code (shared first-party
+# libraries), so the same packages (the `agents` lock's numpy and CUDA runtime), the same weights
+# and the same base as the router.
+FLEET_BUILD = """\
+python_sources(name="src", sources=["{module}/*.py"])
+ai_agent(
+    name="{name}",
+    entry_point="{module}",
+    dependencies=[":src"],
+    weights=["//agents/models/router:weights"],
+    ports=[8080],
+    repository="{repository}",
+)
+"""
+FLEET_MAIN = """\
+\"\"\"`python3 -m {module}` starts {name}: the router's service and model under its own name.\"\"\"
+
+import os
+import sys
+
+from router_agent.accelerator import cuda_status
+from router_agent.server import serve
+from router_model import Router
+
+router = Router.load(os.environ.get("MODEL_DIR", "/models/router"))
+sys.exit(serve("{name}", router, {{"cuda": cuda_status()}}))
+"""
+# The file P9's code edits change: the first fleet agent's own module.
+FLEET_EDITED = "agents/fleet00/fleet00_agent/__main__.py"
+# What a CI machine that only publishes sets (as tests/remote_cache does).
+PUBLISH_ONLY = (
+    "--cache-content-behavior=defer",
+    "--ai-agents-layouts=false",
+    "--ai-agents-archives=false",
+)
+
+
+def fleet_repo(root: Path, registry: str) -> ScratchRepo:
+    """A monorepo of FLEET_SIZE agents (`agents/fleetNN:fleetNN`, published to
+    `registry/fleet/fleetNN`) and the base: no other image target."""
+    repo = ScratchRepo.create(root)
+    repo.copy_from_sandbox(
+        "agents/base", "agents/router", "agents/models/router", "agents/models/router_model"
+    )
+    repo.copy_from_sandbox("3rdparty")
+    # The router's code without its `ai_agent` targets (and the comment above them).
+    router_build = (repo.root / "agents/router/BUILD").read_text()
+    kept = router_build[: router_build.index("\nai_agent(")].rstrip().splitlines()
+    while kept and kept[-1].startswith("#"):
+        kept.pop()
+    files = {
+        "agents/BUILD": AGENTS_SKELETON["agents/BUILD"],
+        "agents/router/BUILD": "\n".join(kept) + "\n",
+    }
+    agent_yaml = (repo.root / "agents/router/agent.yaml").read_text()
+    for index in range(FLEET_SIZE):
+        name = f"fleet{index:02d}"
+        module = f"{name}_agent"
+        files.update(
+            {
+                f"agents/{name}/BUILD": FLEET_BUILD.format(
+                    name=name, module=module, repository=f"{registry}/fleet/{name}"
+                ),
+                f"agents/{name}/agent.yaml": agent_yaml.replace(
+                    "name: router\n", f"name: {name}\n", 1
+                ),
+                f"agents/{name}/{module}/__init__.py": "",
+                f"agents/{name}/{module}/__main__.py": FLEET_MAIN.format(name=name, module=module),
+            }
+        )
+    repo.write(files)
+    return repo
+
+
+# (inode, mtime in ns, size) of a file: another of these, or a new path, means written.
+FileState = Tuple[int, int, int]
+
+
+def file_states(directory: Path) -> Dict[str, FileState]:
+    states = {}
+    for dirpath, _, names in os.walk(directory):
+        for name in names:
+            path = os.path.join(dirpath, name)
+            info = os.lstat(path)
+            states[os.path.relpath(path, directory)] = (info.st_ino, info.st_mtime_ns, info.st_size)
+    return states
+
+
+def store_inodes(store: Path) -> Set[int]:
+    """The inodes of the store's files (those of 512 KiB or more, kept as plain files)."""
+    return {state[0] for state in file_states(store / "immutable").values()}
+
+
+def allocated_bytes(directory: Path) -> int:
+    """Disk space the files under `directory` take (blocks allocated, sparse files as they are)."""
+    total = 0
+    for dirpath, _, names in os.walk(directory):
+        for name in names:
+            total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+    return total
+
+
+def device_written(path: Path) -> int:
+    """Bytes written to the block device holding `path` since boot (every process's)."""
+    device = os.stat(path).st_dev
+    stat = Path(f"/sys/dev/block/{os.major(device)}:{os.minor(device)}/stat").read_text().split()
+    return int(stat[6]) * 512
+
+
+def network_bytes() -> Tuple[int, int]:
+    """Bytes received on loopback, and on every other interface, since boot."""
+    loopback = other = 0
+    for line in Path("/proc/net/dev").read_text().splitlines()[2:]:
+        name, counters = line.split(":", 1)
+        received = int(counters.split()[0])
+        if name.strip() == "lo":
+            loopback += received
+        else:
+            other += received
+    return loopback, other
+
+
+@dataclass(frozen=True)
+class Writes:
+    """What one Pants command wrote: into dist/ (new or rewritten files, and files that are new
+    hardlinks to the store's), into the store, and to the disk overall."""
+
+    written: int
+    written_files: List[Tuple[str, int]]
+    linked: int
+    linked_files: int
+    removed_files: int
+    store_growth: int
+    named_caches_growth: int
+    device: int
+    seconds: float
+
+    def summary(self) -> str:
+        biggest = ", ".join(f"{path} {_size(size)}" for path, size in self.written_files[:3])
+        return (
+            f"dist/: {_size(self.written)} written in {len(self.written_files)} files"
+            f"{f' (biggest: {biggest})' if biggest else ''}, {_size(self.linked)} linked from the"
+            f" store in {self.linked_files} files, {self.removed_files} removed; the store grew by"
+            f" {_size(self.store_growth)}, the named caches by {_size(self.named_caches_growth)};"
+            f" the disk took {_size(self.device)} (every process's writes); {self.seconds:.1f} s"
+        )
+
+
+def measured_writes(
+    repo: ScratchRepo, caches: Caches, *args: str, pantsd: bool = False
+) -> Tuple[Writes, str]:
+    """Run Pants (as `pants` does, synced) and measure what it wrote outside its store."""
+    dist = repo.root / "dist"
+    os.sync()
+    before = file_states(dist) if dist.exists() else {}
+    store_before = allocated_bytes(caches.store)
+    named_before = allocated_bytes(caches.named)
+    device_before = device_written(repo.root)
+    seconds, output = pants(repo, caches, *args, pantsd=pantsd)
+    device = device_written(repo.root) - device_before
+    after = file_states(dist) if dist.exists() else {}
+    linked_inodes = store_inodes(caches.store)
+    written: List[Tuple[str, int]] = []
+    linked: List[Tuple[str, int]] = []
+    for path, state in after.items():
+        if before.get(path) == state:
+            continue
+        (linked if state[0] in linked_inodes else written).append((path, state[2]))
+    written.sort(key=lambda item: -item[1])
+    writes = Writes(
+        written=sum(size for _, size in written),
+        written_files=written,
+        linked=sum(size for _, size in linked),
+        linked_files=len(linked),
+        removed_files=len(set(before) - set(after)),
+        store_growth=allocated_bytes(caches.store) - store_before,
+        named_caches_growth=allocated_bytes(caches.named) - named_before,
+        device=device,
+        seconds=seconds,
+    )
+    return writes, output
+
+
+def metadata_of(repo: ScratchRepo, name: str) -> Tuple[Mapping[str, Any], Path]:
+    """The `.tar.json` of fleet agent `name`, and the prefix of its files in dist/."""
+    (path,) = (repo.root / "dist").glob(f"agents.{name}/{name}.tar.json")
+    return json.loads(path.read_text()), path.with_name(path.name[: -len(".tar.json")])
+
+
+def unique_layer_bytes(repo: ScratchRepo) -> Tuple[int, int]:
+    """The sizes of the distinct layer blobs of every image in dist/ (base included), and how
+    many there are."""
+    sizes = {}
+    for path in (repo.root / "dist").glob("*/*.tar.json"):
+        for image in json.loads(path.read_text())["images"]:
+            for layer in image["layers"]:
+                sizes[layer["digest"]] = layer["size"]
+    return sum(sizes.values()), len(sizes)
+
+
+def p9_monorepo_bytes(session: Session) -> List[Row]:
+    """Bytes, not time: one run (what is written does not vary from run to run)."""
+    root = session.scratch("p9")
+    rows: List[Row] = []
+    with start_registry(root / "registry", ACCESS_LOG) as registry, start_buildgrid(
+        root / "buildgrid"
+    ) as grid:
+        repo = fleet_repo(root / "monorepo", registry.address)
+        caches = Caches.under(root / "monorepo-caches")
+        # The monorepo's machine: archives off, and it fills the remote cache for (d).
+        options = [NO_ARCHIVES, *grid.pants_options(read=False, write=True)]
+        try:
+            progress(f"P9: cold package :: of {FLEET_SIZE} agents and the base (empty caches)")
+            cold, _ = measured_writes(repo, caches, *options, "package", "::", pantsd=True)
+            progress(f"P9 cold: {cold.summary()}")
+            unique, layers = unique_layer_bytes(repo)
+            noop, _ = measured_writes(repo, caches, *options, "package", "::", pantsd=True)
+            progress(f"P9 no-op: {noop.summary()}")
+            append_line(repo.root / FLEET_EDITED)
+            edit, _ = measured_writes(repo, caches, *options, "package", "::", pantsd=True)
+            progress(f"P9 code edit: {edit.summary()}")
+            metadata, prefix = metadata_of(repo, "fleet00")
+            (image,) = metadata["images"]
+            layer_digests = {layer["digest"] for layer in image["layers"]}
+            (code,) = (layer for layer in image["layers"] if layer["kind"] == "code")
+            # The edited agent's files in dist/ other than layer blobs: metadata, SBOM,
+            # provenance, the layout's index, manifest and config.
+            own_metadata = sum(
+                path.stat().st_size
+                for path in prefix.parent.rglob("*")
+                if path.is_file()
+                and str(path).startswith(str(prefix))
+                and f"sha256:{path.name}" not in layer_digests
+            )
+            # (d): the registry gets every agent as the monorepo has it now.
+            progress("P9: publish :: from the monorepo's machine (fills the registry)")
+            pants(repo, caches, *options, "publish", "::", pantsd=True)
+        finally:
+            stop_pantsd(repo)
+        rows += [
+            Row(
+                f"P9 {FLEET_SIZE}-agent monorepo, cold package ::: bytes written outside the store",
+                "B",
+                cold.written,
+                unique,
+                f"unique layer bytes ({layers} layers)",
+                "<= 1.2x",
+                cold.written <= 1.2 * unique,
+                note=cold.summary(),
+            ),
+            Row(
+                "P9 no-op package ::: bytes written outside the store",
+                "B",
+                noop.written,
+                None,
+                "-",
+                "0 B",
+                noop.written == 0,
+                note=noop.summary(),
+            ),
+            Row(
+                "P9 one-line code edit in one agent, package ::: bytes written outside the store",
+                "B",
+                edit.written,
+                code["size"] + own_metadata,
+                "its code layer + its metadata",
+                "<= that + 1 MB",
+                edit.written <= code["size"] + own_metadata + 1e6,
+                note=f"code layer {_size(code['size'])}, metadata {_size(own_metadata)}; "
+                + edit.summary(),
+            ),
+        ]
+        rows.append(fresh_machine_publish(root, repo, registry, grid))
+    shutil.rmtree(root)
+    return rows
+
+
+def fresh_machine_publish(
+    root: Path, monorepo: ScratchRepo, registry: RunningRegistry, grid: RunningBuildGrid
+) -> Row:
+    """(d): another machine with empty local caches and the warm remote cache publishes every
+    agent after a one-line code edit in one of them (as CI's publish-only machine: deferred
+    cache content, no layout, no archive)."""
+    fresh = ScratchRepo(root / "fresh")
+    shutil.copytree(
+        monorepo.root,
+        fresh.root,
+        ignore=lambda directory, names: [
+            name for name in names if name in ("dist", ".pids") or name.startswith(".pants")
+        ]
+        if Path(directory) == monorepo.root
+        else [],
+    )
+    append_line(fresh.root / FLEET_EDITED)
+    caches = Caches.under(root / "fresh-caches")
+    uploads = UploadLog(registry)
+    uploads.uploaded()  # the monorepo machine's pushes: not this one's
+    os.sync()
+    loopback_before, other_before = network_bytes()
+    progress("P9: publish :: after a code edit, from a fresh machine with the warm remote cache")
+    seconds, output = pants(
+        fresh,
+        caches,
+        *grid.pants_options(read=True, write=False),
+        *PUBLISH_ONLY,
+        "--stats-log",
+        "publish",
+        "::",
+    )
+    loopback_after, other_after = network_bytes()
+    digests = uploads.uploaded()
+    uploaded = sum(uploads.size(digest) for digest in digests)
+    store = allocated_bytes(caches.store)
+    named = allocated_bytes(caches.named)
+    metadata, _ = metadata_of(fresh, "fleet00")
+    (image,) = metadata["images"]
+    (code,) = (layer for layer in image["layers"] if layer["kind"] == "code")
+    expected = {code["digest"], image["config"]["digest"]}
+    pushed = re.findall(r"uploaded (\d+) blobs \(([^)]*)\)", output)
+    immutable = caches.store / "immutable"
+    big_files = sorted((state[2] for state in file_states(immutable).values()), reverse=True)
+    counters = ", ".join(
+        f"{name} {_stat(output, name)}"
+        for name in (
+            "remote_cache_requests_cached",
+            "remote_cache_requests_uncached",
+            "local_execution_requests",
+        )
+    )
+    which = (
+        "the code layer and config only"
+        if set(digests) == expected
+        else f"not only the code layer and config: {', '.join(digests)}"
+    )
+    moved = store + uploaded
+    return Row(
+        "P9 publish :: of a code-only change, fresh machine, warm remote cache: bytes moved",
+        "B",
+        moved,
+        code["size"],
+        "the changed (code) layer",
+        "<= 2x",
+        moved <= 2 * code["size"],
+        note=f"downloaded <= the local store's growth {_size(store)} (it holds what was fetched"
+        f" and what was built: {len(big_files)} files of 512 KiB or more, biggest"
+        f" {', '.join(_size(size) for size in big_files[:5]) or '-'}), named caches"
+        f" {_size(named)}; uploaded {_size(uploaded)} in {len(digests)} blobs ({which}; publish"
+        f" printed {sum(int(count) for count, _ in pushed)} blobs uploaded over {len(pushed)}"
+        f" pushes); loopback traffic (BuildGrid + registry, both ways)"
+        f" {_size(loopback_after - loopback_before)}, other interfaces received"
+        f" {_size(other_after - other_before)}; {counters}; {seconds:.1f} s",
+    )
+
+
 # Main -------------------------------------------------------------------------------------------
 
 RUNNERS: Dict[str, Callable[[Session], List[Row]]] = {
@@ -1550,6 +1922,7 @@ RUNNERS: Dict[str, Callable[[Session], List[Row]]] = {
     "P6": p6_size,
     "P7": p7_publish,
     "P8": p8_real_stack,
+    "P9": p9_monorepo_bytes,
 }
 
 
@@ -1604,8 +1977,8 @@ def main(argv: Sequence[str] = ()) -> int:
     )
     rows: List[Row] = []
     try:
-        # P4 last: it runs BuildGrid, the others do not.
-        for key in sorted(chosen, key=lambda key: (key == "P4", key)):
+        # P4 and P9 last: they run BuildGrid, the others do not.
+        for key in sorted(chosen, key=lambda key: (key in ("P4", "P9"), key)):
             progress(f"{key}: start")
             rows += RUNNERS[key](session)
     finally:
