@@ -3,7 +3,7 @@ Dockerfile, side by side in one run. A script, not a test.
 
     ./pants --concurrent run benchmarks/agent_builds.py -- [--only P1,P2,...] [--runs 3]
         [--weights-mib 1024] [--workdir DIR] [--json PATH] [--docker-builder classic|buildkit]
-        [--docker docker]
+        [--docker docker] [--p1-archives on|off]
 
 `./pants run` is the way to run it: it gives the script Pants, the plugin, the repo's
 configuration, the example agents and tests/testkit (its BUILD dependencies), and the launcher
@@ -38,6 +38,7 @@ if dockerd holds the same image under another name, which P3 counts).
         `package`, with pantsd (the headline: Pants' default for a developer) and without, vs
         `docker build` COPYing them; the peak RSS of the Pants process and of its largest build
         step (sampled from /proc), each against the same build with 1-byte weights (flat: <=1.25x).
+        --p1-archives=off: the same with [ai-agents].archives off (the OCI layout only).
     P2  one-line code edit, warm caches: `package` of the router, with pantsd (headline) and
         without, vs `docker build` with its layer cache.
     P3  cold `package agents::` (fresh scratch repo, --local-store-dir and --named-caches-dir) vs
@@ -366,6 +367,12 @@ class BuiltImage:
     def extract_layer(self, kind: str, destination: Path) -> None:
         digest = self.layer(kind)["digest"].split(":", 1)[1]
         destination.mkdir(parents=True, exist_ok=True)
+        in_layout = self.root / "dist" / self.archive_path[: -len(".tar")]
+        blob_path = Path(f"{in_layout}.oci") / "blobs/sha256" / digest
+        if blob_path.exists():
+            with tarfile.open(blob_path, mode="r|*") as layer:
+                layer.extractall(destination)
+            return
         with tarfile.open(self.archive) as archive:
             blob = archive.extractfile(f"blobs/sha256/{digest}")
             assert blob is not None
@@ -885,6 +892,8 @@ class Session:
     docker: Docker
     pip: Pip
     warm: Caches
+    # P1's options for `package`: [ai-agents].archives off with --p1-archives=off.
+    p1_options: Tuple[str, ...]
     # Holds what runs for the whole session (the registry docker pulls our base from).
     resources: contextlib.ExitStack
     built_examples: Optional[Examples] = None
@@ -984,12 +993,13 @@ def p1_weights(session: Session) -> List[Row]:
     weights.parent.mkdir(parents=True)
     progress("P1: warming the caches (base, code, config) with 1-byte weights")
     weights.write_bytes(os.urandom(1))
-    pants(repo, caches, "package", BIG_AGENT, BASE)
+    options = session.p1_options
+    pants(repo, caches, *options, "package", BIG_AGENT, BASE)
     # The control for "flat": the same build, weights 1 byte (new bytes, so the steps run again).
     weights.write_bytes(os.urandom(1))
-    _, control = pants_with_peak_rss(repo, caches, "package", BIG_AGENT)
+    _, control = pants_with_peak_rss(repo, caches, *options, "package", BIG_AGENT)
     weights.write_bytes(os.urandom(1))
-    pants(repo, caches, "package", BIG_AGENT, pantsd=True)
+    pants(repo, caches, *options, "package", BIG_AGENT, pantsd=True)
     base = session.pulled_base(repo)
     context = session.scratch("p1-context")
     tag = f"{IMAGE_PREFIX}/big"
@@ -1001,12 +1011,12 @@ def p1_weights(session: Session) -> List[Row]:
     try:
         for run in range(session.runs):
             write_random(weights, mib)
-            seconds, peaks = pants_with_peak_rss(repo, caches, "package", BIG_AGENT)
+            seconds, peaks = pants_with_peak_rss(repo, caches, *options, "package", BIG_AGENT)
             DockerEquivalent.prepare(BuiltImage.of(repo, BIG_AGENT), context, base, tag)
             theirs.append(session.docker.build(context, tag))
             session.docker.remove(tag)
             write_random(weights, mib)
-            with_pantsd.append(pants(repo, caches, "package", BIG_AGENT, pantsd=True)[0])
+            with_pantsd.append(pants(repo, caches, *options, "package", BIG_AGENT, pantsd=True)[0])
             step, step_peak = largest_step(peaks)
             without.append(seconds)
             pants_peaks.append(peaks["pants"])
@@ -1025,7 +1035,7 @@ def p1_weights(session: Session) -> List[Row]:
     docker = median(theirs)
     return [
         Row(
-            f"P1 ingest {mib} MiB of weights, {label}",
+            f"P1 ingest {mib} MiB of weights, {label}{', archives off' if options else ''}",
             "s",
             median(seconds),
             docker,
@@ -1691,6 +1701,7 @@ class Writes:
     removed_files: int
     store_growth: int
     named_caches_growth: int
+    remote_cache_growth: int
     device: int
     seconds: float
 
@@ -1700,13 +1711,14 @@ class Writes:
             f"dist/: {_size(self.written)} written in {len(self.written_files)} files"
             f"{f' (biggest: {biggest})' if biggest else ''}, {_size(self.linked)} linked from the"
             f" store in {self.linked_files} files, {self.removed_files} removed; the store grew by"
-            f" {_size(self.store_growth)}, the named caches by {_size(self.named_caches_growth)};"
+            f" {_size(self.store_growth)}, the named caches by {_size(self.named_caches_growth)},"
+            f" the remote cache's CAS (BuildGrid, same disk) by {_size(self.remote_cache_growth)};"
             f" the disk took {_size(self.device)} (every process's writes); {self.seconds:.1f} s"
         )
 
 
 def measured_writes(
-    repo: ScratchRepo, caches: Caches, *args: str, pantsd: bool = False
+    repo: ScratchRepo, caches: Caches, remote_cas: Path, *args: str, pantsd: bool = False
 ) -> Tuple[Writes, str]:
     """Run Pants (as `pants` does, synced) and measure what it wrote outside its store."""
     dist = repo.root / "dist"
@@ -1714,6 +1726,7 @@ def measured_writes(
     before = file_states(dist) if dist.exists() else {}
     store_before = allocated_bytes(caches.store)
     named_before = allocated_bytes(caches.named)
+    remote_before = allocated_bytes(remote_cas)
     device_before = device_written(repo.root)
     seconds, output = pants(repo, caches, *args, pantsd=pantsd)
     device = device_written(repo.root) - device_before
@@ -1734,6 +1747,7 @@ def measured_writes(
         removed_files=len(set(before) - set(after)),
         store_growth=allocated_bytes(caches.store) - store_before,
         named_caches_growth=allocated_bytes(caches.named) - named_before,
+        remote_cache_growth=allocated_bytes(remote_cas) - remote_before,
         device=device,
         seconds=seconds,
     )
@@ -1768,15 +1782,16 @@ def p9_monorepo_bytes(session: Session) -> List[Row]:
         caches = Caches.under(root / "monorepo-caches")
         # The monorepo's machine: archives off, and it fills the remote cache for (d).
         options = [NO_ARCHIVES, *grid.pants_options(read=False, write=True)]
+        cas = root / "buildgrid" / "cas"
         try:
             progress(f"P9: cold package :: of {FLEET_SIZE} agents and the base (empty caches)")
-            cold, _ = measured_writes(repo, caches, *options, "package", "::", pantsd=True)
+            cold, _ = measured_writes(repo, caches, cas, *options, "package", "::", pantsd=True)
             progress(f"P9 cold: {cold.summary()}")
             unique, layers = unique_layer_bytes(repo)
-            noop, _ = measured_writes(repo, caches, *options, "package", "::", pantsd=True)
+            noop, _ = measured_writes(repo, caches, cas, *options, "package", "::", pantsd=True)
             progress(f"P9 no-op: {noop.summary()}")
             append_line(repo.root / FLEET_EDITED)
-            edit, _ = measured_writes(repo, caches, *options, "package", "::", pantsd=True)
+            edit, _ = measured_writes(repo, caches, cas, *options, "package", "::", pantsd=True)
             progress(f"P9 code edit: {edit.summary()}")
             metadata, prefix = metadata_of(repo, "fleet00")
             (image,) = metadata["images"]
@@ -1876,8 +1891,13 @@ def fresh_machine_publish(
     (code,) = (layer for layer in image["layers"] if layer["kind"] == "code")
     expected = {code["digest"], image["config"]["digest"]}
     pushed = re.findall(r"uploaded (\d+) blobs \(([^)]*)\)", output)
+    # What publish wrote into dist/ (metadata, SBOM, provenance: cache hits' outputs, fetched).
+    dist_bytes = sum(state[2] for state in file_states(fresh.root / "dist").values())
     immutable = caches.store / "immutable"
-    big_files = sorted((state[2] for state in file_states(immutable).values()), reverse=True)
+    big_files = sorted(
+        ((state[2], _kind_of(immutable / path)) for path, state in file_states(immutable).items()),
+        reverse=True,
+    )
     counters = ", ".join(
         f"{name} {_stat(output, name)}"
         for name in (
@@ -1891,7 +1911,10 @@ def fresh_machine_publish(
         if set(digests) == expected
         else f"not only the code layer and config: {', '.join(digests)}"
     )
-    moved = store + uploaded
+    # Everything it exchanged with BuildGrid and the registry (both on loopback; requests and
+    # answers, protocol included): downloads + uploads.
+    moved = loopback_after - loopback_before
+    biggest = ", ".join(f"{_size(size)} ({kind})" for size, kind in big_files[:5]) or "-"
     return Row(
         "P9 publish :: of a code-only change, fresh machine, warm remote cache: bytes moved",
         "B",
@@ -1900,15 +1923,32 @@ def fresh_machine_publish(
         "the changed (code) layer",
         "<= 2x",
         moved <= 2 * code["size"],
-        note=f"downloaded <= the local store's growth {_size(store)} (it holds what was fetched"
-        f" and what was built: {len(big_files)} files of 512 KiB or more, biggest"
-        f" {', '.join(_size(size) for size in big_files[:5]) or '-'}), named caches"
-        f" {_size(named)}; uploaded {_size(uploaded)} in {len(digests)} blobs ({which}; publish"
-        f" printed {sum(int(count) for count, _ in pushed)} blobs uploaded over {len(pushed)}"
-        f" pushes); loopback traffic (BuildGrid + registry, both ways)"
-        f" {_size(loopback_after - loopback_before)}, other interfaces received"
-        f" {_size(other_after - other_before)}; {counters}; {seconds:.1f} s",
+        note=f"moved = loopback traffic (BuildGrid + registry, both ways; other interfaces"
+        f" received {_size(other_after - other_before)}); uploaded {_size(uploaded)} in"
+        f" {len(digests)} blobs ({which}; publish printed"
+        f" {sum(int(count) for count, _ in pushed)} blobs uploaded over {len(pushed)} pushes);"
+        f" the local store grew to {_size(store)} (what was fetched and what was built:"
+        f" {len(big_files)} files of 512 KiB or more: {biggest}), named caches to {_size(named)};"
+        f" dist/ got {_size(dist_bytes)} (metadata, SBOMs, provenance of {FLEET_SIZE} agents);"
+        f" {counters}; {seconds:.1f} s",
     )
+
+
+def _kind_of(path: Path) -> str:
+    """What a store file holds, by its first bytes."""
+    with path.open("rb") as handle:
+        head = handle.read(512)
+    if head.startswith(b"PK"):
+        return "zip: a PEX or wheel"
+    if head.startswith(b"\x93NUMPY"):
+        return "numpy array: weights"
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip: a layer"
+    if head[257:262] == b"ustar":
+        return "tar: a layer"
+    if head.startswith(b"#!"):
+        return "script: " + head.split(b"\n", 1)[0][:60].decode(errors="replace")
+    return "other"
 
 
 # Main -------------------------------------------------------------------------------------------
@@ -1947,6 +1987,12 @@ def main(argv: Sequence[str] = ()) -> int:
     parser.add_argument("--weights-mib", type=int, default=1024)
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--p1-archives",
+        choices=("on", "off"),
+        default="on",
+        help="[ai-agents].archives for P1's `package` (default: on, the plugin's default)",
+    )
     parser.add_argument("--docker", default="docker", help="the docker CLI")
     parser.add_argument(
         "--docker-builder",
@@ -1973,6 +2019,7 @@ def main(argv: Sequence[str] = ()) -> int:
         docker=docker,
         pip=Pip(host_interpreter("3.11")),
         warm=Caches.under(workdir / "warm-caches"),
+        p1_options=(NO_ARCHIVES,) if args.p1_archives == "off" else (),
         resources=resources,
     )
     rows: List[Row] = []
@@ -1990,7 +2037,8 @@ def main(argv: Sequence[str] = ()) -> int:
     after = machine(docker)
     description = {**before, "load average": f"{before['load average']} -> {after['load average']}"}
     print("; ".join(f"{name}: {value}" for name, value in description.items()))
-    print(f"median of {args.runs} runs; MB = 10^6 bytes; ratio = ours / baseline")
+    runs = f"median of {args.runs} runs" + ("; P9: one run (bytes)" if "P9" in chosen else "")
+    print(f"{runs}; MB = 10^6 bytes; ratio = ours / baseline")
     print_table(rows)
     if args.json:
         args.json.write_text(
