@@ -3,7 +3,7 @@ Dockerfile, side by side in one run. A script, not a test.
 
     ./pants --concurrent run benchmarks/agent_builds.py -- [--only P1,P2,...] [--runs 3]
         [--weights-mib 1024] [--workdir DIR] [--json PATH] [--docker-builder classic|buildkit]
-        [--docker docker]
+        [--docker docker] [--p1-archives on|off]
 
 `./pants run` is the way to run it: it gives the script Pants, the plugin, the repo's
 configuration, the example agents and tests/testkit (its BUILD dependencies), and the launcher
@@ -14,24 +14,36 @@ and removed at the end; the warm Pants caches and the python-slim-style root fil
 --workdir for the next run (delete it to reclaim the space).
 
 The equivalent Dockerfile. Our images build on a distroless-style `debian_base` (no pip inside),
-so docker's side is a Dockerfile `FROM` the very same base image (Pants' base archive loaded into
-dockerd) that COPYs, in our layer order: a site-packages directory installed on the host by
-`pip install --target` with CPython 3.11 from the agents lock's pins and sha256s (pip's time counts
-on docker's side in cold builds), the weights, the code and agent.yaml (the same files as our
-layers hold), then sets our image's config: Env, Entrypoint, Cmd, User, WorkingDir, Labels,
-ExposedPorts, Healthcheck, StopSignal (read from the config Pants wrote). Each figure is the median
+so docker's side is a Dockerfile `FROM` the very same base image, which docker pulls by digest
+from a registry the benchmark runs on loopback (`docker-registry`; the base is pushed there from
+the OCI layout `package` wrote, blobs as they are: the same layers). It first sets our image's
+config (Env, Entrypoint, Cmd, Labels, ExposedPorts, Healthcheck, User, WorkingDir, StopSignal,
+read from the config Pants wrote: before the COPYs, as a Dockerfile written for the layer cache
+has them, so a code change does not rebuild them), then COPYs, in our layer order: a
+site-packages directory installed on the host by `pip install --target` with CPython 3.11 from
+the agents lock's pins and sha256s (pip's time counts on docker's side in cold builds), the
+weights, the code and agent.yaml (the same files as our layers hold). Each figure is the median
 of --runs runs. Docker builds use dockerd's classic builder unless --docker-builder buildkit (its
 built-in BuildKit, which needs buildx or a 20.10-22.x CLI, e.g. Debian's /usr/bin/docker).
+
+Timed windows. Every timed command, ours and docker's, ends with `sync`: Pants fsyncs its store's
+writes, so dockerd's writes (and dist/'s) are flushed inside the window too; and a `sync` just
+before the clock starts flushes what the benchmark itself wrote (new weights, a context), which
+is neither side's work. The warm benchmarks (P1, P2, P5) start with the base on both sides: in
+Pants' store, and pulled into dockerd. The cold ones fetch it on both sides (Pants: the .debs
+from the Debian mirror, docker: a pull from the loopback registry; docker's pull fetches no layer
+if dockerd holds the same image under another name, which P3 counts).
 
     P1  fresh random weights (--weights-mib) in a `resources` target, everything else warm:
         `package`, with pantsd (the headline: Pants' default for a developer) and without, vs
         `docker build` COPYing them; the peak RSS of the Pants process and of its largest build
         step (sampled from /proc), each against the same build with 1-byte weights (flat: <=1.25x).
+        --p1-archives=off: the same with [ai-agents].archives off (the OCI layout only).
     P2  one-line code edit, warm caches: `package` of the router, with pantsd (headline) and
         without, vs `docker build` with its layer cache.
     P3  cold `package agents::` (fresh scratch repo, --local-store-dir and --named-caches-dir) vs
-        docker's cold path: `docker load` of the base archive (a cold docker pulls its FROM), pip
-        into a fresh cache, and `docker build --no-cache` of every example agent image.
+        docker's cold path: `docker pull` of the base, pip into a fresh cache, and `docker build
+        --no-cache` of every example agent image. (P2-P7 leave out the torch classifier: P8's.)
     P4  `package agents::` with empty local caches and a warm remote cache (a real BuildGrid) vs
         the cold build that filled it (cold + uploads, as the CI job that writes the cache).
     P5  no-op `package agents::`, with pantsd (headline) and without (target: 3 s); docker's fully
@@ -47,16 +59,31 @@ built-in BuildKit, which needs buildx or a 20.10-22.x CLI, e.g. Debian's /usr/bi
         its nvidia-* CUDA wheels, ~2.5 GB of wheels). Cold `package` with archives off (fresh
         scratch repo and caches, wheels downloaded; the image is its OCI layout in dist/; the
         archives docker loads are packaged after it, timed apart) vs what users do instead:
-        `docker load` of the same base, pip of the same locked wheels (fresh cache, downloads
+        `docker pull` of the same base, pip of the same locked wheels (fresh cache, downloads
         included) into a directory, and `docker build --no-cache` COPYing it; the image sizes;
         then a small requirement bump (filelock to another release, edited into the lock)
         re-packaged (archives off), with pantsd (headline) and without, vs pip again (warm
         cache) and `docker build` (warm layer cache).
+    P9  bytes, not time (one run): a scratch monorepo of 20 agents (`agents/fleetNN`, each its own
+        tiny module on the router's code, the `agents` lock's packages, the router's weights and
+        the Debian base), archives off, with pantsd. What (a) a cold `package ::` (empty caches),
+        (b) a no-op one, (c) one after a one-line edit in one agent write outside Pants' store:
+        files in dist/ that are new or rewritten (another inode, mtime or size than before),
+        counted apart from new hardlinks to the store's files ("linked", no byte written); the
+        store's growth and the disk's writes (every process's, /sys/block) beside them. Targets:
+        (a) <= 1.2x the unique layer bytes, (b) 0 B, (c) <= the agent's code layer + its
+        metadata + 1 MB. Then (d): the monorepo's machine, which filled a remote cache (a real
+        BuildGrid) while building, publishes every agent to a loopback registry; a fresh
+        machine (empty local caches, the warm remote cache, publish-only settings:
+        --cache-content-behavior=defer, layouts and archives off) publishes `::` after another
+        one-line edit: bytes downloaded (at most its local store's growth) + uploaded (the
+        registry's access log) against the changed code layer's (target <= 2x).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -70,15 +97,18 @@ import tarfile
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import toml
 
 from testkit.components import (
+    RunningBuildGrid,
     RunningRegistry,
     host_interpreter,
     require_binary,
@@ -88,12 +118,15 @@ from testkit.components import (
 from testkit.pants_repo import AGENTS_SKELETON, ScratchRepo
 
 MIB = 1 << 20
-BENCHMARKS = ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8")
+BENCHMARKS = ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9")
 IMAGE_PREFIX = "bench-agent-builds"
 BASE = "agents/base:bookworm-python"
 BASE_ARCHIVE = "agents.base/bookworm-python.tar"
 ROUTER = "agents/router@accelerator=cpu"
 CLASSIFIER = "agents/classifier:classifier"
+# The example agents P2-P7 build: all but the torch classifier (P8's, 5 GB), whose files the
+# scratch repos hold for P8.
+EXAMPLES = ("agents::", "-agents/classifier::")
 # `package` as repos with big images run it: OCI layouts in dist/, no archive.
 NO_ARCHIVES = "--ai-agents-archives=false"
 # P8's small requirement bumps: releases of filelock other than the torch lock's.
@@ -210,6 +243,7 @@ class Caches:
 def pants(repo: ScratchRepo, caches: Caches, *args: str, pantsd: bool = False) -> Tuple[float, str]:
     """Run Pants in `repo` with `caches`; return its wall time and output (it must succeed)."""
     command = [*caches.options, *args]
+    os.sync()  # earlier writes (new weights, an edit) are not this command's to flush
     started = time.perf_counter()
     if pantsd:
         # ScratchRepo runs Pants without pantsd (and a later `--pantsd` does not override it):
@@ -219,6 +253,9 @@ def pants(repo: ScratchRepo, caches: Caches, *args: str, pantsd: bool = False) -
         result = subprocess.run(**kwargs, capture_output=True, text=True, timeout=1800)
     else:
         result = repo.run(*command, timeout=1800)
+    # Pants fsyncs what it writes to its store; dist/ and the rest are flushed in the window too,
+    # as docker's writes are (see Docker.build).
+    os.sync()
     seconds = time.perf_counter() - started
     output = f"{result.stdout}\n{result.stderr}"
     if result.returncode != 0:
@@ -330,6 +367,12 @@ class BuiltImage:
     def extract_layer(self, kind: str, destination: Path) -> None:
         digest = self.layer(kind)["digest"].split(":", 1)[1]
         destination.mkdir(parents=True, exist_ok=True)
+        in_layout = self.root / "dist" / self.archive_path[: -len(".tar")]
+        blob_path = Path(f"{in_layout}.oci") / "blobs/sha256" / digest
+        if blob_path.exists():
+            with tarfile.open(blob_path, mode="r|*") as layer:
+                layer.extractall(destination)
+            return
         with tarfile.open(self.archive) as archive:
             blob = archive.extractfile(f"blobs/sha256/{digest}")
             assert blob is not None
@@ -420,10 +463,12 @@ def pants_with_peak_rss(
     """Like `pants`, sampling the peak RSS of the Pants process and of its build steps."""
     log = repo.root.parent / f"{repo.root.name}-pants.log"
     with open(log, "wb") as output:
+        os.sync()
         started = time.perf_counter()
         process = repo.popen(*caches.options, *args, stdout=output, stderr=subprocess.STDOUT)
         with PeakRss(process.pid) as sampler:
             process.wait(timeout=1800)
+        os.sync()
         seconds = time.perf_counter() - started
     if process.returncode != 0:
         raise SystemExit(f"pants {' '.join(args)} failed:\n{_tail(log.read_text())}")
@@ -441,6 +486,8 @@ class Docker:
     builder: str
     tags: List[str] = field(default_factory=list)
     images: List[str] = field(default_factory=list)
+    # Images pulled by digest (`registry/repository@sha256:...`): no tag to move away.
+    pulled: List[str] = field(default_factory=list)
 
     def run(self, *args: str) -> str:
         env = {**os.environ, "DOCKER_BUILDKIT": "1" if self.builder == "buildkit" else "0"}
@@ -453,6 +500,7 @@ class Docker:
 
     def build(self, context: Path, tag: str, no_cache: bool = False) -> float:
         iid = context.parent / f"{context.name}.iid"
+        os.sync()  # the context just written (weights, pip's site-packages) is flushed untimed
         started = time.perf_counter()
         self.run(
             "build",
@@ -463,9 +511,22 @@ class Docker:
             tag,
             str(context),
         )
+        # dockerd's layer writes flushed inside the window, as Pants' store writes are fsynced.
+        os.sync()
         seconds = time.perf_counter() - started
         self.tags.append(tag)
         self.images.append(iid.read_text().strip())
+        return seconds
+
+    def pull(self, reference: str) -> float:
+        """`docker pull` of `reference` (by digest, from the benchmark's registry); its time,
+        writes flushed."""
+        os.sync()
+        started = time.perf_counter()
+        self.run("pull", "-q", reference)
+        os.sync()
+        seconds = time.perf_counter() - started
+        self.pulled.append(reference)
         return seconds
 
     def tag(self, image: str, tag: str) -> None:
@@ -483,6 +544,7 @@ class Docker:
         someone else's image of the same name)."""
         image_id = image.metadata["docker"]["imageID"]
         existed = self.exists(image_id)
+        os.sync()
         started = time.perf_counter()
         process = subprocess.Popen(
             [self.cli, "load", "-q"],
@@ -511,6 +573,7 @@ class Docker:
         output = process.stdout.read().decode() if process.stdout else ""
         if process.wait() != 0:
             raise SystemExit(f"docker load of {image.archive} failed:\n{output}")
+        os.sync()
         seconds = time.perf_counter() - started
         self.tags.append(tag)
         if not existed:
@@ -540,8 +603,12 @@ class Docker:
             self.run("rmi", "--force", scratch)
         for image in reversed(list(dict.fromkeys(self.images))):
             self.remove(image)
+        # By its reference: removes that name only, and the image once nothing else names it.
+        for reference in dict.fromkeys(self.pulled):
+            self.remove(reference)
         self.tags.clear()
         self.images.clear()
+        self.pulled.clear()
 
 
 def _quoted(value: str) -> str:
@@ -589,19 +656,22 @@ COPIED_KINDS = ("weights", "code", "config")
 @dataclass(frozen=True)
 class DockerEquivalent:
     """A docker build context equivalent to one of our agent images: `packages/` (pip's, on the
-    host), one directory per copied layer (the same files), and a Dockerfile `FROM` our base."""
+    host), one directory per copied layer (the same files), and a Dockerfile `FROM` our base
+    (pulled by digest from the benchmark's registry) that sets the image's config first, then
+    COPYs: as a Dockerfile written for the layer cache does, so that a code change rebuilds only
+    the COPYs from the code's on."""
 
     context: Path
     image: BuiltImage
     tag: str
 
     @classmethod
-    def prepare(cls, image: BuiltImage, context: Path, base_tag: str, tag: str) -> DockerEquivalent:
+    def prepare(cls, image: BuiltImage, context: Path, base: str, tag: str) -> DockerEquivalent:
         if context.exists():
             shutil.rmtree(context)
         context.mkdir(parents=True)
         kinds = [layer["kind"] for layer in image.layers]
-        lines = [f"FROM {base_tag}"]
+        lines = [f"FROM {base}", *config_instructions(image.config)]
         if image.locked_pins():
             (context / "packages").mkdir()
             lines.append("COPY packages/ /")
@@ -609,9 +679,7 @@ class DockerEquivalent:
             if kind in kinds:
                 image.extract_layer(kind, context / kind)
                 lines.append(f"COPY {kind}/ /")
-        (context / "Dockerfile").write_text(
-            "\n".join(lines + config_instructions(image.config)) + "\n"
-        )
+        (context / "Dockerfile").write_text("\n".join(lines) + "\n")
         return cls(context=context, image=image, tag=tag)
 
 
@@ -762,6 +830,55 @@ def pushed_size(registry: RunningRegistry, repository: str, tag: str) -> int:
     )
 
 
+def push_layout(layout: Path, registry: RunningRegistry, repository: str) -> str:
+    """Push the image of an OCI image layout to `registry` as it is (blobs and manifest, so the
+    same digests), the blobs it lacks only; return the image's reference by digest."""
+    (descriptor,) = json.loads((layout / "index.json").read_text())["manifests"]
+
+    def blob(digest: str) -> Path:
+        return layout / "blobs" / digest.replace(":", "/")
+
+    manifest = blob(descriptor["digest"]).read_bytes()
+    parsed = json.loads(manifest)
+    for entry in [parsed["config"], *parsed["layers"]]:
+        digest = entry["digest"]
+        head = urllib.request.Request(
+            f"{registry.url}/v2/{repository}/blobs/{digest}", method="HEAD"
+        )
+        try:
+            urllib.request.urlopen(head, timeout=30).close()
+            continue
+        except urllib.error.HTTPError as error:
+            if error.code != 404:
+                raise
+        started = urllib.request.Request(
+            f"{registry.url}/v2/{repository}/blobs/uploads/", data=b"", method="POST"
+        )
+        with urllib.request.urlopen(started, timeout=30) as answer:
+            location = urllib.parse.urljoin(registry.url, answer.headers["Location"])
+        separator = "&" if "?" in location else "?"
+        path = blob(digest)
+        with path.open("rb") as body:
+            upload = urllib.request.Request(
+                f"{location}{separator}digest={urllib.parse.quote(digest)}",
+                data=body,
+                method="PUT",
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Length": str(path.stat().st_size),
+                },
+            )
+            urllib.request.urlopen(upload, timeout=600).close()
+    put = urllib.request.Request(
+        f"{registry.url}/v2/{repository}/manifests/{descriptor['digest']}",
+        data=manifest,
+        method="PUT",
+        headers={"Content-Type": descriptor["mediaType"]},
+    )
+    urllib.request.urlopen(put, timeout=30).close()
+    return f"{registry.address}/{repository}@{descriptor['digest']}"
+
+
 # The benchmarks -------------------------------------------------------------------------------
 
 
@@ -775,7 +892,12 @@ class Session:
     docker: Docker
     pip: Pip
     warm: Caches
+    # P1's options for `package`: [ai-agents].archives off with --p1-archives=off.
+    p1_options: Tuple[str, ...]
+    # Holds what runs for the whole session (the registry docker pulls our base from).
+    resources: contextlib.ExitStack
     built_examples: Optional[Examples] = None
+    registry: Optional[RunningRegistry] = None
 
     def scratch(self, name: str) -> Path:
         path = self.workdir / "scratch" / name
@@ -784,9 +906,25 @@ class Session:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
-    def base_tag(self, repo: ScratchRepo) -> str:
-        base = BuiltImage.base(repo)
-        return f"{IMAGE_PREFIX}/base:{base.metadata['digest'].split(':')[1][:12]}"
+    def base_reference(self, repo: ScratchRepo) -> str:
+        """Our base image as docker's side gets it: from a registry (the benchmark's own, on
+        loopback), by digest, as a Dockerfile `FROM` a registry's image pulls it. The image is
+        the one `package` wrote in `repo` (its OCI layout), pushed as it is: the same bytes,
+        layers and digests as the layers of our images. Docker has not pulled it yet."""
+        if self.registry is None:
+            self.registry = self.resources.enter_context(
+                start_registry(self.workdir / "scratch" / "base-registry")
+            )
+        layout = repo.root / "dist" / f"{BASE_ARCHIVE[: -len('.tar')]}.oci"
+        return push_layout(layout, self.registry, f"{IMAGE_PREFIX}/base")
+
+    def pulled_base(self, repo: ScratchRepo) -> str:
+        """`base_reference`, pulled into dockerd (untimed: a warm docker has its base, as a warm
+        Pants has it in its store)."""
+        reference = self.base_reference(repo)
+        if not self.docker.exists(reference):
+            self.docker.pull(reference)
+        return reference
 
     def examples(self) -> Examples:
         """The example agents built once with the warm caches, each with its docker context
@@ -794,29 +932,27 @@ class Session:
         if self.built_examples is None:
             repo = examples_repo(self.scratch("examples"))
             progress("examples: package agents:: (warming the caches)")
-            pants(repo, self.warm, "package", "agents::")
-            base = BuiltImage.base(repo)
-            base_tag = self.base_tag(repo)
-            self.docker.load(base, base_tag)
+            pants(repo, self.warm, "package", *EXAMPLES)
+            base = self.pulled_base(repo)
             contexts = []
             for image in BuiltImage.agents(repo):
                 name = re.sub(r"[^a-z0-9]+", "-", image.metadata["target"].split("/", 1)[1].lower())
                 context = self.workdir / "scratch" / "contexts" / name
                 equivalent = DockerEquivalent.prepare(
-                    image, context, base_tag, f"{IMAGE_PREFIX}/{name}"
+                    image, context, base, f"{IMAGE_PREFIX}/{name}"
                 )
                 self.pip.install(image, context / "packages", self.workdir / "warm-caches/pip")
                 progress(f"examples: docker build {equivalent.tag}")
                 self.docker.build(context, equivalent.tag)
                 contexts.append(equivalent)
-            self.built_examples = Examples(repo=repo, base_tag=base_tag, contexts=contexts)
+            self.built_examples = Examples(repo=repo, base=base, contexts=contexts)
         return self.built_examples
 
 
 @dataclass(frozen=True)
 class Examples:
     repo: ScratchRepo
-    base_tag: str
+    base: str  # the base's reference in the registry, pulled
     contexts: List[DockerEquivalent]
 
     def context(self, target: str) -> DockerEquivalent:
@@ -857,17 +993,17 @@ def p1_weights(session: Session) -> List[Row]:
     weights.parent.mkdir(parents=True)
     progress("P1: warming the caches (base, code, config) with 1-byte weights")
     weights.write_bytes(os.urandom(1))
-    pants(repo, caches, "package", BIG_AGENT, BASE)
+    options = session.p1_options
+    pants(repo, caches, *options, "package", BIG_AGENT, BASE)
     # The control for "flat": the same build, weights 1 byte (new bytes, so the steps run again).
     weights.write_bytes(os.urandom(1))
-    _, control = pants_with_peak_rss(repo, caches, "package", BIG_AGENT)
+    _, control = pants_with_peak_rss(repo, caches, *options, "package", BIG_AGENT)
     weights.write_bytes(os.urandom(1))
-    pants(repo, caches, "package", BIG_AGENT, pantsd=True)
-    base_tag = session.base_tag(repo)
-    session.docker.load(BuiltImage.base(repo), base_tag)
+    pants(repo, caches, *options, "package", BIG_AGENT, pantsd=True)
+    base = session.pulled_base(repo)
     context = session.scratch("p1-context")
     tag = f"{IMAGE_PREFIX}/big"
-    DockerEquivalent.prepare(BuiltImage.of(repo, BIG_AGENT), context, base_tag, tag)
+    DockerEquivalent.prepare(BuiltImage.of(repo, BIG_AGENT), context, base, tag)
     session.docker.build(context, tag)
 
     without, with_pantsd, theirs = [], [], []
@@ -875,12 +1011,12 @@ def p1_weights(session: Session) -> List[Row]:
     try:
         for run in range(session.runs):
             write_random(weights, mib)
-            seconds, peaks = pants_with_peak_rss(repo, caches, "package", BIG_AGENT)
-            DockerEquivalent.prepare(BuiltImage.of(repo, BIG_AGENT), context, base_tag, tag)
+            seconds, peaks = pants_with_peak_rss(repo, caches, *options, "package", BIG_AGENT)
+            DockerEquivalent.prepare(BuiltImage.of(repo, BIG_AGENT), context, base, tag)
             theirs.append(session.docker.build(context, tag))
             session.docker.remove(tag)
             write_random(weights, mib)
-            with_pantsd.append(pants(repo, caches, "package", BIG_AGENT, pantsd=True)[0])
+            with_pantsd.append(pants(repo, caches, *options, "package", BIG_AGENT, pantsd=True)[0])
             step, step_peak = largest_step(peaks)
             without.append(seconds)
             pants_peaks.append(peaks["pants"])
@@ -899,7 +1035,7 @@ def p1_weights(session: Session) -> List[Row]:
     docker = median(theirs)
     return [
         Row(
-            f"P1 ingest {mib} MiB of weights, {label}",
+            f"P1 ingest {mib} MiB of weights, {label}{', archives off' if options else ''}",
             "s",
             median(seconds),
             docker,
@@ -970,19 +1106,22 @@ def p2_code_edit(session: Session) -> List[Row]:
 
 def p3_cold(session: Session) -> List[Row]:
     examples = session.examples()
-    base = BuiltImage.base(examples.repo)
+    base_id = BuiltImage.base(examples.repo).metadata["docker"]["imageID"]
     ours, theirs = [], []
+    held = []
     for run in range(session.runs):
         root = session.scratch("p3")
         seconds, _ = pants(
-            examples_repo(root / "repo"), Caches.under(root / "caches"), "package", "agents::"
+            examples_repo(root / "repo"), Caches.under(root / "caches"), "package", *EXAMPLES
         )
         shutil.rmtree(root)
-        # Docker's cold path; its images go first, and the base goes unless another tag names it.
-        session.docker.remove(*[context.tag for context in examples.contexts], examples.base_tag)
+        # Docker's cold path; its images go first, then the base (unless another name holds it:
+        # then its pull fetches no layer, which the note says).
+        session.docker.remove(*[context.tag for context in examples.contexts], examples.base)
+        held.append(session.docker.exists(base_id))
         pip_cache = session.scratch("p3-pip-cache")
         started = time.perf_counter()
-        session.docker.load(base, examples.base_tag)
+        session.docker.pull(examples.base)
         for context in examples.contexts:
             session.pip.install(context.image, context.context / "packages", pip_cache)
             session.docker.build(context.context, context.tag, no_cache=True)
@@ -996,10 +1135,13 @@ def p3_cold(session: Session) -> List[Row]:
             "s",
             median(ours),
             median(theirs),
-            "load base + pip + build --no-cache",
+            "pull base + pip + build --no-cache",
             "<= 1.0x",
             median(ours) <= median(theirs),
-            note=f"images: base, {images}",
+            note=f"images: base, {images}; ours builds the base from .debs fetched from"
+            f" {DEBIAN_MIRROR}, docker pulls it built from a registry on loopback; runs in which"
+            f" dockerd still held the base under another name (its pull fetched no layer):"
+            f" {sum(held)} of {len(held)}",
         )
     ]
 
@@ -1022,7 +1164,7 @@ def p4_remote_cache(session: Session) -> List[Row]:
                 Caches.under(root / "filling-caches"),
                 *grid.pants_options(read=False, write=True),
                 "package",
-                "agents::",
+                *EXAMPLES,
             )
             reading, output = pants(
                 examples_repo(root / "reading"),
@@ -1030,7 +1172,7 @@ def p4_remote_cache(session: Session) -> List[Row]:
                 *grid.pants_options(read=True, write=False),
                 "--stats-log",
                 "package",
-                "agents::",
+                *EXAMPLES,
             )
         shutil.rmtree(root)
         cold.append(filling)
@@ -1062,13 +1204,13 @@ def p4_remote_cache(session: Session) -> List[Row]:
 def p5_noop(session: Session) -> List[Row]:
     examples = session.examples()
     progress("P5: warming pantsd on `package agents::`")
-    pants(examples.repo, session.warm, "package", "agents::", pantsd=True)
+    pants(examples.repo, session.warm, "package", *EXAMPLES, pantsd=True)
     with_pantsd = [
-        pants(examples.repo, session.warm, "package", "agents::", pantsd=True)[0]
+        pants(examples.repo, session.warm, "package", *EXAMPLES, pantsd=True)[0]
         for _ in range(session.runs)
     ]
     without = [
-        pants(examples.repo, session.warm, "package", "agents::")[0] for _ in range(session.runs)
+        pants(examples.repo, session.warm, "package", *EXAMPLES)[0] for _ in range(session.runs)
     ]
     theirs = [
         sum(session.docker.build(context.context, context.tag) for context in examples.contexts)
@@ -1177,8 +1319,10 @@ def p6_size(session: Session) -> List[Row]:
         # The proxy's CA, which pip needs here (about 0.2 MB of the image).
         "COPY ca-certificates.crt requirements.txt /tmp/pip/",
         f"RUN {pip}",
-        *[f"COPY {kind}/ /" for kind in COPIED_KINDS],
+        # The config before the COPYs, as a Dockerfile written for the layer cache has it (after
+        # the RUN, which must run as root: the config names the agent's user).
         *config_instructions(image.config),
+        *[f"COPY {kind}/ /" for kind in COPIED_KINDS],
     ]
     (context / "Dockerfile").write_text("\n".join(lines) + "\n")
     slim_tag = f"{IMAGE_PREFIX}/router-python-slim"
@@ -1335,15 +1479,15 @@ def p8_real_stack(session: Session) -> List[Row]:
         cold.append(seconds)
         progress(f"P8 run {run + 1}: the archives docker loads")
         archives.append(pants(repo, caches, "package", BASE, CLASSIFIER)[0])
-        image, base = BuiltImage.of(repo, CLASSIFIER), BuiltImage.base(repo)
-        base_tag = session.base_tag(repo)
+        image = BuiltImage.of(repo, CLASSIFIER)
+        base = session.base_reference(repo)
         context = DockerEquivalent.prepare(
-            image, root / "context", base_tag, f"{IMAGE_PREFIX}/classifier"
+            image, root / "context", base, f"{IMAGE_PREFIX}/classifier"
         )
-        session.docker.remove(context.tag, base_tag)
-        progress(f"P8 run {run + 1}: docker load + pip (cold cache) + docker build --no-cache")
+        session.docker.remove(context.tag, base)
+        progress(f"P8 run {run + 1}: docker pull + pip (cold cache) + docker build --no-cache")
         started = time.perf_counter()
-        session.docker.load(base, base_tag)
+        session.docker.pull(base)
         session.pip.install(image, context.context / "packages", root / "pip-cache")
         session.docker.build(context.context, context.tag, no_cache=True)
         cold_docker.append(time.perf_counter() - started)
@@ -1388,7 +1532,7 @@ def p8_real_stack(session: Session) -> List[Row]:
             "s",
             median(cold),
             median(cold_docker),
-            "load base + pip + build --no-cache",
+            "pull base + pip + build --no-cache",
             "<= 1.0x",
             median(cold) <= median(cold_docker),
             note=f"{len(layers)} layers, {len(big)} of them one big wheel each"
@@ -1420,6 +1564,393 @@ def p8_real_stack(session: Session) -> List[Row]:
     ]
 
 
+# P9 ---------------------------------------------------------------------------------------------
+
+FLEET_SIZE = 20
+# Every fleet agent: its own tiny module, the router's service and model code (shared first-party
+# libraries), so the same packages (the `agents` lock's numpy and CUDA runtime), the same weights
+# and the same base as the router.
+FLEET_BUILD = """\
+python_sources(name="src", sources=["{module}/*.py"])
+ai_agent(
+    name="{name}",
+    entry_point="{module}",
+    dependencies=[":src"],
+    weights=["//agents/models/router:weights"],
+    ports=[8080],
+    repository="{repository}",
+)
+"""
+FLEET_MAIN = """\
+\"\"\"`python3 -m {module}` starts {name}: the router's service and model under its own name.\"\"\"
+
+import os
+import sys
+
+from router_agent.accelerator import cuda_status
+from router_agent.server import serve
+from router_model import Router
+
+router = Router.load(os.environ.get("MODEL_DIR", "/models/router"))
+sys.exit(serve("{name}", router, {{"cuda": cuda_status()}}))
+"""
+# The file P9's code edits change: the first fleet agent's own module.
+FLEET_EDITED = "agents/fleet00/fleet00_agent/__main__.py"
+# What a CI machine that only publishes sets (as tests/remote_cache does).
+PUBLISH_ONLY = (
+    "--cache-content-behavior=defer",
+    "--ai-agents-layouts=false",
+    "--ai-agents-archives=false",
+)
+
+
+def fleet_repo(root: Path, registry: str) -> ScratchRepo:
+    """A monorepo of FLEET_SIZE agents (`agents/fleetNN:fleetNN`, published to
+    `registry/fleet/fleetNN`) and the base: no other image target."""
+    repo = ScratchRepo.create(root)
+    repo.copy_from_sandbox(
+        "agents/base", "agents/router", "agents/models/router", "agents/models/router_model"
+    )
+    repo.copy_from_sandbox("3rdparty")
+    # The router's code without its `ai_agent` targets (and the comment above them).
+    router_build = (repo.root / "agents/router/BUILD").read_text()
+    kept = router_build[: router_build.index("\nai_agent(")].rstrip().splitlines()
+    while kept and kept[-1].startswith("#"):
+        kept.pop()
+    files = {
+        "agents/BUILD": AGENTS_SKELETON["agents/BUILD"],
+        "agents/router/BUILD": "\n".join(kept) + "\n",
+    }
+    agent_yaml = (repo.root / "agents/router/agent.yaml").read_text()
+    for index in range(FLEET_SIZE):
+        name = f"fleet{index:02d}"
+        module = f"{name}_agent"
+        files.update(
+            {
+                f"agents/{name}/BUILD": FLEET_BUILD.format(
+                    name=name, module=module, repository=f"{registry}/fleet/{name}"
+                ),
+                f"agents/{name}/agent.yaml": agent_yaml.replace(
+                    "name: router\n", f"name: {name}\n", 1
+                ),
+                f"agents/{name}/{module}/__init__.py": "",
+                f"agents/{name}/{module}/__main__.py": FLEET_MAIN.format(name=name, module=module),
+            }
+        )
+    repo.write(files)
+    return repo
+
+
+# (inode, mtime in ns, size) of a file: another of these, or a new path, means written.
+FileState = Tuple[int, int, int]
+
+
+def file_states(directory: Path) -> Dict[str, FileState]:
+    states = {}
+    for dirpath, _, names in os.walk(directory):
+        for name in names:
+            path = os.path.join(dirpath, name)
+            info = os.lstat(path)
+            states[os.path.relpath(path, directory)] = (info.st_ino, info.st_mtime_ns, info.st_size)
+    return states
+
+
+def store_inodes(store: Path) -> Set[int]:
+    """The inodes of the store's files (those of 512 KiB or more, kept as plain files)."""
+    return {state[0] for state in file_states(store / "immutable").values()}
+
+
+def allocated_bytes(directory: Path) -> int:
+    """Disk space the files under `directory` take (blocks allocated, sparse files as they are)."""
+    total = 0
+    for dirpath, _, names in os.walk(directory):
+        for name in names:
+            total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+    return total
+
+
+def device_written(path: Path) -> int:
+    """Bytes written to the block device holding `path` since boot (every process's)."""
+    device = os.stat(path).st_dev
+    stat = Path(f"/sys/dev/block/{os.major(device)}:{os.minor(device)}/stat").read_text().split()
+    return int(stat[6]) * 512
+
+
+def network_bytes() -> Tuple[int, int]:
+    """Bytes received on loopback, and on every other interface, since boot."""
+    loopback = other = 0
+    for line in Path("/proc/net/dev").read_text().splitlines()[2:]:
+        name, counters = line.split(":", 1)
+        received = int(counters.split()[0])
+        if name.strip() == "lo":
+            loopback += received
+        else:
+            other += received
+    return loopback, other
+
+
+@dataclass(frozen=True)
+class Writes:
+    """What one Pants command wrote: into dist/ (new or rewritten files, and files that are new
+    hardlinks to the store's), into the store, and to the disk overall."""
+
+    written: int
+    written_files: List[Tuple[str, int]]
+    linked: int
+    linked_files: int
+    removed_files: int
+    store_growth: int
+    named_caches_growth: int
+    remote_cache_growth: int
+    device: int
+    seconds: float
+
+    def summary(self) -> str:
+        biggest = ", ".join(f"{path} {_size(size)}" for path, size in self.written_files[:3])
+        return (
+            f"dist/: {_size(self.written)} written in {len(self.written_files)} files"
+            f"{f' (biggest: {biggest})' if biggest else ''}, {_size(self.linked)} linked from the"
+            f" store in {self.linked_files} files, {self.removed_files} removed; the store grew by"
+            f" {_size(self.store_growth)}, the named caches by {_size(self.named_caches_growth)},"
+            f" the remote cache's CAS (BuildGrid, same disk) by {_size(self.remote_cache_growth)};"
+            f" the disk took {_size(self.device)} (every process's writes); {self.seconds:.1f} s"
+        )
+
+
+def measured_writes(
+    repo: ScratchRepo, caches: Caches, remote_cas: Path, *args: str, pantsd: bool = False
+) -> Tuple[Writes, str]:
+    """Run Pants (as `pants` does, synced) and measure what it wrote outside its store."""
+    dist = repo.root / "dist"
+    os.sync()
+    before = file_states(dist) if dist.exists() else {}
+    store_before = allocated_bytes(caches.store)
+    named_before = allocated_bytes(caches.named)
+    remote_before = allocated_bytes(remote_cas)
+    device_before = device_written(repo.root)
+    seconds, output = pants(repo, caches, *args, pantsd=pantsd)
+    device = device_written(repo.root) - device_before
+    after = file_states(dist) if dist.exists() else {}
+    linked_inodes = store_inodes(caches.store)
+    written: List[Tuple[str, int]] = []
+    linked: List[Tuple[str, int]] = []
+    for path, state in after.items():
+        if before.get(path) == state:
+            continue
+        (linked if state[0] in linked_inodes else written).append((path, state[2]))
+    written.sort(key=lambda item: -item[1])
+    writes = Writes(
+        written=sum(size for _, size in written),
+        written_files=written,
+        linked=sum(size for _, size in linked),
+        linked_files=len(linked),
+        removed_files=len(set(before) - set(after)),
+        store_growth=allocated_bytes(caches.store) - store_before,
+        named_caches_growth=allocated_bytes(caches.named) - named_before,
+        remote_cache_growth=allocated_bytes(remote_cas) - remote_before,
+        device=device,
+        seconds=seconds,
+    )
+    return writes, output
+
+
+def metadata_of(repo: ScratchRepo, name: str) -> Tuple[Mapping[str, Any], Path]:
+    """The `.tar.json` of fleet agent `name`, and the prefix of its files in dist/."""
+    (path,) = (repo.root / "dist").glob(f"agents.{name}/{name}.tar.json")
+    return json.loads(path.read_text()), path.with_name(path.name[: -len(".tar.json")])
+
+
+def unique_layer_bytes(repo: ScratchRepo) -> Tuple[int, int]:
+    """The sizes of the distinct layer blobs of every image in dist/ (base included), and how
+    many there are."""
+    sizes = {}
+    for path in (repo.root / "dist").glob("*/*.tar.json"):
+        for image in json.loads(path.read_text())["images"]:
+            for layer in image["layers"]:
+                sizes[layer["digest"]] = layer["size"]
+    return sum(sizes.values()), len(sizes)
+
+
+def p9_monorepo_bytes(session: Session) -> List[Row]:
+    """Bytes, not time: one run (what is written does not vary from run to run)."""
+    root = session.scratch("p9")
+    rows: List[Row] = []
+    with start_registry(root / "registry", ACCESS_LOG) as registry, start_buildgrid(
+        root / "buildgrid"
+    ) as grid:
+        repo = fleet_repo(root / "monorepo", registry.address)
+        caches = Caches.under(root / "monorepo-caches")
+        # The monorepo's machine: archives off, and it fills the remote cache for (d).
+        options = [NO_ARCHIVES, *grid.pants_options(read=False, write=True)]
+        cas = root / "buildgrid" / "cas"
+        try:
+            progress(f"P9: cold package :: of {FLEET_SIZE} agents and the base (empty caches)")
+            cold, _ = measured_writes(repo, caches, cas, *options, "package", "::", pantsd=True)
+            progress(f"P9 cold: {cold.summary()}")
+            unique, layers = unique_layer_bytes(repo)
+            noop, _ = measured_writes(repo, caches, cas, *options, "package", "::", pantsd=True)
+            progress(f"P9 no-op: {noop.summary()}")
+            append_line(repo.root / FLEET_EDITED)
+            edit, _ = measured_writes(repo, caches, cas, *options, "package", "::", pantsd=True)
+            progress(f"P9 code edit: {edit.summary()}")
+            metadata, prefix = metadata_of(repo, "fleet00")
+            (image,) = metadata["images"]
+            layer_digests = {layer["digest"] for layer in image["layers"]}
+            (code,) = (layer for layer in image["layers"] if layer["kind"] == "code")
+            # The edited agent's files in dist/ other than layer blobs: metadata, SBOM,
+            # provenance, the layout's index, manifest and config.
+            own_metadata = sum(
+                path.stat().st_size
+                for path in prefix.parent.rglob("*")
+                if path.is_file()
+                and str(path).startswith(str(prefix))
+                and f"sha256:{path.name}" not in layer_digests
+            )
+            # (d): the registry gets every agent as the monorepo has it now.
+            progress("P9: publish :: from the monorepo's machine (fills the registry)")
+            pants(repo, caches, *options, "publish", "::", pantsd=True)
+        finally:
+            stop_pantsd(repo)
+        rows += [
+            Row(
+                f"P9 {FLEET_SIZE}-agent monorepo, cold package ::: bytes written outside the store",
+                "B",
+                cold.written,
+                unique,
+                f"unique layer bytes ({layers} layers)",
+                "<= 1.2x",
+                cold.written <= 1.2 * unique,
+                note=cold.summary(),
+            ),
+            Row(
+                "P9 no-op package ::: bytes written outside the store",
+                "B",
+                noop.written,
+                None,
+                "-",
+                "0 B",
+                noop.written == 0,
+                note=noop.summary(),
+            ),
+            Row(
+                "P9 one-line code edit in one agent, package ::: bytes written outside the store",
+                "B",
+                edit.written,
+                code["size"] + own_metadata,
+                "its code layer + its metadata",
+                "<= that + 1 MB",
+                edit.written <= code["size"] + own_metadata + 1e6,
+                note=f"code layer {_size(code['size'])}, metadata {_size(own_metadata)}; "
+                + edit.summary(),
+            ),
+        ]
+        rows.append(fresh_machine_publish(root, repo, registry, grid))
+    shutil.rmtree(root)
+    return rows
+
+
+def fresh_machine_publish(
+    root: Path, monorepo: ScratchRepo, registry: RunningRegistry, grid: RunningBuildGrid
+) -> Row:
+    """(d): another machine with empty local caches and the warm remote cache publishes every
+    agent after a one-line code edit in one of them (as CI's publish-only machine: deferred
+    cache content, no layout, no archive)."""
+    fresh = ScratchRepo(root / "fresh")
+    shutil.copytree(
+        monorepo.root,
+        fresh.root,
+        ignore=lambda directory, names: [
+            name for name in names if name in ("dist", ".pids") or name.startswith(".pants")
+        ]
+        if Path(directory) == monorepo.root
+        else [],
+    )
+    append_line(fresh.root / FLEET_EDITED)
+    caches = Caches.under(root / "fresh-caches")
+    uploads = UploadLog(registry)
+    uploads.uploaded()  # the monorepo machine's pushes: not this one's
+    os.sync()
+    loopback_before, other_before = network_bytes()
+    progress("P9: publish :: after a code edit, from a fresh machine with the warm remote cache")
+    seconds, output = pants(
+        fresh,
+        caches,
+        *grid.pants_options(read=True, write=False),
+        *PUBLISH_ONLY,
+        "--stats-log",
+        "publish",
+        "::",
+    )
+    loopback_after, other_after = network_bytes()
+    digests = uploads.uploaded()
+    uploaded = sum(uploads.size(digest) for digest in digests)
+    store = allocated_bytes(caches.store)
+    named = allocated_bytes(caches.named)
+    metadata, _ = metadata_of(fresh, "fleet00")
+    (image,) = metadata["images"]
+    (code,) = (layer for layer in image["layers"] if layer["kind"] == "code")
+    expected = {code["digest"], image["config"]["digest"]}
+    pushed = re.findall(r"uploaded (\d+) blobs \(([^)]*)\)", output)
+    # What publish wrote into dist/ (metadata, SBOM, provenance: cache hits' outputs, fetched).
+    dist_bytes = sum(state[2] for state in file_states(fresh.root / "dist").values())
+    immutable = caches.store / "immutable"
+    big_files = sorted(
+        ((state[2], _kind_of(immutable / path)) for path, state in file_states(immutable).items()),
+        reverse=True,
+    )
+    counters = ", ".join(
+        f"{name} {_stat(output, name)}"
+        for name in (
+            "remote_cache_requests_cached",
+            "remote_cache_requests_uncached",
+            "local_execution_requests",
+        )
+    )
+    which = (
+        "the code layer and config only"
+        if set(digests) == expected
+        else f"not only the code layer and config: {', '.join(digests)}"
+    )
+    # Everything it exchanged with BuildGrid and the registry (both on loopback; requests and
+    # answers, protocol included): downloads + uploads.
+    moved = loopback_after - loopback_before
+    biggest = ", ".join(f"{_size(size)} ({kind})" for size, kind in big_files[:5]) or "-"
+    return Row(
+        "P9 publish :: of a code-only change, fresh machine, warm remote cache: bytes moved",
+        "B",
+        moved,
+        code["size"],
+        "the changed (code) layer",
+        "<= 2x",
+        moved <= 2 * code["size"],
+        note=f"moved = loopback traffic (BuildGrid + registry, both ways; other interfaces"
+        f" received {_size(other_after - other_before)}); uploaded {_size(uploaded)} in"
+        f" {len(digests)} blobs ({which}; publish printed"
+        f" {sum(int(count) for count, _ in pushed)} blobs uploaded over {len(pushed)} pushes);"
+        f" the local store grew to {_size(store)} (what was fetched and what was built:"
+        f" {len(big_files)} files of 512 KiB or more: {biggest}), named caches to {_size(named)};"
+        f" dist/ got {_size(dist_bytes)} (metadata, SBOMs, provenance of {FLEET_SIZE} agents);"
+        f" {counters}; {seconds:.1f} s",
+    )
+
+
+def _kind_of(path: Path) -> str:
+    """What a store file holds, by its first bytes."""
+    with path.open("rb") as handle:
+        head = handle.read(512)
+    if head.startswith(b"PK"):
+        return "zip: a PEX or wheel"
+    if head.startswith(b"\x93NUMPY"):
+        return "numpy array: weights"
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip: a layer"
+    if head[257:262] == b"ustar":
+        return "tar: a layer"
+    if head.startswith(b"#!"):
+        return "script: " + head.split(b"\n", 1)[0][:60].decode(errors="replace")
+    return "other"
+
+
 # Main -------------------------------------------------------------------------------------------
 
 RUNNERS: Dict[str, Callable[[Session], List[Row]]] = {
@@ -1431,6 +1962,7 @@ RUNNERS: Dict[str, Callable[[Session], List[Row]]] = {
     "P6": p6_size,
     "P7": p7_publish,
     "P8": p8_real_stack,
+    "P9": p9_monorepo_bytes,
 }
 
 
@@ -1455,6 +1987,12 @@ def main(argv: Sequence[str] = ()) -> int:
     parser.add_argument("--weights-mib", type=int, default=1024)
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--p1-archives",
+        choices=("on", "off"),
+        default="on",
+        help="[ai-agents].archives for P1's `package` (default: on, the plugin's default)",
+    )
     parser.add_argument("--docker", default="docker", help="the docker CLI")
     parser.add_argument(
         "--docker-builder",
@@ -1473,6 +2011,7 @@ def main(argv: Sequence[str] = ()) -> int:
     workdir = args.workdir / "agent-builds"
     docker = Docker(cli=args.docker, builder=args.docker_builder)
     before = machine(docker)
+    resources = contextlib.ExitStack()
     session = Session(
         runs=args.runs,
         weights_mib=args.weights_mib,
@@ -1480,22 +2019,26 @@ def main(argv: Sequence[str] = ()) -> int:
         docker=docker,
         pip=Pip(host_interpreter("3.11")),
         warm=Caches.under(workdir / "warm-caches"),
+        p1_options=(NO_ARCHIVES,) if args.p1_archives == "off" else (),
+        resources=resources,
     )
     rows: List[Row] = []
     try:
-        # P4 last: it runs BuildGrid, the others do not.
-        for key in sorted(chosen, key=lambda key: (key == "P4", key)):
+        # P4 and P9 last: they run BuildGrid, the others do not.
+        for key in sorted(chosen, key=lambda key: (key in ("P4", "P9"), key)):
             progress(f"{key}: start")
             rows += RUNNERS[key](session)
     finally:
         if session.built_examples is not None:
             stop_pantsd(session.built_examples.repo)
         docker.remove_all()
+        resources.close()
         shutil.rmtree(workdir / "scratch", ignore_errors=True)
     after = machine(docker)
     description = {**before, "load average": f"{before['load average']} -> {after['load average']}"}
     print("; ".join(f"{name}: {value}" for name, value in description.items()))
-    print(f"median of {args.runs} runs; MB = 10^6 bytes; ratio = ours / baseline")
+    runs = f"median of {args.runs} runs" + ("; P9: one run (bytes)" if "P9" in chosen else "")
+    print(f"{runs}; MB = 10^6 bytes; ratio = ours / baseline")
     print_table(rows)
     if args.json:
         args.json.write_text(
