@@ -52,11 +52,17 @@ def docker_client() -> Iterator[object]:
 
 @pytest.fixture
 def loaded_images(docker_client: Any) -> Iterator[List[str]]:
-    """Tags a test loads into dockerd; removed from it afterwards."""
+    """Tags a test loads into dockerd; removed from it afterwards (a tag removed already, with
+    the image another of them named, is gone as wanted)."""
+    import docker
+
     tags: List[str] = []
     yield tags
     for tag in tags:
-        docker_client.images.remove(tag, force=True)
+        try:
+            docker_client.images.remove(tag, force=True)
+        except docker.errors.ImageNotFound:
+            pass
 
 
 @pytest.fixture(scope="session")
