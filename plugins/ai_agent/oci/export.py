@@ -31,8 +31,8 @@ from .archive import ImageFiles
 from .errors import OciError
 from .layer import Entry
 
-# Files up to this size are compared byte for byte when they are not the same inode.
-_COMPARED_BYTES = 1 << 20
+# How much of two files is compared at a time when they are not the same inode.
+_COMPARED_CHUNK = 1 << 20
 _COPY_CHUNK = 1 << 20
 # The document of a layout that says what it holds, written after everything it references.
 _LAYOUT_ROOT = "index.json"
@@ -181,12 +181,25 @@ def _same_file(source: Path, destination: Path) -> bool:
             return False
         if os.path.samefile(source, destination):
             return True
-        size = source.stat().st_size
-        if size != destination.stat().st_size or size > _COMPARED_BYTES:
+        if source.stat().st_size != destination.stat().st_size:
             return False
-        return source.read_bytes() == destination.read_bytes()
+        # Pants' store rewrites a file whenever a step captures the same bytes again (another
+        # checkout sharing the store, say): then only the bytes say whether it is unchanged.
+        return _same_bytes(source, destination)
     except OSError as error:
         raise ExportError(f"{destination}: {error.strerror or error}") from None
+
+
+def _same_bytes(first: Path, second: Path) -> bool:
+    """Whether two files of one size hold the same bytes, read a chunk at a time (stopping at
+    the first difference)."""
+    with open(first, "rb") as one, open(second, "rb") as other:
+        while True:
+            chunk = one.read(_COMPARED_CHUNK)
+            if chunk != other.read(_COMPARED_CHUNK):
+                return False
+            if not chunk:
+                return True
 
 
 def _place(source: Path, destination: Path) -> None:

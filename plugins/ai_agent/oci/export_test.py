@@ -233,6 +233,26 @@ def test_the_image_command_writes_metadata_without_reading_a_layer_blob(
     }
 
 
+def test_big_files_rewritten_by_the_store_with_the_same_bytes_are_unchanged(
+    tmp_path: Path,
+) -> None:
+    """Pants' store replaces a file (a new inode) when a step captures the same bytes again: a
+    no-op must still leave `dist/` alone, and a change of one byte must still be written."""
+    archive = os.urandom(3 << 20)
+    dist = tmp_path / "dist"
+    _export(_sources(tmp_path / "build", archive, b"{}"), dist)
+    inode = (dist / ARCHIVE).stat().st_ino
+    again = _export(_sources(tmp_path / "rebuilt", archive, b"{}"), dist)
+    assert again.written == () and again.unchanged == (ARCHIVE, METADATA)
+    assert (dist / ARCHIVE).stat().st_ino == inode
+    changed = archive[:-1] + bytes([archive[-1] ^ 1])
+    assert _export(_sources(tmp_path / "changed", changed, b"{}"), dist).written == (
+        ARCHIVE,
+        METADATA,
+    )
+    assert (dist / ARCHIVE).read_bytes() == changed
+
+
 def test_what_a_set_no_longer_holds_is_removed(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
     sources = _sources(tmp_path / "build", b"archive", b"{}")
