@@ -10,11 +10,9 @@ import json
 import re
 import subprocess
 import sys
-import threading
 import urllib.error
 import urllib.request
 import uuid
-from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -25,7 +23,7 @@ from ai_agent.oci.referrers import EMPTY_DESCRIPTOR, IN_TOTO_JSON, SPDX_JSON, ar
 from ai_agent.oci.remote import RegistryClient
 from ai_agent.oci.types import OCI_INDEX, OCI_MANIFEST, Descriptor
 from testkit.components import RunningRegistry
-from testkit.http_stub import QuietHandler, StubHTTPServer
+from testkit.http_stub import Answer, RegistryProxy
 
 pytestmark = pytest.mark.integration
 
@@ -191,61 +189,29 @@ def test_a_referrers_list_keeps_what_others_attached(
     ]
 
 
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
 _REFERRERS_API = re.compile(r"/referrers/sha256:[0-9a-f]{64}(\?|$)")
 
 
-class ReferrersApiProxy(StubHTTPServer):
+class ReferrersApiProxy(RegistryProxy):
     """The real registry behind a forwarder that plays a registry with the referrers API: it
     answers `GET /v2/<name>/referrers/<digest>` with an (empty) index, and, if `subject_header`,
     a manifest PUT with the `OCI-Subject` header naming the manifest's subject."""
 
     def __init__(self, upstream: str, subject_header: bool) -> None:
-        self.requests: List[Tuple[str, str]] = []
-        proxy = self
-        lock = threading.Lock()
+        super().__init__(upstream)
+        self.subject_header = subject_header
 
-        class Handler(QuietHandler):
-            protocol_version = "HTTP/1.1"
+    def intercept(self, number: int, method: str, path: str) -> Optional[Answer]:
+        if not _REFERRERS_API.search(path):
+            return None
+        listing = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+        return (200, [("Content-Type", OCI_INDEX)], json.dumps(listing).encode())
 
-            def handle_one_request(self) -> None:
-                self.raw_requestline = self.rfile.readline(65537)
-                if not self.raw_requestline or not self.parse_request():
-                    self.close_connection = True
-                    return
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with lock:
-                    proxy.requests.append((self.command, self.path))
-                if _REFERRERS_API.search(self.path):
-                    listing = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
-                    self._answer(200, [("Content-Type", OCI_INDEX)], json.dumps(listing).encode())
-                    return
-                extra: List[Tuple[str, str]] = []
-                if self.command == "PUT" and "/manifests/" in self.path and subject_header:
-                    subject: Optional[Dict[str, Any]] = json.loads(body).get("subject")
-                    extra = [("OCI-Subject", subject["digest"])] if subject else []
-                self._forward(body, extra)
-
-            def _forward(self, body: bytes, extra: List[Tuple[str, str]]) -> None:
-                connection = HTTPConnection(upstream, timeout=60)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
-                headers["Content-Length"] = str(len(body))
-                connection.request(self.command, self.path, body=body, headers=headers)
-                response = connection.getresponse()
-                answer = response.read()
-                connection.close()
-                passed = [(k, v) for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP]
-                self._answer(response.status, passed + extra, answer)
-
-            def _answer(self, status: int, headers: List[Tuple[str, str]], body: bytes) -> None:
-                self.send_response(status)
-                for name, value in headers + [("Content-Length", str(len(body)))]:
-                    self.send_header(name, value)
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-
-        super().__init__(Handler)
+    def added_headers(self, method: str, path: str, body: bytes) -> List[Tuple[str, str]]:
+        if method != "PUT" or "/manifests/" not in path or not self.subject_header:
+            return []
+        subject: Optional[Dict[str, Any]] = json.loads(body).get("subject")
+        return [("OCI-Subject", subject["digest"])] if subject else []
 
 
 @pytest.mark.parametrize("subject_header", [True, False])

@@ -17,14 +17,12 @@ import ssl
 import stat
 import subprocess
 import tarfile
-import threading
 import time
 import urllib.request
 import uuid
 from dataclasses import dataclass
-from http.client import HTTPConnection
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -56,7 +54,7 @@ from ai_agent.oci.types import (
     sha256_digest,
 )
 from testkit.components import RunningRegistry, require_binary, start_registry
-from testkit.http_stub import QuietHandler, StubHTTPServer
+from testkit.http_stub import DROP, Answer, QuietHandler, RegistryProxy, StubHTTPServer
 
 pytestmark = pytest.mark.integration
 
@@ -343,59 +341,22 @@ def test_local_blobs_that_do_not_match_their_descriptor_are_named(
 # A fault decides, from the request's number (1-based), method and path, whether the proxy answers
 # 503, drops the connection, or forwards the request.
 Fault = Callable[[int, str, str], Optional[str]]
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
 
 
-class FaultyProxy(StubHTTPServer):
-    """An HTTP/1.1 forwarder to a real registry on loopback that fails the requests `fault` picks.
-    The Host header is kept, so the upload URLs the registry hands out point back at the proxy."""
+class FaultyProxy(RegistryProxy):
+    """A forwarder to a real registry on loopback that fails the requests `fault` picks."""
 
     def __init__(self, upstream: str, fault: Fault) -> None:
-        self.requests: List[Tuple[str, str]] = []
+        super().__init__(upstream)
+        self.fault = fault
         self.faults = 0
-        proxy = self
-        lock = threading.Lock()
 
-        class Handler(QuietHandler):
-            protocol_version = "HTTP/1.1"
-
-            def handle_one_request(self) -> None:
-                self.raw_requestline = self.rfile.readline(65537)
-                if not self.raw_requestline or not self.parse_request():
-                    self.close_connection = True
-                    return
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with lock:
-                    proxy.requests.append((self.command, self.path))
-                    decision = fault(len(proxy.requests), self.command, self.path)
-                    proxy.faults += decision is not None
-                if decision == "drop":
-                    self.close_connection = True
-                elif decision == "503":
-                    self._answer(503, [], b"")
-                else:
-                    self._forward(body)
-
-            def _forward(self, body: bytes) -> None:
-                upstream_connection = HTTPConnection(upstream, timeout=60)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
-                headers["Content-Length"] = str(len(body))
-                upstream_connection.request(self.command, self.path, body=body, headers=headers)
-                response = upstream_connection.getresponse()
-                answer = response.read()
-                upstream_connection.close()
-                passed = [(k, v) for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP]
-                self._answer(response.status, passed, answer)
-
-            def _answer(self, status: int, headers: List[Tuple[str, str]], body: bytes) -> None:
-                self.send_response(status)
-                for name, value in headers + [("Content-Length", str(len(body)))]:
-                    self.send_header(name, value)
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-
-        super().__init__(Handler)
+    def intercept(self, number: int, method: str, path: str) -> Union[None, str, Answer]:
+        decision = self.fault(number, method, path)
+        self.faults += decision is not None
+        if decision == "503":
+            return (503, [], b"")
+        return DROP if decision == "drop" else None
 
 
 def test_push_survives_5xx_and_dropped_connections(registry: RunningRegistry) -> None:
