@@ -40,8 +40,10 @@ from ai_agent.oci.errors import (
     RegistryUnavailable,
     TLSVerificationError,
 )
+from ai_agent.oci.layer import Entry, write_layer_recipe
 from ai_agent.oci.name import Reference, Repository
 from ai_agent.oci.push import BlobData
+from ai_agent.oci.recipe import RECIPE_SOURCE_MIN, BlobRecipe
 from ai_agent.oci.remote import RegistryClient
 from ai_agent.oci.types import (
     GONE,
@@ -152,6 +154,9 @@ def pull_everything(client: RegistryClient, reference: Reference, image: LocalIm
 
 
 def _content(data: BlobData) -> bytes:
+    if isinstance(data, BlobRecipe):
+        with data.open() as stream:
+            return stream.read()
     return data if isinstance(data, bytes) else data.read_bytes()
 
 
@@ -208,6 +213,23 @@ def test_big_blobs_go_up_in_chunks(
     assert stats.uploaded_bytes == image.blob_bytes
     patches = [r.getMessage() for r in caplog.records if r.getMessage().startswith("PATCH ")]
     assert len(patches) == -(-image.layers[0].size // 4096)
+
+
+def test_a_layer_kept_as_a_recipe_goes_up_stitched_from_its_source(
+    registry: RunningRegistry, tmp_path: Path
+) -> None:
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(os.urandom(RECIPE_SOURCE_MIN + 5000))
+    result, recipe = write_layer_recipe([Entry.file("models/weights.bin", weights)])
+    image = make_image([_content(recipe)])
+    assert image.layers[0].digest == result.descriptor.digest
+    image.blobs[image.layers[0].digest] = recipe
+    repository = unique_repository(registry, "recipe")
+    # Chunks that end inside the tar header, the file and the trailer.
+    with RegistryClient(AnonymousKeychain(), chunk_size=300_000) as client:
+        stats = client.push(repository, image.manifest, image.blobs, tags=["v1"])
+        pull_everything(client, Reference(repository, tag="v1"), image)
+    assert stats.uploaded_bytes == image.blob_bytes
 
 
 def test_pushes_and_resolves_a_multi_platform_index(

@@ -1,6 +1,6 @@
 """The command line that sandboxed build processes run: `python -m <this package> COMMAND`.
 
-    layer --spec SPEC.json --output-dir DIR [--discard-blob]
+    layer --spec SPEC.json --output-dir DIR [--discard-blob | --recipe]
     image --spec SPEC.json [--output ARCHIVE.tar | --output -] [--metadata METADATA.json]
     lock-base --image REGISTRY/REPOSITORY:TAG --platform linux/amd64 [--platform P ...]
               [--insecure-registry HOST[:PORT] ...] [LIMITS] --output LOCK.json
@@ -52,7 +52,8 @@ problem; a half-written blob or archive is removed, and the JSON result (descrip
 metadata) is written last, only on success. All JSON written is canonical (sorted keys).
 
 Layer output, in DIR: the blob `layer.tar` or `layer.tar.gz` (not written with --discard-blob,
-which sends it to /dev/null to measure speed), and `descriptor.json`:
+which sends it to /dev/null to measure speed, nor with --recipe, which keeps an uncompressed
+layer as a recipe in the descriptor instead of `blob`: see `recipe.py`), and `descriptor.json`:
     {"mediaType": …, "digest": "sha256:…", "size": N, "diffID": "sha256:…",
      "compression": {"algorithm": "gzip", "level": 6, "zlib": "1.2.13"} | {"algorithm": "none"},
      "createdBy": "…", "blob": "layer.tar",
@@ -104,8 +105,15 @@ class _FlagsError(OciError):
 
 def run_layer(args: argparse.Namespace) -> None:
     spec = read_layer_spec(args.spec)
+    if args.discard_blob and args.recipe:
+        raise _FlagsError("layer: --discard-blob and --recipe exclude each other")
     write_layer_directory(
-        spec.entries, args.output_dir, spec.options, spec.created_by, discard_blob=args.discard_blob
+        spec.entries,
+        args.output_dir,
+        spec.options,
+        spec.created_by,
+        discard_blob=args.discard_blob,
+        recipe=args.recipe,
     )
 
 
@@ -233,6 +241,11 @@ def _parser() -> argparse.ArgumentParser:
     layer.add_argument("--output-dir", type=Path, required=True)
     layer.add_argument(
         "--discard-blob", action="store_true", help="send the blob to /dev/null (benchmarks)"
+    )
+    layer.add_argument(
+        "--recipe",
+        action="store_true",
+        help="keep the (uncompressed) blob as a recipe naming its big files, not as bytes",
     )
     layer.set_defaults(run=run_layer)
     image = commands.add_parser("image", help="write an image archive and its metadata")

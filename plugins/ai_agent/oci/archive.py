@@ -153,8 +153,7 @@ def _blob_entries(target: Union[Image, Index]) -> List[Entry]:
         add_document(image.config_descriptor, image.config_bytes)
         for layer in image.layers:
             path = _blob_path(layer.descriptor)
-            blob = Entry.file(path, layer.path, mode=0o644, digest=layer.descriptor.digest)
-            entries.setdefault(path, blob)
+            entries.setdefault(path, layer.blob_entry(path))
     return list(entries.values())
 
 

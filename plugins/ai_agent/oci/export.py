@@ -13,13 +13,17 @@ change writes nothing.
 An image can also be placed as an OCI image layout directory (`export_files(layout=...)`): its
 blobs are content-addressed, so each is written only if absent; `index.json`, which names what
 the layout holds, is replaced after every blob it references is in place, and blobs no longer
-referenced are removed after it.
+referenced are removed after it. A layer blob kept as a recipe (`recipe.py`) has no file to link:
+it is stitched from its recipe (checked against its digest) the first time any layout under `into`
+needs it, and kept once more under `.ai-agent/blobs`, from where every other layout hardlinks it;
+a kept blob that no layout links any more is removed at the end of the export that unlinked it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -37,6 +41,8 @@ _COPY_CHUNK = 1 << 20
 # The document of a layout that says what it holds, written after everything it references.
 _LAYOUT_ROOT = "index.json"
 _BLOBS = "blobs/sha256"
+# Under `into`: one link to each blob stitched from a recipe, for the next layout to link.
+_STITCHED = ".ai-agent/blobs"
 # Link errors that mean "copy instead": another filesystem, no hardlinks, too many links.
 _LINK_REFUSED = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES}
 
@@ -87,7 +93,8 @@ def export_files(
         elif path.exists() or path.is_symlink():
             path.unlink()
     if layout is not None and not unchanged[0]:
-        _write_layout(layout_dir, layout[1])
+        _write_layout(layout_dir, layout[1], into / _STITCHED)
+    _remove_unlinked(into / _STITCHED)
     placed = unchanged[1:] if layout is not None else unchanged
     for (source, destination), in_place in zip(destinations, placed):
         if not in_place or destination == last:
@@ -132,7 +139,11 @@ def _inside(into: Path, relative: str) -> bool:
 
 
 def _entry_size(entry: Entry) -> int:
-    return len(entry.data) if entry.data is not None else os.stat(str(entry.source)).st_size
+    if entry.data is not None:
+        return len(entry.data)
+    if entry.recipe is not None:
+        return entry.recipe.size
+    return os.stat(str(entry.source)).st_size
 
 
 def _entry_in_place(directory: Path, entry: Entry) -> bool:
@@ -153,13 +164,15 @@ def _layout_in_place(directory: Path, files: ImageFiles) -> bool:
     return all(_entry_in_place(directory, entry) for entry in (*files.blobs, *files.documents))
 
 
-def _write_layout(directory: Path, files: ImageFiles) -> None:
+def _write_layout(directory: Path, files: ImageFiles, stitched: Path) -> None:
     documents = sorted(files.documents, key=lambda entry: entry.path == _LAYOUT_ROOT)
     for entry in (*files.blobs, *documents):
         if _entry_in_place(directory, entry):
             continue
         if entry.data is not None:
             _place_bytes(entry.data, directory / entry.path)
+        elif entry.recipe is not None:
+            _place_stitched(entry, directory / entry.path, stitched)
         else:
             _place(Path(str(entry.source)), directory / entry.path)
     kept = {Path(entry.path).name for entry in files.blobs}
@@ -221,6 +234,57 @@ def _place(source: Path, destination: Path) -> None:
     _renamed_into_place(destination, link_or_copy)
 
 
+def _place_stitched(entry: Entry, destination: Path, stitched: Path) -> None:
+    """`destination` becomes the blob of `entry.recipe`: a hardlink to the one kept in
+    `stitched` if another layout made it, else written from the recipe, then kept there."""
+    kept = stitched / destination.name
+
+    def link_or_stitch(partial: Path) -> None:
+        try:
+            os.link(kept, partial)
+        except OSError as error:
+            if error.errno != errno.ENOENT and error.errno not in _LINK_REFUSED:
+                raise
+        else:
+            if partial.stat().st_size == _entry_size(entry):
+                return
+            partial.unlink()
+        _write(partial, lambda writer: _stitch(entry, writer))
+
+    _renamed_into_place(destination, link_or_stitch)
+    try:
+        stitched.mkdir(parents=True, exist_ok=True)
+        os.link(destination, kept)
+    except FileExistsError:
+        pass
+    except OSError as error:
+        if error.errno not in _LINK_REFUSED:
+            raise ExportError(f"{kept}: {error.strerror or error}") from None
+
+
+def _stitch(entry: Entry, writer: IO[bytes]) -> None:
+    assert entry.recipe is not None
+    hasher = hashlib.sha256()
+    with entry.recipe.open() as reader:
+        for chunk in iter(lambda: reader.read(_COPY_CHUNK), b""):
+            hasher.update(chunk)
+            writer.write(chunk)
+    if f"sha256:{hasher.hexdigest()}" != entry.digest:
+        raise ExportError(
+            f"{entry.path}: its recipe makes sha256:{hasher.hexdigest()}, not {entry.digest}"
+        )
+
+
+def _remove_unlinked(stitched: Path) -> None:
+    """Kept blobs that no layout links any more go (a layout removed or changed)."""
+    if not stitched.is_dir():
+        return
+    for kept in stitched.iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            if kept.stat().st_nlink == 1:
+                kept.unlink()
+
+
 def _place_bytes(data: bytes, destination: Path) -> None:
     _renamed_into_place(destination, lambda partial: _write(partial, lambda out: out.write(data)))
 
@@ -243,7 +307,9 @@ def _renamed_into_place(destination: Path, make: Callable[[Path], None]) -> None
             partial.unlink()
         make(partial)
         os.replace(partial, destination)
-    except OSError as error:
+    except BaseException as error:
         with contextlib.suppress(OSError):
             partial.unlink()
-        raise ExportError(f"{destination}: {error.strerror or error}") from None
+        if isinstance(error, OSError):
+            raise ExportError(f"{destination}: {error.strerror or error}") from None
+        raise

@@ -27,12 +27,15 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import os
 import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .errors import OciError
+from .layer import Entry
+from .recipe import BlobRecipe
 from .types import (
     DOCKER_LAYER_TAR_GZIP,
     OCI_CONFIG,
@@ -74,12 +77,28 @@ def created_from_epoch(epoch: int) -> str:
 @dataclass(frozen=True)
 class Layer:
     """A layer blob: its descriptor, its diffID (sha256 of the uncompressed tar), the file that
-    holds its bytes and, for new layers, the history text describing it."""
+    holds its bytes (or the descriptor that holds its `recipe`) and, for new layers, the history
+    text describing it."""
 
     descriptor: Descriptor
     diff_id: str
     path: str
     created_by: str = ""
+    recipe: Optional[BlobRecipe] = None
+
+    def blob_entry(self, path: str) -> Entry:
+        """The blob as a file at `path` of an archive or layout, checked against its digest
+        while it streams."""
+        if self.recipe is not None:
+            return Entry.stitched(path, self.recipe, mode=0o644, digest=self.descriptor.digest)
+        return Entry.file(path, self.path, mode=0o644, digest=self.descriptor.digest)
+
+    @property
+    def is_local(self) -> bool:
+        """Whether the blob's bytes are here (a push may go without those the registry has)."""
+        if self.recipe is not None:
+            return all(os.path.isfile(source) for source in self.recipe.sources)
+        return os.path.isfile(self.path)
 
     def __post_init__(self) -> None:
         check_digest(self.diff_id)

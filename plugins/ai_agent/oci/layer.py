@@ -62,6 +62,7 @@ from typing import (
 )
 
 from .errors import OciError
+from .recipe import RECIPE_SOURCE_MIN, BlobRecipe, RecipeError, RecipePart
 from .types import OCI_LAYER_TAR, OCI_LAYER_TAR_GZIP, Descriptor, canonical_json, check_digest
 
 # 2000-01-01T00:00:00Z: a fixed time that zip-based tools (wheels, jars) accept, unlike 0.
@@ -103,6 +104,7 @@ class Entry:
     kind: str
     source: Optional[str] = None
     data: Optional[bytes] = None
+    recipe: Optional[BlobRecipe] = None
     target: Optional[str] = None
     mode: Optional[int] = None
     uid: Optional[int] = None
@@ -136,6 +138,12 @@ class Entry:
     ) -> Entry:
         """A regular file holding `data`."""
         return cls(path, FILE, data=bytes(data), mode=mode, uid=uid, gid=gid, digest=digest)
+
+    @classmethod
+    def stitched(cls, path: str, recipe: BlobRecipe, *, mode: int, digest: str) -> Entry:
+        """A regular file made from `recipe` (a layer blob kept as one), checked against
+        `digest` while it streams."""
+        return cls(path, FILE, recipe=recipe, mode=mode, digest=digest)
 
     @classmethod
     def directory(
@@ -272,6 +280,7 @@ class TarMember:
     linkname: str = ""
     data: Optional[bytes] = None
     source: Optional[str] = None
+    recipe: Optional[BlobRecipe] = None
     digest: Optional[str] = None
 
     def to_json(self) -> Dict[str, Any]:
@@ -361,6 +370,23 @@ def _normalise(entry: Entry, options: LayerOptions) -> TarMember:
             options.mtime,
             len(entry.data),
             data=entry.data,
+            digest=digest,
+        )
+    if entry.recipe is not None:
+        try:
+            entry.recipe.check_sources(name)
+        except RecipeError as error:
+            raise LayerError(str(error)) from None
+        mode = 0o644 if entry.mode is None else entry.mode
+        return TarMember(
+            name,
+            FILE,
+            mode,
+            uid,
+            gid,
+            options.mtime,
+            entry.recipe.size,
+            recipe=entry.recipe,
             digest=digest,
         )
     if entry.source is None:
@@ -487,6 +513,8 @@ def _header_values(member: TarMember) -> Tuple[Any, ...]:
 def _open_content(member: TarMember) -> BinaryIO:
     if member.data is not None:
         return io.BytesIO(member.data)
+    if member.recipe is not None:
+        return member.recipe.open()
     assert member.source is not None, "file members have data or a source"
     try:
         return open(member.source, "rb")
@@ -498,8 +526,7 @@ def _describe(member: TarMember) -> str:
     if member.kind == SYMLINK:
         return f"symlink to {member.linkname!r}"
     if member.kind == FILE:
-        origin = member.source if member.source is not None else "inline data"
-        return f"file from {origin}, {member.size} bytes, mode {member.mode:04o}"
+        return f"file from {_origin(member)}, {member.size} bytes, mode {member.mode:04o}"
     return f"directory, mode {member.mode:04o}"
 
 
@@ -513,6 +540,12 @@ _PAX_HEADER_NAME = b"././@PaxHeader"
 _USTAR_MAGIC_AND_VERSION = b"ustar\x0000"
 _END_OF_ARCHIVE = bytes(2 * _BLOCK)
 _MAX_USTAR_SIZE = 8**11 - 1
+
+
+def _origin(member: TarMember) -> str:
+    if member.source is not None:
+        return member.source
+    return "a recipe" if member.recipe is not None else "inline data"
 
 
 def _octal(value: int, width: int) -> bytes:
@@ -615,22 +648,39 @@ class TarWriter:
     def _stream_source(self, member: TarMember) -> None:
         """Copy exactly `member.size` bytes of the source; a source that changed size since it
         was planned is an error, since its header is already written."""
-        assert member.source is not None
         content_hash = hashlib.sha256() if member.digest is not None else None
-        with _open_regular_file(member) as source:
+        opened = member.recipe.open() if member.recipe is not None else _open_regular_file(member)
+        with opened as source:
             remaining = member.size
             while remaining:
                 chunk = source.read(min(CHUNK_SIZE, remaining))
                 if not chunk:
-                    raise LayerError(f"{member.name}: {member.source} shrank while being read")
+                    raise LayerError(f"{member.name}: {_origin(member)} shrank while being read")
                 if content_hash is not None:
                     content_hash.update(chunk)
                 self._sink.write(chunk)
                 remaining -= len(chunk)
             if source.read(1):
-                raise LayerError(f"{member.name}: {member.source} grew while being read")
+                raise LayerError(f"{member.name}: {_origin(member)} grew while being read")
         if content_hash is not None:
             _check_streamed_digest(member, content_hash)
+
+
+class _RecipeTarWriter(TarWriter):
+    """A `TarWriter` into a `_RecipeSink`: it tells the sink where a big source's content
+    begins and ends, so that the recipe names the file instead of holding its bytes."""
+
+    def __init__(self, sink: _RecipeSink) -> None:
+        super().__init__(sink)
+        self._recipe_sink = sink
+
+    def _stream_source(self, member: TarMember) -> None:
+        if member.source is None or member.size < RECIPE_SOURCE_MIN:
+            super()._stream_source(member)
+            return
+        self._recipe_sink.begin_source(member.source)
+        super()._stream_source(member)
+        self._recipe_sink.end_source()
 
 
 def _open_regular_file(member: TarMember) -> BinaryIO:
@@ -652,8 +702,9 @@ def _open_regular_file(member: TarMember) -> BinaryIO:
 def _check_streamed_digest(member: TarMember, content_hash: Any) -> None:
     actual = "sha256:" + content_hash.hexdigest()
     if actual != member.digest:
-        origin = member.source if member.source is not None else "inline data"
-        raise LayerError(f"{member.name}: {origin} has digest {actual}, expected {member.digest}")
+        raise LayerError(
+            f"{member.name}: {_origin(member)} has digest {actual}, expected {member.digest}"
+        )
 
 
 # Writing ----------------------------------------------------------------------------------------
@@ -843,6 +894,45 @@ def _deflate_block(block: bytes, dictionary: bytes, level: int, final: bool) -> 
     )
 
 
+class _RecipeSink:
+    """Receives an uncompressed layer's tar stream: hashes all of it (digest = diffID), keeps
+    the tar's own bytes and, for a big source's content, only the file's name and size."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._parts: List[RecipePart] = []
+        self._inline = bytearray()
+        self._source: Optional[str] = None
+        self._source_size = 0
+
+    def write(self, data: bytes) -> None:
+        self._hash.update(data)
+        self._size += len(data)
+        if self._source is None:
+            self._inline += data
+        else:
+            self._source_size += len(data)
+
+    def begin_source(self, source: str) -> None:
+        self._keep_inline()
+        self._source, self._source_size = source, 0
+
+    def end_source(self) -> None:
+        assert self._source is not None
+        self._parts.append(RecipePart(self._source_size, source=self._source))
+        self._source = None
+
+    def finish(self) -> Tuple[str, int, BlobRecipe]:
+        self._keep_inline()
+        return "sha256:" + self._hash.hexdigest(), self._size, BlobRecipe(tuple(self._parts))
+
+    def _keep_inline(self) -> None:
+        if self._inline:
+            self._parts.append(RecipePart(len(self._inline), data=bytes(self._inline)))
+            self._inline = bytearray()
+
+
 def gzip_header(level: int) -> bytes:
     """RFC 1952 header: deflate, no flags, mtime 0, the conventional XFL for the level and OS 255
     (unknown), where CPython >= 3.11's gzip module would write the host's OS."""
@@ -880,6 +970,26 @@ def write_layer(
     return LayerResult(descriptor, diff_id, options.compression, tuple(members))
 
 
+def write_layer_recipe(
+    entries: Iterable[Entry], options: LayerOptions = LayerOptions()
+) -> Tuple[LayerResult, BlobRecipe]:
+    """Plan `entries` and hash the uncompressed layer they make, keeping it as a `BlobRecipe`
+    (big files' content named, not copied): one read of every input, nothing written."""
+    if options.compression.algorithm != "none":
+        raise LayerError(
+            "a layer kept as a recipe is uncompressed (its files' bytes are the blob's)"
+        )
+    members = plan_layer(entries, options)
+    sink = _RecipeSink()
+    writer = _RecipeTarWriter(sink)
+    for member in members:
+        writer.add(member)
+    writer.close()
+    digest, size, recipe = sink.finish()
+    descriptor = Descriptor(options.compression.media_type, digest, size)
+    return LayerResult(descriptor, digest, options.compression, tuple(members)), recipe
+
+
 def write_layer_directory(
     entries: Iterable[Entry],
     output_dir: Path,
@@ -887,17 +997,23 @@ def write_layer_directory(
     created_by: str,
     *,
     discard_blob: bool = False,
+    recipe: bool = False,
 ) -> Dict[str, Any]:
     """Write a layer in the on-disk form that the `image` command stacks: the blob (`layer.tar` or
     `layer.tar.gz`, or /dev/null with `discard_blob`), then `descriptor.json` with its digest,
-    diffID, size, compression, history text and members; return that descriptor.
+    diffID, size, compression, history text and members; return that descriptor. With `recipe`
+    (uncompressed layers), no blob: the descriptor holds the `recipe` to make it from.
 
     The blob is renamed into place only when complete and the descriptor is written last, so a
     failure never leaves a finished-looking layer behind.
     """
     output_dir.mkdir(parents=True, exist_ok=True)
     blob_name = "layer.tar.gz" if options.compression.algorithm == "gzip" else "layer.tar"
-    if discard_blob:
+    kept_as: Dict[str, Any] = {}
+    if recipe:
+        result, blob_recipe = write_layer_recipe(entries, options)
+        kept_as["recipe"] = blob_recipe.to_json(output_dir)
+    elif discard_blob:
         result = write_layer(entries, os.devnull, options)
     else:
         partial = output_dir / f".{blob_name}.partial"
@@ -908,15 +1024,15 @@ def write_layer_directory(
                 partial.unlink()
             raise
         os.replace(partial, output_dir / blob_name)
+        kept_as["blob"] = blob_name
     descriptor: Dict[str, Any] = {
         **result.descriptor.to_json(),
         "diffID": result.diff_id,
         "compression": result.compression.to_json(),
         "createdBy": created_by,
         "entries": [member.to_json() for member in result.members],
+        **kept_as,
     }
-    if not discard_blob:
-        descriptor["blob"] = blob_name
     (output_dir / LAYER_DESCRIPTOR).write_bytes(canonical_json(descriptor))
     return descriptor
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import (
     TYPE_CHECKING,
     Any,
+    BinaryIO,
     Callable,
     Dict,
     List,
@@ -38,6 +39,7 @@ from .errors import (
 )
 from .image import Image, Index, images_of
 from .name import Repository, check_tag
+from .recipe import BlobRecipe
 from .transport import COPY_BUFFER, Body, Response, bytes_body, pull_scope, push_scope, with_query
 from .types import Descriptor, Manifest, sha256_digest
 
@@ -52,8 +54,8 @@ _OCTET_STREAM = "application/octet-stream"
 
 T = TypeVar("T")
 
-# A blob to push: its bytes, or the file holding them.
-BlobData = Union[bytes, Path]
+# A blob to push: its bytes, the file holding them, or the recipe that makes them.
+BlobData = Union[bytes, Path, BlobRecipe]
 
 _UPLOADED, _MOUNTED, _PRESENT = "uploaded", "mounted", "present"
 
@@ -112,14 +114,17 @@ def _format_size(size: int) -> str:
     return f"{value:.1f} GiB"
 
 
-class _FileSlice:
-    """`length` bytes of a file from `offset`; a file that ends early is an error, not a short
-    request the registry would wait on forever."""
+class _BlobSlice:
+    """`length` bytes of a file or recipe from `offset`; one that ends early is an error, not a
+    short request the registry would wait on forever."""
 
-    def __init__(self, path: Path, offset: int, length: int) -> None:
-        self._path = path
-        self._file = open(path, "rb")
-        self._file.seek(offset)
+    def __init__(self, data: Union[Path, BlobRecipe], offset: int, length: int) -> None:
+        self._path = data if isinstance(data, Path) else "the recipe's sources"
+        if isinstance(data, Path):
+            self._file: BinaryIO = open(data, "rb")
+            self._file.seek(offset)
+        else:
+            self._file = data.open(offset)
         self._remaining = length
 
     def read(self, size: int = -1) -> bytes:
@@ -140,7 +145,12 @@ class _BlobSource:
     def __init__(self, data: BlobData, descriptor: Descriptor) -> None:
         self._data = data
         self._descriptor = descriptor
-        size = len(data) if isinstance(data, bytes) else data.stat().st_size
+        if isinstance(data, bytes):
+            size = len(data)
+        elif isinstance(data, BlobRecipe):
+            size = data.size
+        else:
+            size = data.stat().st_size
         if size != descriptor.size:
             raise BlobSourceMismatch(
                 f"{self} has {size} bytes but its descriptor {descriptor.digest} says"
@@ -152,8 +162,8 @@ class _BlobSource:
         if isinstance(data, bytes):
             content = data
             return lambda: io.BytesIO(content[offset : offset + length])
-        path = data
-        return lambda: _FileSlice(path, offset, length)
+        source = data
+        return lambda: _BlobSlice(source, offset, length)
 
     def check_digest(self) -> None:
         """Raise if the local content does not hash to the descriptor's digest."""
@@ -169,6 +179,8 @@ class _BlobSource:
     def __str__(self) -> str:
         if isinstance(self._data, bytes):
             return f"the in-memory content given for {self._descriptor.digest}"
+        if isinstance(self._data, BlobRecipe):
+            return f"the recipe given for {self._descriptor.digest}"
         return f"local file {self._data}"
 
 
@@ -183,8 +195,8 @@ def local_blobs(target: Union[Image, Index]) -> Dict[str, BlobData]:
         blobs[image.descriptor.digest] = image.manifest_bytes
         blobs[image.config_descriptor.digest] = image.config_bytes
         for layer in image.layers:
-            if Path(layer.path).is_file():
-                blobs[layer.descriptor.digest] = Path(layer.path)
+            if layer.is_local:
+                blobs[layer.descriptor.digest] = layer.recipe or Path(layer.path)
     return blobs
 
 
@@ -299,7 +311,11 @@ class _Push:
                 f"manifest {descriptor.digest} is not among the local blobs to push to"
                 f" {self._repository}"
             )
-        content = data if isinstance(data, bytes) else data.read_bytes()
+        if isinstance(data, BlobRecipe):
+            with data.open() as stream:
+                content = stream.read()
+        else:
+            content = data if isinstance(data, bytes) else data.read_bytes()
         if sha256_digest(content) != descriptor.digest:
             raise BlobSourceMismatch(
                 f"the local manifest given for {descriptor.digest} has digest"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from .errors import InvalidManifest, NotFoundError
@@ -74,7 +75,7 @@ class Artifact:
 
 
 def artifact(
-    content: BlobData,
+    content: Union[bytes, Path],
     media_type: str,
     subject: Descriptor,
     *,

@@ -60,6 +60,7 @@ from .archive import ImageFiles, image_files
 from .errors import OciError
 from .image import ConfigUpdate, Image, Index, Layer, build_image, created_from_epoch
 from .layer import DEFAULT_MTIME, Compression, Entry, LayerOptions, expand_tree
+from .recipe import BlobRecipe
 from .types import Descriptor, Platform
 
 T = TypeVar("T")
@@ -311,14 +312,25 @@ def _base_layer(spec: _Spec, base_dir: Path) -> Tuple[Descriptor, str]:
 
 def _new_layer(descriptor_path: Path, where: str) -> Layer:
     document = _Spec.load(descriptor_path)
-    if "blob" not in document.document:
+    if "recipe" in document.document:
+        recipe: Optional[BlobRecipe] = _converted(
+            where,
+            lambda: BlobRecipe.from_json(
+                document.document["recipe"], descriptor_path.parent, f"{descriptor_path}: recipe"
+            ),
+        )
+        path = str(descriptor_path)
+    elif "blob" in document.document:
+        recipe, path = None, str(descriptor_path.parent / document.require("blob", str))
+    else:
         raise SpecError(f"{where}: {descriptor_path} has no blob (written with --discard-blob?)")
     return _converted(
         where,
         lambda: Layer(
             Descriptor.from_json(document.document),
             document.require("diffID", str),
-            str(descriptor_path.parent / document.require("blob", str)),
+            path,
             created_by=document.get("createdBy", str, ""),
+            recipe=recipe,
         ),
     )
