@@ -28,7 +28,9 @@ from dataclasses import dataclass
 from typing import Iterator, Tuple
 
 import pytest
+import toml
 
+from ai_agent.testutil import NOWHEEL_REQUIREMENT, nowheel_lock
 from testkit.pants_repo import AGENTS_SKELETON, ScratchRepo
 
 pytestmark = pytest.mark.integration
@@ -92,19 +94,34 @@ def _cases() -> Iterator[Case]:
             " name",
         ),
     )
-    # Refused by a build process (the weights layer's), after the base was built.
+    # Refused while the agent is read, against the digest Pants took of the weights file.
     case = "model_sha256_mismatch"
     yield Case(
         case,
         SOURCES + 'ai_agent(name="agent", entry_point="app", dependencies=[":src"],'
         ' weights=["//agents/weights:small"])\n',
         (
-            f"agents/{case}:agent (field `weights`; a `sha256` in agents/{case}/agent.yaml"
-            " `models` must be the file's: fix the file or the pin): Writing the weights layer"
-            " (/models/w/small.bin) failed",
-            f"w/small.bin has digest sha256:{SMALL_SHA256}, expected sha256:{ZEROS}",
+            f"agents/{case}:agent: agents/{case}/agent.yaml:3: model file `w/small.bin` is pinned"
+            f" to sha256 {ZEROS}, but the file in the `weights` field has sha256 {SMALL_SHA256}:"
+            " fix the file or the pin",
         ),
         agent_yaml=f"name: bad\nmodels:\n  - name: w/small.bin\n    sha256: '{ZEROS}'\n",
+    )
+    # Refused by a build process (the one choosing the locked wheels), after the base was built.
+    case = "no_wheel"
+    yield Case(
+        case,
+        f'python_requirement(name="fakepkg", requirements=["{NOWHEEL_REQUIREMENT}"],'
+        ' resolve="nowheel")\n'
+        'python_sources(name="src", sources=["app/*.py"], resolve="nowheel")\n'
+        'ai_agent(name="agent", entry_point="app", dependencies=[":src", ":fakepkg"],'
+        ' resolve="nowheel")\n',
+        (
+            f"agents/{case}:agent (field `resolve`, lockfile lockfiles/nowheel.lock): Choosing"
+            f" the locked wheels of agents/{case}:agent for linux/amd64",
+            "fakepkg 1.0 has no wheel for CPython 3.11.",
+            "Pin a version that publishes such a wheel",
+        ),
     )
     # Refused after the layers were built, before the image is.
     case = "two_layers_one_path"
@@ -129,6 +146,12 @@ CASES = list(_cases())
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScratchRepo]:
     scratch = ScratchRepo.create(tmp_path_factory.mktemp("bad-input") / "repo")
     scratch.write(COMMON_FILES)
+    # A resolve whose lock pins a project that has only an sdist.
+    config = toml.loads((scratch.root / "pants.toml").read_text())
+    config["python"]["resolves"]["nowheel"] = "lockfiles/nowheel.lock"
+    config["python"]["resolves_to_interpreter_constraints"]["nowheel"] = ["CPython==3.11.*"]
+    (scratch.root / "pants.toml").write_text(toml.dumps(config))
+    scratch.write({"lockfiles/nowheel.lock": nowheel_lock()})
     with scratch.with_pantsd() as daemon:
         yield daemon
 

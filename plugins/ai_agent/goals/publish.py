@@ -66,13 +66,26 @@ class PublishAgentFieldSet(PublishFieldSet):
         )
 
 
-async def _layer_paths(request: ImageArchiveRequest, described: DescribedImage) -> Dict[str, str]:
-    """Where each layer blob of the image lies among its build steps' outputs, by digest."""
-    paths = {layer.digest: layer.path for image in request.images for layer in image.base.layers}
+async def _layer_paths(
+    request: ImageArchiveRequest, described: DescribedImage
+) -> Dict[str, Tuple[str, ...]]:
+    """Where each layer blob of the image lies among its build steps' outputs, by digest: its
+    file, or for a layer kept as a recipe the files the recipe names (`oci/recipe.py`)."""
+    paths: Dict[str, Tuple[str, ...]] = {
+        layer.digest: (layer.path,) for image in request.images for layer in image.base.layers
+    }
     descriptor_paths = [path for image in request.images for path in image.layer_descriptors]
     descriptors = await read_json_files((described.digest, path) for path in descriptor_paths)
     for path, descriptor in zip(descriptor_paths, descriptors):
-        paths[descriptor["digest"]] = posixpath.join(posixpath.dirname(path), descriptor["blob"])
+        directory = posixpath.dirname(path)
+        if "recipe" in descriptor:
+            paths[descriptor["digest"]] = tuple(
+                posixpath.normpath(posixpath.join(directory, part["source"]))
+                for part in descriptor["recipe"]
+                if "source" in part
+            )
+        else:
+            paths[descriptor["digest"]] = (posixpath.join(directory, descriptor["blob"]),)
     return paths
 
 
@@ -138,7 +151,8 @@ async def _push_inputs(
     else:
         candidates = await Get(Digest, MergeDigests(image.inputs for image in request.images))
     blobs = await Get(
-        Digest, DigestSubset(candidates, PathGlobs([paths[digest] for digest in missing]))
+        Digest,
+        DigestSubset(candidates, PathGlobs([path for digest in missing for path in paths[digest]])),
     )
     return await Get(Digest, MergeDigests([described.digest, blobs]))
 

@@ -28,7 +28,7 @@ from pants.core.target_types import FileSourceField, ResourceSourceField
 from pants.core.util_rules.source_files import SourceFiles, SourceFilesRequest
 from pants.core.util_rules.stripped_source_files import StrippedSourceFiles
 from pants.engine.addresses import Address, Addresses, UnparsedAddressInputs
-from pants.engine.fs import Digest, DigestContents, PathGlobs, Snapshot
+from pants.engine.fs import Digest, DigestContents, DigestEntries, FileEntry, PathGlobs, Snapshot
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import (
     DependenciesRequest,
@@ -164,13 +164,28 @@ def _check_weights(
             f" {config_path} does not list under `models`; list them there"
         )
     return tuple(
-        ImageFile(
-            source=files[name],
-            image_path=f"{weights_dir}/{name}",
-            sha256=declared[name].sha256 if name in declared else None,
-        )
-        for name in sorted(files)
+        ImageFile(source=files[name], image_path=f"{weights_dir}/{name}") for name in sorted(files)
     )
+
+
+async def _check_pins(
+    target: Target, config: AgentConfig, config_path: str, weights: Digest
+) -> None:
+    """Each `sha256` pin of `agent.yaml`'s `models` against the digest Pants took of the file
+    when it read it: no weights byte is read or hashed again."""
+    entries = await Get(DigestEntries, Digest, weights)
+    actual = {
+        entry.path: entry.file_digest.fingerprint
+        for entry in entries
+        if isinstance(entry, FileEntry)
+    }
+    for model in config.models:
+        if model.sha256 is not None and actual.get(model.name) != model.sha256:
+            raise InvalidAgent(
+                f"{target.address}: {config_path}:{model.line}: model file `{model.name}` is"
+                f" pinned to sha256 {model.sha256}, but the file in the `weights` field has"
+                f" sha256 {actual.get(model.name)}: fix the file or the pin"
+            )
 
 
 async def _agent_config(target: Target) -> Tuple[AgentConfig, str, Digest]:
@@ -323,6 +338,7 @@ async def resolve_agent(
     weight_files = _check_weights(
         target, config, config_path, {path: path for path in weights.snapshot.files}
     )
+    await _check_pins(target, config, config_path, weights.snapshot.digest)
     lockfile_path, lockfile, lockfile_sha256 = await _lockfile(resolve)
     requirements = PexRequirements.req_strings_from_requirement_fields(
         dependency[PythonRequirementsField]

@@ -208,19 +208,18 @@ async def _weight_layer_requests(agent: Agent, threshold: int) -> List[FileLayer
     )
     requests = []
     for group, group_inputs in zip(groups, inputs):
-        files = [(weight.image_path, weight.source, weight.sha256) for weight in group]
+        files = [(weight.image_path, weight.source) for weight in group]
         key = hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16]
         requests.append(
             FileLayerRequest(
-                owner=(
-                    f"{agent.address} (field `weights`; a `sha256` in {agent.config_path}"
-                    " `models` must be the file's: fix the file or the pin)"
-                ),
+                owner=f"{agent.address} (field `weights`)",
                 directory=f"layers/weights-{key}",
                 kind="weights",
                 files=group,
                 inputs=group_inputs,
                 compression="none",
+                # A big file's layer is the file with a few KiB around it: never copied.
+                recipe=group[0] in big,
             )
         )
     return requests

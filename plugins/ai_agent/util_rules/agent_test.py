@@ -93,9 +93,7 @@ def test_an_agent_is_its_code_weights_requirements_lock_env_and_ports(case: Case
     assert agent.requirements == ("numpy>=1.26",)
     # Code, below its source root; the weights and the base are dependencies but not code.
     assert set(agent.code.files) == {"app/__main__.py", "app/data.txt"}
-    assert agent.weight_files == (
-        ImageFile(source="w/small.bin", image_path="models/w/small.bin", sha256=SMALL_SHA256),
-    )
+    assert agent.weight_files == (ImageFile(source="w/small.bin", image_path="models/w/small.bin"),)
     assert agent.env == (("MODE", "fast"), ("WORKERS", "4"))
     assert agent.ports == ("53/udp", "8080/tcp", "9000/tcp")
 
@@ -110,9 +108,9 @@ def test_weights_land_under_weights_dir_and_need_not_be_listed_without_models(
         ' weights_dir="/srv/models/")\n',
     )
     agent = _agent(case)
-    assert [(w.source, w.image_path, w.sha256) for w in agent.weight_files] == [
-        ("w/big.bin", "srv/models/w/big.bin", None),
-        ("w/small.bin", "srv/models/w/small.bin", None),
+    assert [(w.source, w.image_path) for w in agent.weight_files] == [
+        ("w/big.bin", "srv/models/w/big.bin"),
+        ("w/small.bin", "srv/models/w/small.bin"),
     ]
     assert agent.code.files == ("app/__main__.py",)
 

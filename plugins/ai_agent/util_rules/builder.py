@@ -63,10 +63,19 @@ class ImageBuilder:
 
     # `python -m ai_agent.oci` -------------------------------------------------------------------
 
-    def oci_layer(self, *, spec: str, output_dir: str, inputs: Digest, description: str) -> Process:
+    def oci_layer(
+        self, *, spec: str, output_dir: str, inputs: Digest, description: str, recipe: bool = False
+    ) -> Process:
         return self._process(
             "oci",
-            ["layer", "--spec", spec, "--output-dir", output_dir],
+            [
+                "layer",
+                "--spec",
+                spec,
+                "--output-dir",
+                output_dir,
+                *(["--recipe"] if recipe else []),
+            ],
             description=description,
             input_digest=inputs,
             output_directories=(output_dir,),

@@ -11,7 +11,7 @@ whose inputs it touches:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Tuple
 
 from pants.engine.fs import (
     CreateDigest,
@@ -90,12 +90,11 @@ def layer_info(kind: str, holds: str, descriptor_path: str, descriptor: Mapping)
 
 @dataclass(frozen=True)
 class ImageFile:
-    """A file of an image's own layer: where it is in the layer's inputs, where it lands
-    (relative to `/`), and the sha256 it must have, if pinned."""
+    """A file of an image's own layer: where it is in the layer's inputs, and where it lands
+    (relative to `/`)."""
 
     source: str
     image_path: str
-    sha256: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +110,10 @@ class FileLayerRequest:
     compression: str
     # Summarise the contents by the top-level names below this directory.
     root: str = ""
+    # Keep the (uncompressed) layer as a recipe naming its big files (`oci/recipe.py`): its
+    # bytes are never written by the step nor captured by Pants; the layer's digest then holds
+    # the recipe and `inputs`, which whatever needs the blob stitches it from.
+    recipe: bool = False
 
 
 def _summary(paths: List[str], root: str) -> str:
@@ -123,12 +126,9 @@ def _summary(paths: List[str], root: str) -> str:
 
 
 def _spec(request: FileLayerRequest, holds: str, source_date_epoch: int) -> Dict[str, Any]:
-    entries = []
-    for file in request.files:
-        entry = {"path": file.image_path, "source": file.source, "mode": "0644"}
-        if file.sha256:
-            entry["digest"] = f"sha256:{file.sha256}"
-        entries.append(entry)
+    entries = [
+        {"path": file.image_path, "source": file.source, "mode": "0644"} for file in request.files
+    ]
     return {
         "compression": request.compression,
         "source_date_epoch": source_date_epoch,
@@ -151,6 +151,7 @@ async def file_layer(
             inputs=await Get(Digest, MergeDigests([request.inputs, spec_file])),
             # Not naming the owner: agents with the same weights run one and the same process.
             description=f"Writing the {request.kind} layer ({holds})",
+            recipe=request.recipe,
         ),
         owner=request.owner,
     )
@@ -158,7 +159,10 @@ async def file_layer(
     descriptor_path = f"{request.directory}/descriptor.json"
     descriptor = await read_json(output.digest, descriptor_path)
     info = layer_info(request.kind, holds, descriptor_path, descriptor)
-    return BuiltLayers(output.digest, (info,), (step,))
+    digest = output.digest
+    if request.recipe:
+        digest = await Get(Digest, MergeDigests([output.digest, request.inputs]))
+    return BuiltLayers(digest, (info,), (step,))
 
 
 def rules():

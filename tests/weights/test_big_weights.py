@@ -1,0 +1,159 @@
+"""A weights file big enough for a layer of its own is kept as a recipe (`oci/recipe.py`): the
+layer step reads and hashes it once and writes a few KiB, and no copy of the layer ever enters
+Pants' store. Whatever needs the blob stitches it from the recipe and the source file: the OCI
+layout and the archive in dist/ (`package`), the stream into `docker load` (`run`) and the
+upload (`publish`); each must give the bytes the layer's digest names, and the running
+container must read the weights file as it is in the repo.
+
+Real components: Pants 2.17 with this plugin and one pantsd against a scratch repo holding the
+real pants.toml and lockfiles; dockerd (`run`); the Debian `docker-registry` (`publish`). The
+agent's Debian base comes from deb.debian.org or the test cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+import urllib.request
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
+
+import pytest
+
+from testkit.components import RunningRegistry
+from testkit.pants_output import succeeded
+from testkit.pants_repo import AGENTS_SKELETON, ScratchRepo
+
+pytestmark = pytest.mark.integration
+
+AGENT = "agents/big:agent"
+# A 3 MiB file over a 1 MiB threshold: its own layer, kept as a recipe.
+THRESHOLD = "--ai-agents-weight-layer-threshold-mib=1"
+WEIGHTS_SIZE = 3 * 1024 * 1024 + 777
+DIST = "dist/agents.big"
+
+
+def _agent_files(repository: str, weights_sha256: str) -> Dict[str, str]:
+    return {
+        **AGENTS_SKELETON,
+        "agents/weights/BUILD": 'resource(name="big", source="big.bin")\n',
+        "agents/big/BUILD": f"""\
+python_sources(name="src", sources=["big_agent/*.py"])
+ai_agent(
+    name="agent",
+    entry_point="big_agent",
+    dependencies=[":src"],
+    weights=["//agents/weights:big"],
+    repository="{repository}",
+)
+""",
+        "agents/big/big_agent/__main__.py": (
+            "import hashlib\n"
+            'with open("/models/big.bin", "rb") as weights:\n'
+            '    print("weights sha256", hashlib.sha256(weights.read()).hexdigest())\n'
+        ),
+        "agents/big/agent.yaml": (
+            f"name: big\nmodels:\n  - name: big.bin\n    sha256: '{weights_sha256}'\n"
+        ),
+    }
+
+
+def _new_weights(repo: ScratchRepo, repository: str) -> bytes:
+    weights = os.urandom(WEIGHTS_SIZE)
+    path = repo.root / "agents/weights/big.bin"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(weights)
+    repo.write(_agent_files(repository, hashlib.sha256(weights).hexdigest()))
+    return weights
+
+
+def _weights_layer(repo: ScratchRepo) -> Dict[str, Any]:
+    metadata = json.loads((repo.root / DIST / "agent.tar.json").read_text())
+    (layer,) = (layer for layer in metadata["images"][0]["layers"] if layer["kind"] == "weights")
+    return dict(layer)
+
+
+def _store_files() -> List[str]:
+    """The digests (hex) of the files of 512 KiB or more in Pants' local store (its default
+    place, which the scratch repo's runs use), which Pants keeps as plain files named by
+    digest."""
+    files = Path.home() / ".cache/pants/lmdb_store/immutable/files"
+    return [path.name for path in files.glob("*/*")]
+
+
+def _file_in_tar(data: bytes, name: str) -> bytes:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        member = tar.extractfile(name)
+        assert member is not None, name
+        return member.read()
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScratchRepo]:
+    scratch = ScratchRepo.create(tmp_path_factory.mktemp("big-weights") / "repo")
+    with scratch.with_pantsd() as daemon:
+        yield daemon
+
+
+def test_big_weights_are_stitched_into_every_output_and_never_stored_as_a_layer(
+    repo: ScratchRepo,
+    registry: RunningRegistry,
+    docker_client: Any,
+    loaded_images: List[str],
+) -> None:
+    repository = f"{registry.address}/weights/big"
+    weights = _new_weights(repo, repository)
+    weights_sha256 = hashlib.sha256(weights).hexdigest()
+    succeeded(repo.run(THRESHOLD, "package", AGENT))
+    layer = _weights_layer(repo)
+    digest = layer["digest"]
+    blob = f"blobs/sha256/{digest[7:]}"
+
+    # The layout's blob and the archive's are the layer's bytes, the weights file inside.
+    layout_blob = repo.root / DIST / "agent.oci" / blob
+    assert _sha256_file(layout_blob) == digest and layout_blob.stat().st_size == layer["size"]
+    assert _file_in_tar(layout_blob.read_bytes(), "models/big.bin") == weights
+    archive_blob = _file_in_tar((repo.root / DIST / "agent.tar").read_bytes(), blob)
+    assert archive_blob == layout_blob.read_bytes()
+    # Kept once more for the next layout that needs it, as a second name of the same file.
+    kept = repo.root / "dist/.ai-agent/blobs" / digest[7:]
+    assert os.path.samefile(kept, layout_blob)
+
+    # Pants stored the weights file (the source it read) but never the layer.
+    stored = _store_files()
+    assert weights_sha256 in stored
+    assert digest[7:] not in stored
+
+    # `run` streams the image into `docker load`: the container reads the weights as they are.
+    metadata = json.loads((repo.root / DIST / "agent.tar.json").read_text())
+    loaded_images.extend(metadata["tags"])
+    ran = succeeded(repo.run(THRESHOLD, "run", AGENT, timeout=600))
+    assert f"weights sha256 {weights_sha256}" in ran, ran
+
+    # `publish` uploads the stitched blob: the registry has the layer's bytes.
+    succeeded(repo.run(THRESHOLD, "publish", AGENT))
+    with urllib.request.urlopen(
+        f"{registry.url}/v2/weights/big/blobs/{digest}", timeout=60
+    ) as response:
+        assert "sha256:" + hashlib.sha256(response.read()).hexdigest() == digest
+
+    # New weights: the new blob is stitched, and the old one, linked by no layout, goes.
+    _new_weights(repo, repository)
+    succeeded(repo.run(THRESHOLD, "package", AGENT))
+    new_digest = _weights_layer(repo)["digest"]
+    assert new_digest != digest
+    assert sorted(os.listdir(repo.root / "dist/.ai-agent/blobs")) == [new_digest[7:]]
+    assert _sha256_file(repo.root / DIST / "agent.oci" / f"blobs/sha256/{new_digest[7:]}") == (
+        new_digest
+    )
