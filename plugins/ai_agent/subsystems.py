@@ -83,16 +83,17 @@ class AiAgentSubsystem(Subsystem):
         ),
     )
     archives = BoolOption(
-        default=True,
+        default=False,
         help=softwrap(
             """
             Whether `package` also writes each image as one docker-loadable archive
             (`<output_path>`, a tar that `docker load`, skopeo's `oci-archive:` and umoci read)
             beside its OCI image layout (`<output_path without .tar>.oci/`, whose blobs are
-            hardlinks to Pants' store). The archive holds every layer again, written and stored
-            once more on every change of the image: repos with many or big images should turn
-            it off and load layouts where needed (`skopeo copy oci:DIR docker-daemon:NAME`).
-            `run` and `publish` do not need it.
+            hardlinks to Pants' store). Off by default: the archive holds every layer again,
+            written and stored by Pants once more on every change of the image, and `run` and
+            `publish` do not need it (`run` streams the image into `docker load`). Turn it on
+            (`--ai-agents-archives`) where a file for `docker load -i` is wanted; a layout loads
+            without it (`skopeo copy oci:DIR docker-daemon:NAME`).
             """
         ),
     )

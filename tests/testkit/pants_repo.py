@@ -64,7 +64,12 @@ class ScratchRepo:
     pantsd_dir: Optional[Path] = None
 
     @classmethod
-    def create(cls, root: Path, plugins_dir: Path = _PLUGINS_DIR) -> ScratchRepo:
+    def create(
+        cls, root: Path, plugins_dir: Path = _PLUGINS_DIR, *, archives: bool = True
+    ) -> ScratchRepo:
+        """A repo with the real pants.toml and lockfiles. `archives`: whether `package` also
+        writes docker-loadable archives (`[ai-agents].archives`, off by default in the plugin),
+        which most tests load or compare; a test of the default passes False."""
         pex_tool = os.environ.get("AI_AGENT_PEX_TOOL")
         if not pex_tool or not Path(pex_tool).is_file():
             missing_component(
@@ -74,6 +79,7 @@ class ScratchRepo:
         config = toml.loads((_SANDBOX_ROOT / "pants.toml").read_text())
         config["GLOBAL"]["pythonpath"] = [str(plugins_dir)]
         config["pex-cli"]["url_template"] = f"file://{pex_tool}"
+        config.setdefault("ai-agents", {})["archives"] = archives
         root.mkdir(parents=True)
         (root / "pants.toml").write_text(toml.dumps(config))
         shutil.copytree(_SANDBOX_ROOT / "lockfiles", root / "lockfiles")

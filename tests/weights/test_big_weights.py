@@ -101,7 +101,8 @@ def _sha256_file(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScratchRepo]:
-    scratch = ScratchRepo.create(tmp_path_factory.mktemp("big-weights") / "repo")
+    # The plugin's defaults: an OCI layout in dist/, no archive unless asked for.
+    scratch = ScratchRepo.create(tmp_path_factory.mktemp("big-weights") / "repo", archives=False)
     with scratch.with_pantsd() as daemon:
         yield daemon
 
@@ -120,10 +121,13 @@ def test_big_weights_are_stitched_into_every_output_and_never_stored_as_a_layer(
     digest = layer["digest"]
     blob = f"blobs/sha256/{digest[7:]}"
 
-    # The layout's blob and the archive's are the layer's bytes, the weights file inside.
+    # The layout's blob is the layer's bytes, the weights file inside; no archive by default.
     layout_blob = repo.root / DIST / "agent.oci" / blob
     assert _sha256_file(layout_blob) == digest and layout_blob.stat().st_size == layer["size"]
     assert _file_in_tar(layout_blob.read_bytes(), "models/big.bin") == weights
+    assert not (repo.root / DIST / "agent.tar").exists()
+    # Asked for, the archive holds the same blob.
+    succeeded(repo.run(THRESHOLD, "--ai-agents-archives", "package", AGENT))
     archive_blob = _file_in_tar((repo.root / DIST / "agent.tar").read_bytes(), blob)
     assert archive_blob == layout_blob.read_bytes()
     # Kept once more for the next layout that needs it, as a second name of the same file.
