@@ -3,7 +3,7 @@ Dockerfile, side by side in one run. A script, not a test.
 
     ./pants --concurrent run benchmarks/agent_builds.py -- [--only P1,P2,...] [--runs 3]
         [--weights-mib 1024] [--workdir DIR] [--json PATH] [--docker-builder classic|buildkit]
-        [--docker docker] [--p1-archives on|off]
+        [--docker docker] [--p1-archives on|off] [--p1-layouts on|off] [--p10-gib 9]
 
 `./pants run` is the way to run it: it gives the script Pants, the plugin, the repo's
 configuration, the example agents and tests/testkit (its BUILD dependencies), and the launcher
@@ -38,7 +38,8 @@ if dockerd holds the same image under another name, which P3 counts).
         `package`, with pantsd (the headline: Pants' default for a developer) and without, vs
         `docker build` COPYing them; the peak RSS of the Pants process and of its largest build
         step (sampled from /proc), each against the same build with 1-byte weights (flat: <=1.25x).
-        --p1-archives=off: the same with [ai-agents].archives off (the OCI layout only).
+        --p1-archives=on: with [ai-agents].archives on (an archive too; default: off, the OCI
+        layout only, the plugin's default); --p1-layouts=off: without the layout either.
     P2  one-line code edit, warm caches: `package` of the router, with pantsd (headline) and
         without, vs `docker build` with its layer cache.
     P3  cold `package agents::` (fresh scratch repo, --local-store-dir and --named-caches-dir) vs
@@ -78,6 +79,11 @@ if dockerd holds the same image under another name, which P3 counts).
         --cache-content-behavior=defer, layouts and archives off) publishes `::` after another
         one-line edit: bytes downloaded (at most its local store's growth) + uploaded (the
         registry's access log) against the changed code layer's (target <= 2x).
+    P10 disk, not time (one run): a weights file of --p10-gib GiB (default 9; sparse but for its
+        first KiB, so that only what the build writes takes disk) packaged, archives off, with the
+        OCI layout in dist/ and without it: the disk's use at its peak during `package` and after
+        it, against the file's size (target <= 2x). Both settings share one store (the second gets
+        other weights); the disk must have ~2.2x the size free.
 """
 
 from __future__ import annotations
@@ -118,7 +124,7 @@ from testkit.components import (
 from testkit.pants_repo import AGENTS_SKELETON, ScratchRepo
 
 MIB = 1 << 20
-BENCHMARKS = ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9")
+BENCHMARKS = ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "P10")
 IMAGE_PREFIX = "bench-agent-builds"
 BASE = "agents/base:bookworm-python"
 BASE_ARCHIVE = "agents.base/bookworm-python.tar"
@@ -129,6 +135,7 @@ CLASSIFIER = "agents/classifier:classifier"
 EXAMPLES = ("agents::", "-agents/classifier::")
 # `package` as repos with big images run it: OCI layouts in dist/, no archive.
 NO_ARCHIVES = "--ai-agents-archives=false"
+NO_LAYOUTS = "--ai-agents-layouts=false"
 # P8's small requirement bumps: releases of filelock other than the torch lock's.
 FILELOCK_BUMPS = ("3.16.1", "3.15.4")
 # The file the code-edit benchmarks change, in the repo and in the image.
@@ -892,8 +899,10 @@ class Session:
     docker: Docker
     pip: Pip
     warm: Caches
-    # P1's options for `package`: [ai-agents].archives off with --p1-archives=off.
+    # P1's options for `package`: [ai-agents].archives off unless --p1-archives=on (the scratch
+    # repos turn archives on), .layouts off with --p1-layouts=off.
     p1_options: Tuple[str, ...]
+    p10_gib: int
     # Holds what runs for the whole session (the registry docker pulls our base from).
     resources: contextlib.ExitStack
     built_examples: Optional[Examples] = None
@@ -983,6 +992,15 @@ def largest_step(peaks: Mapping[str, int]) -> Tuple[str, int]:
     return name, steps[name]
 
 
+def _p1_settings(options: Sequence[str]) -> str:
+    off = [
+        name
+        for name, flag in (("archives", NO_ARCHIVES), ("layouts", NO_LAYOUTS))
+        if flag in options
+    ]
+    return f", {' and '.join(off)} off" if off else ""
+
+
 def p1_weights(session: Session) -> List[Row]:
     mib = session.weights_mib
     # A store of its own (every run stores the weights, their layer and the archive again).
@@ -994,7 +1012,9 @@ def p1_weights(session: Session) -> List[Row]:
     progress("P1: warming the caches (base, code, config) with 1-byte weights")
     weights.write_bytes(os.urandom(1))
     options = session.p1_options
-    pants(repo, caches, *options, "package", BIG_AGENT, BASE)
+    # The base's layout, whatever P1's options: docker's side pulls the base pushed from it.
+    pants(repo, caches, "package", BASE)
+    pants(repo, caches, *options, "package", BIG_AGENT)
     # The control for "flat": the same build, weights 1 byte (new bytes, so the steps run again).
     weights.write_bytes(os.urandom(1))
     _, control = pants_with_peak_rss(repo, caches, *options, "package", BIG_AGENT)
@@ -1003,7 +1023,17 @@ def p1_weights(session: Session) -> List[Row]:
     base = session.pulled_base(repo)
     context = session.scratch("p1-context")
     tag = f"{IMAGE_PREFIX}/big"
-    DockerEquivalent.prepare(BuiltImage.of(repo, BIG_AGENT), context, base, tag)
+
+    def prepare_docker() -> None:
+        """docker's context from the image just built (untimed): with the layouts off, from
+        a `package` that writes the layout, then one that removes it again."""
+        if NO_LAYOUTS in options:
+            pants(repo, caches, *(o for o in options if o != NO_LAYOUTS), "package", BIG_AGENT)
+        DockerEquivalent.prepare(BuiltImage.of(repo, BIG_AGENT), context, base, tag)
+        if NO_LAYOUTS in options:
+            pants(repo, caches, *options, "package", BIG_AGENT)
+
+    prepare_docker()
     session.docker.build(context, tag)
 
     without, with_pantsd, theirs = [], [], []
@@ -1012,7 +1042,7 @@ def p1_weights(session: Session) -> List[Row]:
         for run in range(session.runs):
             write_random(weights, mib)
             seconds, peaks = pants_with_peak_rss(repo, caches, *options, "package", BIG_AGENT)
-            DockerEquivalent.prepare(BuiltImage.of(repo, BIG_AGENT), context, base, tag)
+            prepare_docker()
             theirs.append(session.docker.build(context, tag))
             session.docker.remove(tag)
             write_random(weights, mib)
@@ -1035,7 +1065,7 @@ def p1_weights(session: Session) -> List[Row]:
     docker = median(theirs)
     return [
         Row(
-            f"P1 ingest {mib} MiB of weights, {label}{', archives off' if options else ''}",
+            f"P1 ingest {mib} MiB of weights, {label}{_p1_settings(options)}",
             "s",
             median(seconds),
             docker,
@@ -1951,6 +1981,79 @@ def _kind_of(path: Path) -> str:
     return "other"
 
 
+# P10 --------------------------------------------------------------------------------------------
+
+
+class _PeakDiskUse:
+    """The most disk used on `path`'s filesystem while the block runs, sampled every 0.2 s."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._stop = threading.Event()
+        self.peak = 0
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> _PeakDiskUse:
+        self.peak = shutil.disk_usage(self._path).used
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.2):
+            self.peak = max(self.peak, shutil.disk_usage(self._path).used)
+
+
+def p10_big_weights_disk(session: Session) -> List[Row]:
+    size = session.p10_gib * 1024 * MIB
+    caches = Caches(store=session.scratch("p10-store"), named=session.warm.named)
+    repo = ScratchRepo.create(session.scratch("p10-repo"))
+    repo.write(BIG_AGENT_FILES)
+    weights = repo.root / WEIGHTS
+    weights.parent.mkdir(parents=True)
+    progress("P10: warming the caches (base, code, config) with 1-byte weights")
+    weights.write_bytes(os.urandom(1))
+    pants(repo, caches, NO_ARCHIVES, "package", BIG_AGENT, BASE)
+    rows = []
+    try:
+        for label, options in (
+            ("layouts and archives off", (NO_ARCHIVES, NO_LAYOUTS)),
+            ("archives off, OCI layout in dist/", (NO_ARCHIVES,)),
+        ):
+            with open(weights, "wb") as handle:
+                handle.write(os.urandom(1024))
+                handle.truncate(size)
+            os.sync()
+            before = shutil.disk_usage(session.workdir).used
+            with _PeakDiskUse(session.workdir) as disk:
+                seconds, _ = pants(repo, caches, *options, "package", BIG_AGENT)
+            after = shutil.disk_usage(session.workdir).used
+            progress(
+                f"P10 {label}: peak +{_size(disk.peak - before)}, after +{_size(after - before)},"
+                f" {seconds:.1f} s"
+            )
+            for what, used in (("peak", disk.peak - before), ("after", after - before)):
+                rows.append(
+                    Row(
+                        f"P10 package {session.p10_gib} GiB of weights, {label}: disk use {what}",
+                        "B",
+                        used,
+                        size,
+                        "the weights file",
+                        "<= 2x",
+                        used <= 2 * size,
+                        note=f"{seconds:.1f} s",
+                    )
+                )
+    finally:
+        for path in (caches.store, repo.root):
+            shutil.rmtree(path)
+    return rows
+
+
 # Main -------------------------------------------------------------------------------------------
 
 RUNNERS: Dict[str, Callable[[Session], List[Row]]] = {
@@ -1963,6 +2066,7 @@ RUNNERS: Dict[str, Callable[[Session], List[Row]]] = {
     "P7": p7_publish,
     "P8": p8_real_stack,
     "P9": p9_monorepo_bytes,
+    "P10": p10_big_weights_disk,
 }
 
 
@@ -1990,8 +2094,15 @@ def main(argv: Sequence[str] = ()) -> int:
     parser.add_argument(
         "--p1-archives",
         choices=("on", "off"),
+        default="off",
+        help="[ai-agents].archives for P1's `package` (default: off, the plugin's default)",
+    )
+    parser.add_argument("--p10-gib", type=int, default=9, help="P10's weights file, in GiB")
+    parser.add_argument(
+        "--p1-layouts",
+        choices=("on", "off"),
         default="on",
-        help="[ai-agents].archives for P1's `package` (default: on, the plugin's default)",
+        help="[ai-agents].layouts for P1's `package` (default: on, the plugin's default)",
     )
     parser.add_argument("--docker", default="docker", help="the docker CLI")
     parser.add_argument(
@@ -2019,7 +2130,11 @@ def main(argv: Sequence[str] = ()) -> int:
         docker=docker,
         pip=Pip(host_interpreter("3.11")),
         warm=Caches.under(workdir / "warm-caches"),
-        p1_options=(NO_ARCHIVES,) if args.p1_archives == "off" else (),
+        p1_options=(
+            *((NO_ARCHIVES,) if args.p1_archives == "off" else ()),
+            *((NO_LAYOUTS,) if args.p1_layouts == "off" else ()),
+        ),
+        p10_gib=args.p10_gib,
         resources=resources,
     )
     rows: List[Row] = []
