@@ -109,7 +109,7 @@ import urllib.request
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple, TypeVar
 
 import toml
 
@@ -397,21 +397,21 @@ class BuiltImage:
         return pins
 
 
-# Peak RSS of a process tree -------------------------------------------------------------------
+# Sampling while a command runs ---------------------------------------------------------------
+
+_Sampling = TypeVar("_Sampling", bound="Sampler")
 
 
-class PeakRss:
-    """Samples /proc while a process tree runs: the peak RSS (VmHWM) of its root and of each
-    build step below it (`python -m ai_agent.<module> <command>`), by that name."""
+class Sampler:
+    """Calls `sample` every `interval` seconds on a thread of its own while the `with` block
+    runs."""
 
-    def __init__(self, root_pid: int, interval: float = 0.05) -> None:
-        self.root_pid = root_pid
+    def __init__(self, interval: float) -> None:
         self.interval = interval
-        self.peaks: Dict[str, int] = {}
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> PeakRss:
+    def __enter__(self: _Sampling) -> _Sampling:
         self._thread.start()
         return self
 
@@ -419,14 +419,30 @@ class PeakRss:
         self._stop.set()
         self._thread.join()
 
-    def _sample(self) -> None:
+    def sample(self) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
         while not self._stop.is_set():
-            for pid in [self.root_pid, *self._descendants(self.root_pid)]:
-                name = "pants" if pid == self.root_pid else self._step_name(pid)
-                peak = self._vm_hwm(pid)
-                if name and peak:
-                    self.peaks[name] = max(self.peaks.get(name, 0), peak)
+            self.sample()
             self._stop.wait(self.interval)
+
+
+class PeakRss(Sampler):
+    """Samples /proc while a process tree runs: the peak RSS (VmHWM) of its root and of each
+    build step below it (`python -m ai_agent.<module> <command>`), by that name."""
+
+    def __init__(self, root_pid: int, interval: float = 0.05) -> None:
+        super().__init__(interval)
+        self.root_pid = root_pid
+        self.peaks: Dict[str, int] = {}
+
+    def sample(self) -> None:
+        for pid in [self.root_pid, *self._descendants(self.root_pid)]:
+            name = "pants" if pid == self.root_pid else self._step_name(pid)
+            peak = self._vm_hwm(pid)
+            if name and peak:
+                self.peaks[name] = max(self.peaks.get(name, 0), peak)
 
     def _descendants(self, pid: int) -> List[int]:
         try:
@@ -1984,27 +2000,16 @@ def _kind_of(path: Path) -> str:
 # P10 --------------------------------------------------------------------------------------------
 
 
-class _PeakDiskUse:
+class PeakDiskUse(Sampler):
     """The most disk used on `path`'s filesystem while the block runs, sampled every 0.2 s."""
 
     def __init__(self, path: Path) -> None:
+        super().__init__(0.2)
         self._path = path
-        self._stop = threading.Event()
-        self.peak = 0
-        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self.peak = shutil.disk_usage(path).used
 
-    def __enter__(self) -> _PeakDiskUse:
-        self.peak = shutil.disk_usage(self._path).used
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.2):
-            self.peak = max(self.peak, shutil.disk_usage(self._path).used)
+    def sample(self) -> None:
+        self.peak = max(self.peak, shutil.disk_usage(self._path).used)
 
 
 def p10_big_weights_disk(session: Session) -> List[Row]:
@@ -2028,7 +2033,7 @@ def p10_big_weights_disk(session: Session) -> List[Row]:
                 handle.truncate(size)
             os.sync()
             before = shutil.disk_usage(session.workdir).used
-            with _PeakDiskUse(session.workdir) as disk:
+            with PeakDiskUse(session.workdir) as disk:
                 seconds, _ = pants(repo, caches, *options, "package", BIG_AGENT)
             after = shutil.disk_usage(session.workdir).used
             progress(

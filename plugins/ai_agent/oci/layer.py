@@ -359,33 +359,17 @@ def _normalise(entry: Entry, options: LayerOptions) -> TarMember:
     if entry.kind != FILE:
         raise LayerError(f"{name}: unknown entry kind {entry.kind!r}")
     digest = None if entry.digest is None else _check_content_digest(name, entry.digest)
-    if entry.data is not None:
-        mode = 0o644 if entry.mode is None else entry.mode
+    given_size = _given_size(name, entry)
+    if given_size is not None:
         return TarMember(
             name,
             FILE,
-            mode,
+            0o644 if entry.mode is None else entry.mode,
             uid,
             gid,
             options.mtime,
-            len(entry.data),
+            given_size,
             data=entry.data,
-            digest=digest,
-        )
-    if entry.recipe is not None:
-        try:
-            entry.recipe.check_sources(name)
-        except RecipeError as error:
-            raise LayerError(str(error)) from None
-        mode = 0o644 if entry.mode is None else entry.mode
-        return TarMember(
-            name,
-            FILE,
-            mode,
-            uid,
-            gid,
-            options.mtime,
-            entry.recipe.size,
             recipe=entry.recipe,
             digest=digest,
         )
@@ -407,6 +391,20 @@ def _normalise(entry: Entry, options: LayerOptions) -> TarMember:
         source=entry.source,
         digest=digest,
     )
+
+
+def _given_size(name: str, entry: Entry) -> Optional[int]:
+    """The size of a file entry's `data` or `recipe` (its sources checked), None for a host
+    file."""
+    if entry.data is not None:
+        return len(entry.data)
+    if entry.recipe is None:
+        return None
+    try:
+        entry.recipe.check_sources(name)
+    except RecipeError as error:
+        raise LayerError(str(error)) from None
+    return entry.recipe.size
 
 
 def _check_destination(path: str) -> str:
