@@ -879,6 +879,13 @@ _DEFLATE_WINDOW = 32 * 1024
 
 
 def _deflate_block(block: bytes, dictionary: bytes, level: int, final: bool) -> bytes:
+    """`block` deflated after `dictionary`, ending with the final block or a sync flush.
+
+    The sync flush comes after a `Z_BLOCK` flush that empties zlib's pending output: zlib emits
+    a second empty stored block when a sync flush fills the caller's output buffer exactly and
+    the caller asks again, and CPython versions size that buffer differently (3.9 added 5 bytes
+    to 3 of torch's 9 big layers). After `Z_BLOCK` the sync flush has only its few bytes to
+    write and is the same on every CPython."""
     if dictionary:
         compressor = zlib.compressobj(
             level, zlib.DEFLATED, -zlib.MAX_WBITS, 8, zlib.Z_DEFAULT_STRATEGY, dictionary
@@ -887,8 +894,12 @@ def _deflate_block(block: bytes, dictionary: bytes, level: int, final: bool) -> 
         compressor = zlib.compressobj(
             level, zlib.DEFLATED, -zlib.MAX_WBITS, 8, zlib.Z_DEFAULT_STRATEGY
         )
-    return compressor.compress(block) + compressor.flush(
-        zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH
+    if final:
+        return compressor.compress(block) + compressor.flush(zlib.Z_FINISH)
+    return (
+        compressor.compress(block)
+        + compressor.flush(zlib.Z_BLOCK)
+        + compressor.flush(zlib.Z_SYNC_FLUSH)
     )
 
 
