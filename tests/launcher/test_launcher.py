@@ -6,6 +6,7 @@ and checks the pex tool."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,12 +21,10 @@ def _copy_launcher(repo: Path) -> None:
     repo.mkdir(parents=True)
     for name in ("pants", "pants.toml"):
         shutil.copy2(_SANDBOX_ROOT / name, repo / name)
-    (repo / "pants.toml").write_text(
-        # The copy must not try to load the plugin, which is not part of it.
-        (repo / "pants.toml")
-        .read_text()
-        .replace('  "ai_agent",\n', "")
-    )
+    # The copy must not try to load the plugin, which is not part of it, nor set its options.
+    config = (repo / "pants.toml").read_text().replace('  "ai_agent",\n', "")
+    config = re.sub(r"(?ms)^\[ai-agents[^\]]*\]\n.*?(?=^\[|\Z)", "", config)
+    (repo / "pants.toml").write_text(config)
 
 
 def _launch(repo: Path, *args: str, umask: int = 0o022, **env: str) -> subprocess.Popen:
