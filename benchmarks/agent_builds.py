@@ -1017,16 +1017,22 @@ def _p1_settings(options: Sequence[str]) -> str:
     return f", {' and '.join(off)} off" if off else ""
 
 
-def p1_weights(session: Session) -> List[Row]:
-    mib = session.weights_mib
-    # A store of its own (every run stores the weights, their layer and the archive again).
-    caches = Caches(store=session.scratch("p1-store"), named=session.warm.named)
-    repo = ScratchRepo.create(session.scratch("p1-repo"))
+def _big_agent_repo(session: Session, name: str) -> Tuple[Caches, ScratchRepo, Path]:
+    """A scratch repo of the agent with one weights file (1 byte for now), with a store of its
+    own (every run stores new weights): its caches, the repo and the weights file."""
+    caches = Caches(store=session.scratch(f"{name}-store"), named=session.warm.named)
+    repo = ScratchRepo.create(session.scratch(f"{name}-repo"))
     repo.write(BIG_AGENT_FILES)
     weights = repo.root / WEIGHTS
     weights.parent.mkdir(parents=True)
-    progress("P1: warming the caches (base, code, config) with 1-byte weights")
+    progress(f"{name.upper()}: warming the caches (base, code, config) with 1-byte weights")
     weights.write_bytes(os.urandom(1))
+    return caches, repo, weights
+
+
+def p1_weights(session: Session) -> List[Row]:
+    mib = session.weights_mib
+    caches, repo, weights = _big_agent_repo(session, "p1")
     options = session.p1_options
     # The base's layout, whatever P1's options: docker's side pulls the base pushed from it.
     pants(repo, caches, "package", BASE)
@@ -2014,13 +2020,7 @@ class PeakDiskUse(Sampler):
 
 def p10_big_weights_disk(session: Session) -> List[Row]:
     size = session.p10_gib * 1024 * MIB
-    caches = Caches(store=session.scratch("p10-store"), named=session.warm.named)
-    repo = ScratchRepo.create(session.scratch("p10-repo"))
-    repo.write(BIG_AGENT_FILES)
-    weights = repo.root / WEIGHTS
-    weights.parent.mkdir(parents=True)
-    progress("P10: warming the caches (base, code, config) with 1-byte weights")
-    weights.write_bytes(os.urandom(1))
+    caches, repo, weights = _big_agent_repo(session, "p10")
     pants(repo, caches, NO_ARCHIVES, "package", BIG_AGENT, BASE)
     rows = []
     try:
