@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
+import toml
 
 from testkit.components import RunningRegistry
 from testkit.pants_output import succeeded
@@ -34,6 +35,7 @@ AGENT = "agents/big:agent"
 THRESHOLD = "--ai-agents-weight-layer-threshold-mib=1"
 WEIGHTS_SIZE = 3 * 1024 * 1024 + 777
 DIST = "dist/agents.big"
+STORE = "store"
 
 
 def _agent_files(repository: str, weights_sha256: str) -> Dict[str, str]:
@@ -76,12 +78,10 @@ def _weights_layer(repo: ScratchRepo) -> Dict[str, Any]:
     return dict(layer)
 
 
-def _store_files() -> List[str]:
-    """The digests (hex) of the files of 512 KiB or more in Pants' local store (its default
-    place, which the scratch repo's runs use), which Pants keeps as plain files named by
-    digest."""
-    files = Path.home() / ".cache/pants/lmdb_store/immutable/files"
-    return [path.name for path in files.glob("*/*")]
+def _store_files(repo: ScratchRepo) -> List[str]:
+    """The digests (hex) of the files of 512 KiB or more in the scratch repo's own Pants store
+    (`STORE`, beside it), which Pants keeps as plain files named by digest."""
+    return [path.name for path in (repo.root.parent / STORE / "immutable/files").glob("*/*")]
 
 
 def _file_in_tar(data: bytes, name: str) -> bytes:
@@ -103,6 +103,10 @@ def _sha256_file(path: Path) -> str:
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScratchRepo]:
     # The plugin's defaults: an OCI layout in dist/, no archive unless asked for.
     scratch = ScratchRepo.create(tmp_path_factory.mktemp("big-weights") / "repo", archives=False)
+    # A store of its own, empty at first, that the test reads (never one outside the test).
+    config = toml.loads((scratch.root / "pants.toml").read_text())
+    config["GLOBAL"]["local_store_dir"] = str(scratch.root.parent / STORE)
+    (scratch.root / "pants.toml").write_text(toml.dumps(config))
     with scratch.with_pantsd() as daemon:
         yield daemon
 
@@ -135,7 +139,7 @@ def test_big_weights_are_stitched_into_every_output_and_never_stored_as_a_layer(
     assert os.path.samefile(kept, layout_blob)
 
     # Pants stored the weights file (the source it read) but never the layer.
-    stored = _store_files()
+    stored = _store_files(repo)
     assert weights_sha256 in stored
     assert digest[7:] not in stored
 

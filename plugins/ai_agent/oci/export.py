@@ -33,10 +33,8 @@ from typing import IO, Callable, List, Optional, Sequence, Tuple
 
 from .archive import ImageFiles
 from .errors import OciError
-from .layer import Entry
+from .layer import Entry, same_content
 
-# How much of two files is compared at a time when they are not the same inode.
-_COMPARED_CHUNK = 1 << 20
 _COPY_CHUNK = 1 << 20
 # The document of a layout that says what it holds, written after everything it references.
 _LAYOUT_ROOT = "index.json"
@@ -204,15 +202,8 @@ def _same_file(source: Path, destination: Path) -> bool:
 
 
 def _same_bytes(first: Path, second: Path) -> bool:
-    """Whether two files of one size hold the same bytes, read a chunk at a time (stopping at
-    the first difference)."""
     with open(first, "rb") as one, open(second, "rb") as other:
-        while True:
-            chunk = one.read(_COMPARED_CHUNK)
-            if chunk != other.read(_COMPARED_CHUNK):
-                return False
-            if not chunk:
-                return True
+        return same_content(one, other)
 
 
 def _place(source: Path, destination: Path) -> None:

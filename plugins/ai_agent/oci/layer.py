@@ -496,12 +496,18 @@ def _same_member(first: TarMember, second: TarMember) -> bool:
     if first.kind != FILE:
         return True
     with _open_content(first) as one, _open_content(second) as other:
-        while True:
-            chunk = one.read(CHUNK_SIZE)
-            if chunk != other.read(CHUNK_SIZE):
-                return False
-            if not chunk:
-                return True
+        return same_content(one, other)
+
+
+def same_content(one: BinaryIO, other: BinaryIO) -> bool:
+    """Whether two streams hold the same bytes, read a chunk at a time (stopping at the first
+    difference)."""
+    while True:
+        chunk = one.read(CHUNK_SIZE)
+        if chunk != other.read(CHUNK_SIZE):
+            return False
+        if not chunk:
+            return True
 
 
 def _header_values(member: TarMember) -> Tuple[Any, ...]:

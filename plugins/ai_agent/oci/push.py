@@ -114,17 +114,22 @@ def _format_size(size: int) -> str:
     return f"{value:.1f} GiB"
 
 
+def _open_blob(data: Union[Path, BlobRecipe], offset: int = 0) -> BinaryIO:
+    """A blob's bytes from `offset`, from its file or made by its recipe."""
+    if isinstance(data, BlobRecipe):
+        return data.open(offset)
+    stream = open(data, "rb")
+    stream.seek(offset)
+    return stream
+
+
 class _BlobSlice:
     """`length` bytes of a file or recipe from `offset`; one that ends early is an error, not a
     short request the registry would wait on forever."""
 
     def __init__(self, data: Union[Path, BlobRecipe], offset: int, length: int) -> None:
         self._path = data if isinstance(data, Path) else "the recipe's sources"
-        if isinstance(data, Path):
-            self._file: BinaryIO = open(data, "rb")
-            self._file.seek(offset)
-        else:
-            self._file = data.open(offset)
+        self._file = _open_blob(data, offset)
         self._remaining = length
 
     def read(self, size: int = -1) -> bytes:
@@ -311,11 +316,11 @@ class _Push:
                 f"manifest {descriptor.digest} is not among the local blobs to push to"
                 f" {self._repository}"
             )
-        if isinstance(data, BlobRecipe):
-            with data.open() as stream:
-                content = stream.read()
+        if isinstance(data, bytes):
+            content = data
         else:
-            content = data if isinstance(data, bytes) else data.read_bytes()
+            with _open_blob(data) as stream:
+                content = stream.read()
         if sha256_digest(content) != descriptor.digest:
             raise BlobSourceMismatch(
                 f"the local manifest given for {descriptor.digest} has digest"
