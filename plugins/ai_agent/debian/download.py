@@ -9,7 +9,8 @@ log), until `NetworkLimits.attempts` or `.total_s` runs out; 404/410 are final (
 mirror that lacks a file will not grow it on the second try.
 
 `check_url` asks whether a pinned file is still served with HEAD, so a lock check downloads
-nothing; a redirect keeps the HEAD.
+nothing; a redirect keeps the HEAD. `read_range` reads part of a file (HTTP `Range`), so that a
+wheel's zip directory is read where it lies without downloading the wheel.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -60,6 +62,10 @@ class NotFound(DownloadError):
 
 class UnexpectedContent(DownloadError):
     """The server sent bytes other than the pinned ones (wrong size or sha256)."""
+
+
+class RangesNotServed(DownloadError):
+    """The server answered a byte-range request with the whole file, or not as a range."""
 
 
 class _Transient(DownloadError):
@@ -142,10 +148,15 @@ def _with_retries(url: str, limits: NetworkLimits, attempt: Callable[[], T]) -> 
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-def _open(url: str, limits: NetworkLimits, method: str = "GET") -> http.client.HTTPResponse:
-    """One attempt at a response for `url`."""
+def _open(
+    url: str, limits: NetworkLimits, method: str = "GET", byte_range: Optional[str] = None
+) -> http.client.HTTPResponse:
+    """One attempt at a response for `url` (for `byte_range`, a `Range` header's value)."""
     state = {"connected": False}
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT}, method=method)
+    headers = {"User-Agent": USER_AGENT}
+    if byte_range is not None:
+        headers["Range"] = byte_range
+    request = urllib.request.Request(url, headers=headers, method=method)
     try:
         return _opener(limits, state).open(request)
     except urllib.error.HTTPError as error:
@@ -184,6 +195,38 @@ def read_url(url: str, limits: NetworkLimits = DOWNLOAD_LIMITS) -> bytes:
                 return response.read()
             except OSError as error:
                 raise _read_failed(url, error, limits, 0) from None
+
+    return _with_retries(url, limits, attempt)
+
+
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
+
+
+def read_range(
+    url: str, start: Optional[int], length: int, limits: NetworkLimits = DOWNLOAD_LIMITS
+) -> Tuple[int, bytes, int]:
+    """Up to `length` bytes of `url` from `start` (None: its last `length` bytes), asked with an
+    HTTP `Range` header: where they begin, the bytes, and the file's size. `RangesNotServed` if
+    the server answers with anything but that range (a 200 with the whole file: nothing of its
+    body is read)."""
+    if start is None:
+        byte_range = f"bytes=-{length}"
+    else:
+        byte_range = f"bytes={start}-{start + length - 1}"
+
+    def attempt() -> Tuple[int, bytes, int]:
+        with _open(url, limits, byte_range=byte_range) as response:
+            match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
+            if getattr(response, "status", None) != 206 or match is None:
+                raise RangesNotServed(url, f"the answer to `Range: {byte_range}` is not a range")
+            first, last, size = (int(group) for group in match.groups())
+            try:
+                data = response.read()
+            except OSError as error:
+                raise _read_failed(url, error, limits, 0) from None
+        if len(data) != last - first + 1 or (start is not None and first != start):
+            raise _Transient(url, f"served {len(data)} bytes at {first} for `{byte_range}`")
+        return first, data, size
 
     return _with_retries(url, limits, attempt)
 

@@ -316,60 +316,51 @@ class ImageBuilder:
             input_digest=inputs,
         )
 
-    def wheels_fetch(
-        self, *, access: DownloadAccess, url: str, sha256: str, output: str
-    ) -> Process:
-        return self._process(
-            "wheels",
-            ["fetch", "--url", url, "--sha256", sha256, "--output", output, *access.limit_args],
-            description=f"Fetching {output.rsplit('/', 1)[-1]}",
-            output_files=(output,),
-        )
-
     def wheels_group(
         self,
         *,
+        access: DownloadAccess,
         environment: WheelEnvironment,
         threshold_mib: int,
         wheels: Sequence[Tuple[str, str]],
-        inputs: Digest,
         description: str,
     ) -> Process:
-        """`wheels`: (path, sha256) of each downloaded wheel."""
+        """`wheels`: (URL, sha256) of each locked wheel, read where it is served."""
         return self._process(
             "wheels",
             ["group", *environment.args(), "--threshold-mib", str(threshold_mib)]
-            + [f"--wheel={path}={sha256}" for path, sha256 in wheels],
+            + [f"--wheel={url}={sha256}" for url, sha256 in wheels]
+            + list(access.limit_args),
             description=description,
-            input_digest=inputs,
         )
 
     def wheels_layer(
         self,
         *,
+        access: DownloadAccess,
         environment: WheelEnvironment,
         bytecode_interpreter: str,
         source_date_epoch: int,
         kind: str,
-        wheels: Sequence[Tuple[str, str, Sequence[str]]],
+        wheels: Sequence[GroupedWheel],
         venv_version: Optional[str],
         output_dir: str,
-        inputs: Digest,
         description: str,
     ) -> Process:
-        """`wheels`: (path, sha256, paths to skip) of each wheel the layer installs; a virtual
-        environment's own files for CPython `venv_version` unless None."""
+        """The layer of `wheels`, each downloaded by the step (no wheel enters Pants' store);
+        a virtual environment's own files for CPython `venv_version` unless None."""
         argv = ["layer", *environment.args(), "--bytecode-interpreter", bytecode_interpreter]
         argv += ["--source-date-epoch", str(source_date_epoch), "--kind", kind]
-        for path, sha256, skips in wheels:
-            argv += [f"--wheel={path}={sha256}", *(f"--skip={skip}" for skip in skips)]
+        for wheel in wheels:
+            argv += [f"--wheel={wheel.url}={wheel.sha256}", f"--listing={wheel.listing}"]
+            argv += [f"--skip={path}" for path in wheel.skip]
+            argv += [f"--measure={path}" for path in wheel.measure]
         if venv_version:
             argv += ["--venv-version", venv_version]
         return self._process(
             "wheels",
-            [*argv, "--output-dir", output_dir],
+            [*argv, "--output-dir", output_dir, *access.limit_args],
             description=description,
-            input_digest=inputs,
             output_directories=(output_dir,),
         )
 
@@ -457,6 +448,28 @@ class ImageBuilder:
 
 def _mirror_args(access: DownloadAccess) -> List[str]:
     return [arg for mirror in access.debian_mirrors for arg in ("--mirror", mirror)]
+
+
+@dataclass(frozen=True)
+class GroupedWheel:
+    """A wheel as `wheels group` placed it in a layer: its URL and sha256, the digest of the
+    listing it was grouped by, and the paths it skips or whose bytes that listing holds."""
+
+    url: str
+    sha256: str
+    listing: str
+    skip: Tuple[str, ...]
+    measure: Tuple[str, ...]
+
+    @classmethod
+    def from_json(cls, wheel: Mapping[str, Any]) -> GroupedWheel:
+        return cls(
+            wheel["wheel"],
+            wheel["sha256"],
+            wheel["listing"],
+            tuple(wheel["skip"]),
+            tuple(wheel["measure"]),
+        )
 
 
 @dataclass(frozen=True)

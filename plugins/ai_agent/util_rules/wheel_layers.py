@@ -1,22 +1,23 @@
-"""Third-party packages as layers (`ai_agent.wheels`): the locked wheels, each fetched by its own
-process keyed by its sha256, grouped into layers by one cheap process, then installed for the
-base's Python and platform by one process per layer: a wheel that unpacks to more than
-`[ai-agents].wheel_layer_threshold_mib` alone (shared by every agent that locks it), the rest
-together.
+"""Third-party packages as layers (`ai_agent.wheels`): the locked wheels grouped into layers by one
+cheap process that reads each wheel's directory where it is served (HTTP byte ranges), then
+installed for the base's Python and platform by one process per layer, which downloads its own
+wheels: a wheel that unpacks to more than `[ai-agents].wheel_layer_threshold_mib` alone (shared
+by every agent that locks it), the rest together.
+
+No wheel is a process output: Pants' store (and a remote cache) holds the layers, not the
+gigabytes of wheels they came from, and the layer steps start as soon as grouping ends instead
+of after every wheel is downloaded, so the first layers build while later wheels arrive.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Mapping, Tuple
 
 from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
 from pants.backend.python.util_rules.pex import PythonExecutable
-from pants.engine.fs import (
-    Digest,
-    MergeDigests,
-)
+from pants.engine.fs import Digest, MergeDigests
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.logging import LogLevel
 
@@ -24,6 +25,7 @@ from ai_agent.subsystems import AiAgentSubsystem
 from ai_agent.util_rules.builder import (
     BuildStep,
     BuildStepOutput,
+    GroupedWheel,
     ImageBuilder,
     WheelEnvironment,
     WheelTarget,
@@ -52,11 +54,6 @@ class LockedWheel:
     filename: str
     url: str
     sha256: str
-
-    @property
-    def path(self) -> str:
-        """Where its `wheels fetch` step writes it."""
-        return f"wheels/{self.filename}"
 
 
 @dataclass(frozen=True)
@@ -93,24 +90,6 @@ class ThirdPartyLayersRequest:
     interpreter: str
 
 
-async def _fetched_wheels(
-    plan: WheelPlan, owner: str, builder: ImageBuilder, access: DownloadAccess
-) -> Tuple[Tuple[BuildStep, ...], Dict[str, Digest]]:
-    """Each wheel fetched by its own step, keyed by its sha256: the steps, and each wheel's
-    digest by its path."""
-    steps = tuple(
-        BuildStep(
-            builder.wheels_fetch(
-                access=access, url=wheel.url, sha256=wheel.sha256, output=wheel.path
-            ),
-            owner=owner,
-        )
-        for wheel in plan.wheels
-    )
-    fetched = await MultiGet(Get(BuildStepOutput, BuildStep, step) for step in steps)
-    return steps, {wheel.path: result.digest for wheel, result in zip(plan.wheels, fetched)}
-
-
 @rule(desc="Building the third-party layers", level=LogLevel.DEBUG)
 async def third_party_layers(
     third_party: ThirdPartyLayersRequest,
@@ -118,21 +97,21 @@ async def third_party_layers(
     subsystem: AiAgentSubsystem,
     access: DownloadAccess,
 ) -> BuiltLayers:
-    """Fetch each wheel, group them into layers (`wheels group`), then write every layer in a
-    step of its own (`wheels layer`), all at once. A big wheel's step sees that wheel only, so
-    agents locking the same torch share one step and its layer, locally and remotely."""
+    """Group the wheels into layers (`wheels group`), then write every layer in a step of its
+    own (`wheels layer`), all at once, the biggest first. A big wheel's step sees that wheel
+    only, so agents locking the same torch share one step and its layer, locally and
+    remotely."""
     request = third_party.plan
     target = request.target
     plan = await Get(WheelPlan, WheelPlanRequest, request)
-    fetch_steps, wheel_digests = await _fetched_wheels(plan, request.owner, builder, access)
     major_minor = ".".join(target.python_version.split(".")[:2])
     environment = WheelEnvironment(major_minor, PACKAGES_PREFIX, third_party.interpreter)
     group_step = BuildStep(
         builder.wheels_group(
+            access=access,
             environment=environment,
             threshold_mib=subsystem.wheel_layer_threshold_mib,
-            wheels=[(wheel.path, wheel.sha256) for wheel in plan.wheels],
-            inputs=await Get(Digest, MergeDigests(wheel_digests.values())),
+            wheels=[(wheel.url, wheel.sha256) for wheel in plan.wheels],
             description=f"Grouping the {len(plan.wheels)} wheels of {request.owner} into layers"
             f" ({target.platform})",
         ),
@@ -140,23 +119,28 @@ async def third_party_layers(
     )
     grouping = (await Get(BuildStepOutput, BuildStep, group_step)).stdout_json()
     compiler = await Get(PythonExecutable, InterpreterConstraints([f"CPython=={major_minor}.*"]))
-    inputs = await MultiGet(
-        Get(Digest, MergeDigests(wheel_digests[wheel["wheel"]] for wheel in layer["wheels"]))
-        for layer in grouping["layers"]
-    )
     planned = [
         _wheel_layer_step(
             layer,
             request,
-            layer_inputs,
             builder,
+            access,
             environment=environment,
             bytecode_interpreter=compiler.path,
             source_date_epoch=subsystem.source_date_epoch,
         )
-        for layer, layer_inputs in zip(grouping["layers"], inputs)
+        for layer in grouping["layers"]
     ]
-    outputs = await MultiGet(Get(BuildStepOutput, BuildStep, step) for _, step in planned)
+    # Pants starts processes in the order they are asked for: the longest first, so that the
+    # last to finish is a short one.
+    unpacked = [
+        sum(wheel["unpackedSize"] for wheel in layer["wheels"]) for layer in grouping["layers"]
+    ]
+    longest_first = sorted(range(len(planned)), key=lambda index: -unpacked[index])
+    done = await MultiGet(
+        Get(BuildStepOutput, BuildStep, planned[index][1]) for index in longest_first
+    )
+    outputs = [output for _, output in sorted(zip(longest_first, done))]
     descriptors = await read_json_files(
         (output.digest, f"{directory}/descriptor.json")
         for (directory, _), output in zip(planned, outputs)
@@ -169,15 +153,15 @@ async def third_party_layers(
     return BuiltLayers(
         await Get(Digest, MergeDigests(output.digest for output in outputs)),
         tuple(layers),
-        (*plan.steps, *fetch_steps, group_step, *(step for _, step in planned)),
+        (*plan.steps, group_step, *(step for _, step in planned)),
     )
 
 
 def _wheel_layer_step(
     layer: Mapping[str, Any],
     request: WheelPlanRequest,
-    inputs: Digest,
     builder: ImageBuilder,
+    access: DownloadAccess,
     *,
     environment: WheelEnvironment,
     bytecode_interpreter: str,
@@ -185,11 +169,12 @@ def _wheel_layer_step(
 ) -> Tuple[str, BuildStep]:
     """The `wheels layer` step of one grouped layer and its output directory. A big wheel's
     directory and arguments name nothing of the agent, so its step is the same in every agent
-    whose grouping gives it the same paths to skip; the shared layer's is per platform."""
-    wheels = layer["wheels"]
-    skips = sorted(path for wheel in wheels for path in wheel["skip"])
+    whose grouping gives it the same paths to skip and to measure; the shared layer's is per
+    platform."""
+    wheels = [GroupedWheel.from_json(wheel) for wheel in layer["wheels"]]
+    skips = sorted(path for wheel in wheels for path in wheel.skip)
     if layer["kind"] == "big":
-        (wheel,) = wheels
+        (wheel,) = layer["wheels"]
         directory = f"layers/{wheel['wheel'].rsplit('/', 1)[-1][: -len('.whl')]}"
         if skips:
             directory += "-" + hashlib.sha256("\n".join(skips).encode()).hexdigest()[:12]
@@ -204,14 +189,14 @@ def _wheel_layer_step(
         venv_version = request.target.python_version
     step = BuildStep(
         builder.wheels_layer(
+            access=access,
             environment=environment,
             bytecode_interpreter=bytecode_interpreter,
             source_date_epoch=source_date_epoch,
             kind=layer["kind"],
-            wheels=[(wheel["wheel"], wheel["sha256"], wheel["skip"]) for wheel in wheels],
+            wheels=wheels,
             venv_version=venv_version,
             output_dir=directory,
-            inputs=inputs,
             description=description,
         ),
         owner=request.owner,

@@ -2,33 +2,37 @@
 
     plan   --lock LOCK --requirement REQ [--requirement REQ ...] --python 3.11[.2]
            --platform linux/amd64 [--glibc 2.36]
-    fetch  --url URL --sha256 HEX --output FILE [LIMITS]
-    group  --wheel FILE=SHA256 [--wheel ...] --python 3.11 [--threshold-mib 64]
-           [--prefix opt/agent] [--interpreter /usr/bin/python3.11]
-    layer  --wheel FILE=SHA256 [--skip PATH ...] [--wheel ...] --python 3.11 --output-dir OUT
+    group  --wheel WHEEL=SHA256 [--wheel ...] --python 3.11 [--threshold-mib 64]
+           [--prefix opt/agent] [--interpreter /usr/bin/python3.11] [LIMITS]
+    layer  --wheel WHEEL=SHA256 [--listing HEX] [--skip PATH ...] [--measure PATH ...]
+           [--wheel ...] --python 3.11 --output-dir OUT
            [--venv-version 3.11.2] [--kind big|small] [--prefix opt/agent]
            [--interpreter /usr/bin/python3.11] [--bytecode-interpreter PYTHON]
-           [--compression gzip|none] [--gzip-level N] [--source-date-epoch N]
+           [--compression gzip|none] [--gzip-level N] [--source-date-epoch N] [LIMITS]
     check  --lock LOCK [LIMITS]
+
+WHEEL is a downloaded wheel's path or the URL that serves it (a plan's `url`). LIMITS bound
+downloads as `python -m ai_agent.debian fetch` says.
 
 `plan` prints (JSON, one list sorted by project) the wheels the requirements need on the
 target: `project`, `version`, `filename`, `url`, `sha256`.
 
-`fetch` downloads one wheel of the plan; FILE appears only once its bytes match the sha256 (so a
-build process per wheel caches each wheel by its hash, locally and remotely). LIMITS bound the
-download as `python -m ai_agent.debian fetch` says.
-
-`group` reads what each downloaded wheel installs (its archive's directory, not its bytes) and
-prints the layers, in image order: a wheel that unpacks to more than the threshold alone, by
-project; then the shared layer with the rest:
+`group` reads what each wheel installs (its archive's directory, not its bytes; a URL's by HTTP
+byte ranges, or downloaded whole where the server serves no ranges) and prints the layers, in
+image order: a wheel that unpacks to more than the threshold alone, by project; then the
+shared layer with the rest:
 
     {"layers": [{"name": "site-packages-torch", "kind": "big" | "small",
-                 "wheels": [{"wheel": FILE, "sha256": …, "project": …, "version": …,
-                             "unpackedSize": N, "skip": [PATH, …], "notes": […]}]}, …]}
+                 "wheels": [{"wheel": WHEEL, "sha256": …, "project": …, "version": …,
+                             "unpackedSize": N, "listing": HEX, "skip": [PATH, …],
+                             "measure": [PATH, …], "notes": […]}]}, …]}
 
-A wheel's `skip` lists the image paths an earlier layer writes with the same bytes.
+A wheel's `skip` lists the image paths an earlier layer writes with the same bytes, `measure`
+those it writes for a later wheel that skips them; `listing` is the digest of what it lists,
+the bytes of those paths included.
 
-`layer` writes one of those layers: it verifies the wheels' sha256, installs them into the
+`layer` writes one of those layers: it downloads the wheels given by URL, verifies the wheels'
+sha256 and, with `--listing`, that each lists what it was grouped by, installs them into the
 virtual environment at the prefix for the image's `--interpreter` (except, for each wheel, the
 `--skip` paths that follow it),
 compiles their bytecode with `--bytecode-interpreter` (a CPython of the target's X.Y that runs
@@ -59,16 +63,17 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from ..debian.download import DOWNLOAD_LIMITS, download_verified
+from ..debian.download import DOWNLOAD_LIMITS
 from ..debian.errors import DebianError
-from ..oci.connection import add_limit_arguments, limits_from
+from ..oci.connection import add_limit_arguments
 from ..oci.errors import OciError
 from ..oci.layer import DEFAULT_MTIME
 from .errors import WheelsError
 
 
-class _SkipOfPrecedingWheel(argparse.Action):
-    """`--skip PATH` belongs to the `--wheel` before it: collected as {wheel index: [PATH]}."""
+class _OfPrecedingWheel(argparse.Action):
+    """`--skip`, `--measure` and `--listing` belong to the `--wheel` before them: collected as
+    {wheel index: [value]}."""
 
     def __call__(
         self,
@@ -78,7 +83,7 @@ class _SkipOfPrecedingWheel(argparse.Action):
         option_string: Optional[str] = None,
     ) -> None:
         if not namespace.wheel:
-            parser.error("--skip must follow the --wheel whose path it skips")
+            parser.error(f"{option_string} must follow the --wheel it is about")
         skips = dict(getattr(namespace, self.dest))
         skips.setdefault(len(namespace.wheel) - 1, []).append(value)
         setattr(namespace, self.dest, skips)
@@ -90,12 +95,6 @@ def _parser() -> argparse.ArgumentParser:
         description="Choose locked wheels for an image and turn them into layers.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    fetch = commands.add_parser("fetch", help="download one wheel, verified by sha256")
-    fetch.add_argument("--url", required=True)
-    fetch.add_argument("--sha256", required=True)
-    fetch.add_argument("--output", type=Path, required=True)
-    add_limit_arguments(fetch, DOWNLOAD_LIMITS)
-    fetch.set_defaults(run=run_fetch)
     plan = commands.add_parser("plan", help="print the wheels to download, as JSON")
     plan.add_argument("--lock", type=Path, required=True, help="a Pants/pex lockfile")
     plan.add_argument("--requirement", action="append", required=True, help="PEP 508; repeatable")
@@ -103,12 +102,13 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--platform", required=True, help="linux/amd64 or linux/arm64")
     plan.add_argument("--glibc", default="2.36", help="the base's glibc (bookworm: 2.36)")
     plan.set_defaults(run=_step("run_plan"))
-    group = commands.add_parser("group", help="print the layers of downloaded wheels, as JSON")
-    layer = commands.add_parser("layer", help="install downloaded wheels into one layer")
+    group = commands.add_parser("group", help="print the layers of locked wheels, as JSON")
+    layer = commands.add_parser("layer", help="install locked wheels into one layer")
     for command in (group, layer):
         command.add_argument(
-            "--wheel", action="append", default=[], help="FILE=SHA256 of a downloaded wheel"
+            "--wheel", action="append", default=[], help="PATH=SHA256 or URL=SHA256 of a wheel"
         )
+        add_limit_arguments(command, DOWNLOAD_LIMITS)
         command.add_argument("--python", required=True, help="the image's CPython X.Y")
         command.add_argument("--prefix", default="opt/agent", help="relative install prefix")
         command.add_argument(
@@ -118,7 +118,19 @@ def _parser() -> argparse.ArgumentParser:
     group.set_defaults(run=_step("run_group"))
     layer.add_argument("--output-dir", type=Path, required=True)
     layer.add_argument(
-        "--skip", action=_SkipOfPrecedingWheel, default={}, help="a path the --wheel before skips"
+        "--skip", action=_OfPrecedingWheel, default={}, help="a path the --wheel before skips"
+    )
+    layer.add_argument(
+        "--measure",
+        action=_OfPrecedingWheel,
+        default={},
+        help="a path of the --wheel before whose bytes its --listing holds",
+    )
+    layer.add_argument(
+        "--listing",
+        action=_OfPrecedingWheel,
+        default={},
+        help="the digest of what the --wheel before was grouped by",
     )
     layer.add_argument("--venv-version", help="add pyvenv.cfg and bin/python* for CPython X.Y.Z")
     layer.add_argument("--kind", choices=("big", "small"), default="small")
@@ -138,15 +150,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_fetch(args: argparse.Namespace) -> None:
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    download_verified(args.url, args.output, args.sha256, limits=limits_from(args))
-
-
 def _step(name: str) -> Callable[[argparse.Namespace], None]:
-    """The command `steps.<name>`, imported only when it runs: a `fetch` step (one per wheel)
-    needs neither `packaging` nor `installer`, whose import costs more than the rest of its
-    start-up."""
+    """The command `steps.<name>`, imported only when it runs (`check` needs neither
+    `packaging` nor `installer`, whose import costs more than the rest of its start-up)."""
 
     def run(args: argparse.Namespace) -> None:
         from . import steps

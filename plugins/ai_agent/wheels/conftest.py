@@ -1,16 +1,21 @@
 """Fixtures of the wheel unit tests: real wheels from PyPI, downloaded by URL and checked
-against pinned sha256s the way the build's `fetch` step does (cached in the test download
-cache), and the build host's CPython 3.11 for compiling bytecode."""
+against pinned sha256s the way the build's `layer` step does (cached in the test download
+cache); a loopback server of wheel files with or without byte ranges; and the build host's
+CPython 3.11 for compiling bytecode."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
 from testkit.components import download_cache, host_interpreter, missing_component
+from testkit.http_stub import QuietHandler, StubHTTPServer
 
 from ..debian.download import DownloadError, download_verified
 
@@ -143,3 +148,52 @@ def format_wheels() -> Dict[str, RealWheel]:
 @pytest.fixture(scope="session")
 def host_python311() -> str:
     return host_interpreter("3.11")
+
+
+class WheelServer(StubHTTPServer):
+    """Files of `root` over HTTP on loopback, with byte ranges (`Range: bytes=A-B` or `-N`, as
+    PyPI serves them) unless `ranges` is off; `requests` lists (path, Range header or None)."""
+
+    def __init__(self, root: Path, ranges: bool = True) -> None:
+        self.root = root
+        self.ranges = ranges
+        self.requests: List[Tuple[str, Optional[str]]] = []
+        super().__init__(functools.partial(_RangeHandler, server=self))
+
+    def url_of(self, path: Path) -> str:
+        return f"{self.url}/{path.relative_to(self.root)}"
+
+
+class _RangeHandler(QuietHandler):
+    def __init__(self, *args: Any, server: WheelServer, **kwargs: Any) -> None:
+        self._wheels = server
+        super().__init__(*args, **kwargs)
+
+    def do_GET(self) -> None:
+        asked = self.headers.get("Range")
+        self._wheels.requests.append((self.path, asked))
+        path = self._wheels.root / self.path.lstrip("/")
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        match = re.fullmatch(r"bytes=(\d*)-(\d*)", asked or "")
+        if not self._wheels.ranges or match is None:
+            self.send_response(200)
+        else:
+            first, last = match.groups()
+            start = max(len(data) - int(last), 0) if not first else int(first)
+            stop = len(data) if not first or not last else min(int(last) + 1, len(data))
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{stop - 1}/{len(data)}")
+            data = data[start:stop]
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def wheel_server(tmp_path: Path) -> Iterator[Callable[..., WheelServer]]:
+    """Starts a `WheelServer` of `root` (ranges on unless told): `wheel_server(root)`."""
+    with contextlib.ExitStack() as stack:
+        yield lambda root, ranges=True: stack.enter_context(WheelServer(root, ranges))

@@ -18,24 +18,40 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import os
+import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AbstractSet, BinaryIO, Dict, Iterable, List, Optional, Tuple, Union
+from typing import (
+    IO,
+    AbstractSet,
+    Any,
+    BinaryIO,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Tuple,
+    Union,
+    cast,
+)
 
 from installer import install
 from installer.destinations import WheelDestination
 from installer.exceptions import InstallerError
-from installer.records import Hash, RecordEntry
+from installer.records import Hash, RecordEntry, parse_record_file
 from installer.scripts import Script
-from installer.sources import WheelFile
+from installer.sources import WheelContentElement, WheelFile
 from installer.utils import Scheme, construct_record_file, fix_shebang
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from ..oci.layer import Entry
 from .errors import UsageError, WheelsError
 from .installed import CHUNK_SIZE, InstalledDistribution, InstalledFile, file_sha256
+from .remote import WheelArchive
 
 INSTALLER = b"ai-agent\n"
 
@@ -118,19 +134,22 @@ def install_wheel(
     layout: InstallLayout,
     root: Path,
     skip: AbstractSet[str] = frozenset(),
+    *,
+    verified: bool = False,
 ) -> InstalledDistribution:
-    """Verify and unpack `wheel_path` into the empty-or-missing directory `root`, except the
-    image paths in `skip` (an earlier layer writes the same bytes there); RECORD lists them
-    as pip's would."""
-    verify_sha256(wheel_path, sha256)
-    name, version = _name_and_version(wheel_path)
+    """Verify (unless `verified`: downloaded and checked just now) and unpack `wheel_path` into
+    the empty-or-missing directory `root`, except the image paths in `skip` (an earlier layer
+    writes the same bytes there); RECORD lists them as pip's would."""
+    if not verified:
+        verify_sha256(wheel_path, sha256)
+    name, version = _name_and_version(wheel_path.name)
     root.mkdir(parents=True, exist_ok=True)
     if any(root.iterdir()):
         raise WheelError(f"{wheel_path.name}: scratch directory {root} is not empty")
     destination = _ImageDestination(
         _scheme_paths(layout, name), layout.venv_python, root=root, skip=skip
     )
-    _run_installer(wheel_path, destination)
+    _run_installer(wheel_path, wheel_path.name, destination)
     notes: Tuple[str, ...] = ()
     if destination.skipped:
         shown = ", ".join(destination.skipped[:3])
@@ -161,42 +180,94 @@ class ListedWheel:
     # Image path -> the installed file for the paths that were measured, else None.
     files: Dict[str, Optional[InstalledFile]]
 
+    def digest(self) -> str:
+        """The sha256 of all of the above: what a layer step compares with the listing its
+        wheels were grouped by."""
+        files = {
+            path: None if file is None else [file.mode, file.size, file.sha256]
+            for path, file in self.files.items()
+        }
+        listing = [self.project, self.version, self.unpacked_size, sorted(files.items())]
+        return hashlib.sha256(json.dumps(listing, separators=(",", ":")).encode()).hexdigest()
+
 
 def list_wheel(
-    wheel_path: Path, layout: InstallLayout, measure: AbstractSet[str] = frozenset()
+    archive: WheelArchive, layout: InstallLayout, measure: AbstractSet[str] = frozenset()
 ) -> ListedWheel:
-    """The image paths `wheel_path` installs, found by running `installer` without writing
-    or reading a member (so a GB wheel costs its central directory), except the paths in
-    `measure`, whose bytes (as installed: shebangs rewritten) are hashed."""
-    name, version = _name_and_version(wheel_path)
+    """The image paths the wheel `archive` installs, found by running `installer` without
+    writing or reading a member (so a GB wheel costs its central directory), except the paths
+    in `measure`, whose bytes (as installed: shebangs rewritten) are hashed."""
+    name, version = _name_and_version(archive.name)
     destination = _ImageDestination(
         _scheme_paths(layout, name), layout.venv_python, root=None, measure=measure
     )
-    size = _run_installer(wheel_path, destination)
+    size = _run_installer(archive, archive.name, destination)
     return ListedWheel(name, version, size, destination.listed)
 
 
-def _name_and_version(wheel_path: Path) -> Tuple[str, str]:
+def _name_and_version(filename: str) -> Tuple[str, str]:
     try:
-        name, version, _, _ = parse_wheel_filename(wheel_path.name)
+        name, version, _, _ = parse_wheel_filename(filename)
     except InvalidWheelFilename as error:
-        raise WheelError(f"{wheel_path.name}: {error}") from None
+        raise WheelError(f"{filename}: {error}") from None
     return name, str(version)
 
 
-def _run_installer(wheel_path: Path, destination: _ImageDestination) -> int:
-    """Install with `installer` into `destination`; returns the members' unpacked size."""
+def _run_installer(archive: WheelArchive, filename: str, destination: _ImageDestination) -> int:
+    """Install with `installer` into `destination` (only listing, without a root: no member is
+    opened unless read); returns the members' unpacked size."""
+    source = WheelFile if destination.root is not None else _LazyWheelFile
     try:
-        with zipfile.ZipFile(wheel_path) as archive:
-            _check_member_names(archive.namelist(), wheel_path.name)
-            install(WheelFile(archive), destination, {"INSTALLER": INSTALLER})
-            return sum(member.file_size for member in archive.infolist())
+        # A RangeFile is a binary file (`io.RawIOBase`), which typeshed's IO[bytes] does not name.
+        with zipfile.ZipFile(cast(Union[Path, IO[bytes]], archive)) as opened:
+            _check_member_names(opened.namelist(), filename)
+            install(source(opened), destination, {"INSTALLER": INSTALLER})
+            return sum(member.file_size for member in opened.infolist())
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as error:
-        raise WheelError(f"{wheel_path.name}: not a readable wheel: {error}") from None
+        raise WheelError(f"{filename}: not a readable wheel: {error}") from None
     except (InstallerError, ValueError, KeyError, AssertionError) as error:
         # installer reports malformed wheels (no or two .dist-info, a bad Wheel-Version, an
         # unknown .data scheme, a bad entry point) with these.
-        raise WheelError(f"{wheel_path.name}: {error or type(error).__name__}") from None
+        raise WheelError(f"{filename}: {error or type(error).__name__}") from None
+
+
+class _LazyWheelFile(WheelFile):
+    """`installer`'s wheel whose members are opened only when read: opening one reads its local
+    header, which for a wheel read by ranges (`remote.RangeFile`) would be a request per
+    member. What it yields is `WheelFile.get_contents`'s, stream aside."""
+
+    def get_contents(self) -> Iterator[WheelContentElement]:
+        records = parse_record_file(self.read_dist_info("RECORD").splitlines())
+        record_mapping = {record[0]: record for record in records}
+        for item in self._zipfile.infolist():
+            if item.filename.endswith("/"):
+                continue
+            record = record_mapping.pop(item.filename, (item.filename, "", ""))
+            mode = item.external_attr >> 16
+            is_executable = bool(mode and stat.S_ISREG(mode) and mode & 0o111)
+            member = _LazyMember(self._zipfile, item)
+            try:
+                yield record, member, is_executable  # type: ignore[misc]
+            finally:
+                member.close_if_opened()
+
+
+class _LazyMember:
+    """A zip member's stream, opened on first use."""
+
+    def __init__(self, archive: zipfile.ZipFile, item: zipfile.ZipInfo) -> None:
+        self._archive = archive
+        self._item = item
+        self._stream: Optional[BinaryIO] = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._stream is None:
+            self._stream = self._archive.open(self._item)  # type: ignore[assignment]
+        return getattr(self._stream, name)
+
+    def close_if_opened(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
 
 
 def _scheme_paths(layout: InstallLayout, project: str) -> Dict[str, str]:

@@ -1,17 +1,17 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import tarfile
 import time
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import pytest
 
@@ -21,7 +21,7 @@ from ..debian.download import DownloadError
 from ..oci.layer import LayerError
 from . import steps
 from .__main__ import main
-from .conftest import TESTDATA, RealWheel
+from .conftest import TESTDATA, RealWheel, WheelServer
 from .errors import WheelsError
 
 
@@ -50,13 +50,29 @@ def _lock_of(wheels: Dict[str, RealWheel], path: Path) -> Path:
 
 
 def _group(
-    wheels: Dict[str, RealWheel], capsys: pytest.CaptureFixture, threshold_mib: int = 64
+    wheels: Dict[str, RealWheel],
+    capsys: pytest.CaptureFixture,
+    threshold_mib: int = 64,
+    locations: Optional[Dict[str, str]] = None,
 ) -> Dict[str, Any]:
+    """`group` of `wheels`, each given by its downloaded file or by its `locations` entry."""
+    where = locations or {name: str(wheel.path) for name, wheel in wheels.items()}
     arguments = ["group", "--python", "3.11", "--threshold-mib", str(threshold_mib)]
-    arguments += [f"--wheel={wheel.path}={wheel.sha256}" for wheel in wheels.values()]
+    arguments += [f"--wheel={where[name]}={wheel.sha256}" for name, wheel in wheels.items()]
     capsys.readouterr()
     assert main(arguments) == 0, capsys.readouterr().err
     return json.loads(capsys.readouterr().out)
+
+
+def _wheel_arguments(layer: Dict[str, Any]) -> List[str]:
+    """A grouped layer's wheels as the build's rules pass them to `layer`."""
+    arguments = []
+    for wheel in layer["wheels"]:
+        arguments += [f"--wheel={wheel['wheel']}={wheel['sha256']}"]
+        arguments += [f"--listing={wheel['listing']}"]
+        arguments += [f"--skip={path}" for path in wheel["skip"]]
+        arguments += [f"--measure={path}" for path in wheel["measure"]]
+    return arguments
 
 
 def _layers(
@@ -67,17 +83,15 @@ def _layers(
     threshold_mib: int = 64,
     extra: Sequence[str] = (),
     venv_version: str = "3.11.2",
+    locations: Optional[Dict[str, str]] = None,
 ) -> List[Dict[str, Any]]:
     """`group`, then `layer` for each layer into OUTPUT/<name>, as the build's rules run them;
     each layer as grouped, with its `installed.json` and `descriptor.json`."""
-    layers = _group(wheels, capsys, threshold_mib)["layers"]
+    layers = _group(wheels, capsys, threshold_mib, locations)["layers"]
     for layer in layers:
         arguments = ["layer", "--python", "3.11", "--kind", layer["kind"], *extra]
         arguments += ["--interpreter", "/usr/bin/python3.11"]
-        arguments += ["--output-dir", str(output / layer["name"])]
-        for wheel in layer["wheels"]:
-            arguments += [f"--wheel={wheel['wheel']}={wheel['sha256']}"]
-            arguments += [f"--skip={path}" for path in wheel["skip"]]
+        arguments += ["--output-dir", str(output / layer["name"]), *_wheel_arguments(layer)]
         if layer["kind"] == "small":
             arguments += ["--venv-version", venv_version]
         assert main(arguments) == 0, capsys.readouterr().err
@@ -211,20 +225,75 @@ def test_errors_of_the_core_and_of_those_it_drives_are_one_line_and_exit_2(
     assert capsys.readouterr().err == f"error: {error}\n"
 
 
-def test_fetch_keeps_only_verified_bytes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    served = tmp_path / "served" / "demo-1.0-py3-none-any.whl"
-    served.parent.mkdir()
-    served.write_bytes(b"wheel bytes")
-    sha256 = hashlib.sha256(b"wheel bytes").hexdigest()
-    output = tmp_path / "out" / served.name
-    url = served.as_uri()
+def _served(
+    wheels: Dict[str, RealWheel], root: Path, server_of: Callable[..., WheelServer], ranges: bool
+) -> Tuple[WheelServer, Dict[str, str]]:
+    """A loopback server of copies of `wheels`, and each one's URL."""
+    root.mkdir()
+    for wheel in wheels.values():
+        shutil.copyfile(wheel.path, root / wheel.filename)
+    server = server_of(root, ranges)
+    return server, {name: server.url_of(root / w.filename) for name, w in wheels.items()}
 
-    assert main(["fetch", "--url", url, "--sha256", "0" * 64, "--output", str(output)]) == 2
-    assert "served 11 bytes with sha256" in capsys.readouterr().err
-    assert list(output.parent.iterdir()) == []
 
-    assert main(["fetch", "--url", url, "--sha256", sha256, "--output", str(output)]) == 0
-    assert output.read_bytes() == b"wheel bytes"
+def test_wheels_given_by_url_are_grouped_by_ranges_and_layered_alike(
+    format_wheels: Dict[str, RealWheel],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    wheel_server: Callable[..., WheelServer],
+) -> None:
+    """What the build runs: `group` reads each wheel's directory where it is served, by byte
+    ranges, and each `layer` step downloads its own wheels; the layers are those of the same
+    wheels downloaded first, to the byte, and no wheel is left in a layer's output."""
+    nvidia = {name: format_wheels[name] for name in format_wheels if name.startswith("nvidia-")}
+    local = _layers(nvidia, tmp_path / "local", capsys, threshold_mib=0)
+    server, urls = _served(nvidia, tmp_path / "served", wheel_server, ranges=True)
+    served = _layers(nvidia, tmp_path / "remote", capsys, threshold_mib=0, locations=urls)
+    by_location = {str(wheel.path): urls[name] for name, wheel in nvidia.items()}
+    for ours, theirs in zip(local, served):
+        for wheel in ours["wheels"]:
+            wheel["wheel"] = by_location[wheel["wheel"]]
+        assert ours == theirs
+    # The namespace both install: one skips it, the other measures it for the listing.
+    assert [wheel["measure"] for layer in served for wheel in layer["wheels"]] == [
+        ["opt/agent/lib/python3.11/site-packages/nvidia/__init__.py"],
+        [],
+    ]
+    grouping = [asked for _, asked in server.requests if asked is not None]
+    downloads = [path for path, asked in server.requests if asked is None]
+    assert grouping and sorted(downloads) == sorted(f"/{w.filename}" for w in nvidia.values())
+    for layer in served:
+        files = sorted(path.name for path in (tmp_path / "remote" / layer["name"]).iterdir())
+        assert files == ["descriptor.json", "installed.json", "layer.tar.gz"]
+
+
+def test_a_server_without_ranges_serves_whole_wheels_and_bad_bytes_are_refused(
+    format_wheels: Dict[str, RealWheel],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    wheel_server: Callable[..., WheelServer],
+) -> None:
+    nvidia = {name: format_wheels[name] for name in format_wheels if name.startswith("nvidia-")}
+    server, urls = _served(nvidia, tmp_path / "served", wheel_server, ranges=False)
+    grouped = _group(nvidia, capsys, 0, locations=urls)["layers"]
+    assert grouped == _group(nvidia, capsys, 0, locations=urls)["layers"]
+    assert {asked for _, asked in server.requests} != {None}  # asked for ranges, got files
+    assert [w["wheel"] for layer in grouped for w in layer["wheels"]] == sorted(urls.values())
+
+    first, second = (layer for layer in grouped if layer["kind"] == "big")
+    output = tmp_path / "out"
+    layer = ["layer", "--python", "3.11", "--kind", "big", "--output-dir", str(output)]
+    # Bytes other than the ones grouping listed: the other wheel's listing stands in for them.
+    wrong_listing = _wheel_arguments(first)
+    wrong_listing[1] = f"--listing={second['wheels'][0]['listing']}"
+    assert main([*layer, *wrong_listing]) == 2
+    error = capsys.readouterr().err
+    assert "the verified wheel lists other files or bytes" in error, error
+    # A served wheel that is not the locked one.
+    (tmp_path / "served" / first["wheels"][0]["wheel"].rsplit("/", 1)[1]).write_bytes(b"other")
+    assert main([*layer, *_wheel_arguments(first)]) == 2
+    assert "served 5 bytes with sha256" in capsys.readouterr().err
+    assert list(output.iterdir()) == []
 
 
 def test_check_asks_pypi_for_every_locked_artifact(
@@ -352,12 +421,13 @@ def test_the_prefix_is_a_virtual_environment_whose_pth_files_take_effect(
     assert result.stdout == f"{root}/opt/agent True {site}/six.py\n", result.stderr
 
 
-def test_fetch_from_a_server_that_never_answers_stops_within_the_limits_given(
+def test_a_download_from_a_server_that_never_answers_stops_within_the_limits_given(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     with socket.create_server(("127.0.0.1", 0)) as silent:  # connections queue, nothing answers
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/demo-1.0-py3-none-any.whl"
-        args = ["fetch", "--url", url, "--sha256", "0" * 64, "--output", str(tmp_path / "w.whl")]
+        args = ["layer", "--python", "3.11", "--output-dir", str(tmp_path / "out")]
+        args += [f"--wheel={url}={'0' * 64}"]
         args += ["--read-timeout", "0.5", "--attempts", "10", "--total-timeout", "1"]
         started = time.monotonic()
         assert main(args) == 2

@@ -14,18 +14,22 @@ unpacks last win, and an image must not depend on that order.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Set, Tuple
 
 from .errors import UsageError, WheelsError
 from .install import InstallLayout, ListedWheel, list_wheel
+from .remote import WheelArchive
 
 MIB = 1 << 20
 DEFAULT_THRESHOLD = 64 * MIB
 BIG = "big"
 SMALL = "small"
 SHARED_LAYER_NAME = "site-packages"
+# Wheels listed at once (each mostly waits for its byte ranges).
+LIST_JOBS = 8
 
 
 class DistributionConflict(WheelsError):
@@ -35,42 +39,58 @@ class DistributionConflict(WheelsError):
 
 @dataclass(frozen=True)
 class LockedWheel:
-    """A downloaded wheel and the sha256 its lock pins."""
+    """A wheel the lock pins: where it is (a downloaded file, or the URL that serves it) and
+    its sha256."""
 
-    path: Path
+    location: str
     sha256: str
 
     @classmethod
     def parse(cls, argument: str) -> LockedWheel:
-        """`PATH=SHA256`, as the command line takes it."""
-        path, _, sha256 = argument.rpartition("=")
-        if not path or len(sha256) != 64:
-            raise UsageError(f"--wheel takes PATH=SHA256, got {argument!r}")
-        return cls(Path(path), sha256.lower())
+        """`LOCATION=SHA256`, as the command line takes it."""
+        location, _, sha256 = argument.rpartition("=")
+        if not location or len(sha256) != 64:
+            raise UsageError(f"--wheel takes PATH=SHA256 or URL=SHA256, got {argument!r}")
+        return cls(location, sha256.lower())
+
+    @property
+    def filename(self) -> str:
+        return self.location.rsplit("/", 1)[-1]
+
+    @property
+    def path(self) -> Path:
+        """Where a downloaded wheel is."""
+        return Path(self.location)
 
     def argument(self) -> str:
-        return f"{self.path}={self.sha256}"
+        return f"{self.location}={self.sha256}"
 
 
 @dataclass(frozen=True)
 class PlannedWheel:
-    """A wheel in its layer: the paths it leaves to an earlier layer, and why."""
+    """A wheel in its layer: the paths it leaves to an earlier layer, and why; the digest of
+    the listing it was grouped by (`ListedWheel.digest`), with the bytes of its `skip` and
+    `measure` paths (those it installs for a later wheel that skips them) in it."""
 
     wheel: LockedWheel
     project: str
     version: str
     unpacked_size: int
+    listing: str
     skip: Tuple[str, ...] = ()
+    measure: Tuple[str, ...] = ()
     notes: Tuple[str, ...] = ()
 
     def to_json(self) -> Dict[str, Any]:
         return {
-            "wheel": str(self.wheel.path),
+            "wheel": self.wheel.location,
             "sha256": self.wheel.sha256,
             "project": self.project,
             "version": self.version,
             "unpackedSize": self.unpacked_size,
+            "listing": self.listing,
             "skip": list(self.skip),
+            "measure": list(self.measure),
             "notes": list(self.notes),
         }
 
@@ -92,15 +112,32 @@ class PlannedLayer:
 
 
 def plan_layers(
-    wheels: Sequence[LockedWheel], layout: InstallLayout, threshold: int = DEFAULT_THRESHOLD
+    wheels: Sequence[LockedWheel],
+    layout: InstallLayout,
+    threshold: int = DEFAULT_THRESHOLD,
+    archive_of: Callable[[LockedWheel], WheelArchive] = lambda wheel: wheel.path,
 ) -> List[PlannedLayer]:
     """Big wheels (unpacked size > `threshold` bytes) alone, by project name; then the shared
-    layer with the rest (always: it holds the virtual environment)."""
-    listed = {wheel: list_wheel(wheel.path, layout) for wheel in wheels}
-    by_name = sorted(wheels, key=lambda wheel: listed[wheel].project)
-    big = [wheel for wheel in by_name if listed[wheel].unpacked_size > threshold]
-    small = [wheel for wheel in by_name if listed[wheel].unpacked_size <= threshold]
-    planned = _install_shared_files_once([*big, *small], listed, layout)
+    layer with the rest (always: it holds the virtual environment). Each wheel is read as
+    `archive_of` gives it: by default the downloaded file at its location."""
+
+    def listing(wheel: LockedWheel, measure: Set[str]) -> ListedWheel:
+        return list_wheel(archive_of(wheel), layout, measure)
+
+    with ThreadPoolExecutor(LIST_JOBS) as pool:
+        listed = dict(zip(wheels, pool.map(listing, wheels, [set()] * len(wheels))))
+        by_name = sorted(wheels, key=lambda wheel: listed[wheel].project)
+        big = [wheel for wheel in by_name if listed[wheel].unpacked_size > threshold]
+        small = [wheel for wheel in by_name if listed[wheel].unpacked_size <= threshold]
+        owners, shared = _shared_files([*big, *small], listed)
+        # Only now are bytes read: those of the paths that more than one wheel installs.
+        measure: Dict[LockedWheel, Set[str]] = {}
+        for wheel in by_name:
+            for path in shared[wheel]:
+                measure.setdefault(wheel, set()).add(path)
+                measure.setdefault(owners[path], set()).add(path)
+        listed.update(zip(measure, pool.map(listing, measure, measure.values())))
+    planned = _install_shared_files_once([*big, *small], listed)
     layers = [
         PlannedLayer(f"{SHARED_LAYER_NAME}-{planned[wheel].project}", BIG, (planned[wheel],))
         for wheel in big
@@ -109,9 +146,11 @@ def plan_layers(
     return layers
 
 
-def _install_shared_files_once(
-    order: List[LockedWheel], listed: Dict[LockedWheel, ListedWheel], layout: InstallLayout
-) -> Dict[LockedWheel, PlannedWheel]:
+def _shared_files(
+    order: List[LockedWheel], listed: Dict[LockedWheel, ListedWheel]
+) -> Tuple[Dict[str, LockedWheel], Dict[LockedWheel, List[str]]]:
+    """Which wheel installs each path first in `order` (the image's), and the paths each wheel
+    installs that an earlier one does."""
     owners: Dict[str, LockedWheel] = {}
     shared: Dict[LockedWheel, List[str]] = {wheel: [] for wheel in order}
     for wheel in order:
@@ -119,23 +158,23 @@ def _install_shared_files_once(
             if owners.setdefault(path, wheel) != wheel:
                 shared[wheel].append(path)
     _check_no_file_under_a_file({path: listed[owner].project for path, owner in owners.items()})
-    # Only now are bytes read: those of the paths that more than one wheel installs.
-    measure: Dict[LockedWheel, Set[str]] = {}
-    for wheel in order:
-        for path in shared[wheel]:
-            measure.setdefault(wheel, set()).add(path)
-            measure.setdefault(owners[path], set()).add(path)
-    measured = {wheel: list_wheel(wheel.path, layout, paths) for wheel, paths in measure.items()}
+    return owners, shared
+
+
+def _install_shared_files_once(
+    order: List[LockedWheel], listed: Dict[LockedWheel, ListedWheel]
+) -> Dict[LockedWheel, PlannedWheel]:
+    owners, shared = _shared_files(order, listed)
     planned = {}
     for wheel in order:
         notes: Tuple[str, ...] = ()
         for path in shared[wheel]:
             owner = owners[path]
-            kept, again = measured[owner].files[path], measured[wheel].files[path]
+            kept, again = listed[owner].files[path], listed[wheel].files[path]
             assert kept is not None and again is not None
             if (kept.sha256, kept.mode) != (again.sha256, again.mode):
                 raise DistributionConflict(
-                    f"{path} is installed by both {owner.path.name} and {wheel.path.name} with"
+                    f"{path} is installed by both {owner.filename} and {wheel.filename} with"
                     " different contents, so the image would depend on which one is unpacked"
                     " last. Remove one of the two projects from the resolve (they are"
                     " alternatives, e.g. `jwt` and `PyJWT`) and regenerate the lockfile."
@@ -149,8 +188,19 @@ def _install_shared_files_once(
                 + (" ..." if len(paths) > 3 else ""),
             )
         info = listed[wheel]
+        skip = set(shared[wheel])
+        measure = sorted(
+            path for path, file in info.files.items() if file is not None and path not in skip
+        )
         planned[wheel] = PlannedWheel(
-            wheel, info.project, info.version, info.unpacked_size, tuple(shared[wheel]), notes
+            wheel,
+            info.project,
+            info.version,
+            info.unpacked_size,
+            info.digest(),
+            tuple(shared[wheel]),
+            tuple(measure),
+            notes,
         )
     return planned
 

@@ -32,7 +32,7 @@ def _wheel(
             archive.writestr(name, content)
         archive.writestr(f"{dist_info}/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\n")
         archive.writestr(f"{dist_info}/RECORD", "")
-    return LockedWheel(path, hashlib.sha256(path.read_bytes()).hexdigest())
+    return LockedWheel(str(path), hashlib.sha256(path.read_bytes()).hexdigest())
 
 
 def _layers(layers: List[PlannedLayer]) -> Dict[str, List[str]]:

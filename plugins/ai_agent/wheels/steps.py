@@ -1,6 +1,6 @@
 """The `plan`, `group` and `layer` commands: the locked wheels an image needs, grouped into
 layers and installed into each; and `check`, whether what a lock pins is still served. Apart
-from the command line so that a `fetch` step never imports `packaging` and `installer`."""
+from the command line so that `check` never imports `packaging` and `installer`."""
 
 from __future__ import annotations
 
@@ -13,16 +13,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Dict
 
-from ..debian.download import CHECK_JOBS, check_url
+from ..debian.download import CHECK_JOBS, check_url, download_verified
 from ..oci.connection import limits_from
 from ..oci.layer import Compression, LayerOptions, write_layer_directory
 from ..oci.types import canonical_json, check_report
 from .bytecode import Compiler
 from .errors import UsageError, WheelsError
-from .install import InstalledDistribution, InstallLayout, install_wheel
+from .install import InstalledDistribution, InstallLayout, install_wheel, list_wheel
 from .metadata import license_facts
 from .pexlock import LockError, PexLock, locked_artifacts
 from .plan import BIG, MIB, LockedWheel, plan_layers
+from .remote import WheelArchives, is_url
 from .target import Target
 
 # Beside a layer's descriptor: what `layer` installed, and the bytecode's CPython.
@@ -68,14 +69,20 @@ def _layout(args: argparse.Namespace) -> InstallLayout:
 
 
 def run_group(args: argparse.Namespace) -> None:
-    """Print the layers of `--wheel`s, as `layer` commands are to write them."""
+    """Print the layers of `--wheel`s, as `layer` commands are to write them; a wheel given by
+    URL is read where it is served (`remote.py`)."""
     wheels = [LockedWheel.parse(argument) for argument in args.wheel]
-    layers = plan_layers(wheels, _layout(args), args.threshold_mib * MIB)
+    with WheelArchives(limits_from(args)) as archives:
+        archives.open_all((wheel.location, wheel.filename, wheel.sha256) for wheel in wheels)
+        layers = plan_layers(
+            wheels, _layout(args), args.threshold_mib * MIB, lambda w: archives[w.location]
+        )
     _print_json({"layers": [layer.to_json() for layer in layers]})
 
 
 def run_layer(args: argparse.Namespace) -> None:
-    """Install `--wheel`s (each but its `--skip` paths) into one layer at OUT/."""
+    """Install `--wheel`s (each but its `--skip` paths) into one layer at OUT/; a wheel given
+    by URL is downloaded (verified) into a scratch directory first and deleted once installed."""
     layout = _layout(args)
     compiler = (
         None
@@ -90,13 +97,21 @@ def run_layer(args: argparse.Namespace) -> None:
         for index, argument in enumerate(args.wheel):
             wheel = LockedWheel.parse(argument)
             skip = set(args.skip.get(index, ()))
+            path = wheel.path
+            if is_url(wheel.location):
+                path = scratch / f"{index}.whl" / wheel.filename
+                path.parent.mkdir()
+                download_verified(wheel.location, path, wheel.sha256, limits=limits_from(args))
+            _check_listing(wheel, path, layout, args, index)
             distribution = install_wheel(
-                wheel.path, wheel.sha256, layout, scratch / str(index), skip
+                path, wheel.sha256, layout, scratch / str(index), skip, verified=path != wheel.path
             )
+            if path != wheel.path:
+                path.unlink()
             unused = skip.difference(distribution.skipped)
             if unused:
                 raise WheelsError(
-                    f"--skip {sorted(unused)[0]}: {wheel.path.name} does not install it"
+                    f"--skip {sorted(unused)[0]}: {wheel.filename} does not install it"
                 )
             if compiler is not None:
                 distribution = compiler.compile(distribution, layout.site_packages)
@@ -123,6 +138,28 @@ def run_layer(args: argparse.Namespace) -> None:
         "distributions": summaries,
     }
     (args.output_dir / INSTALLED).write_bytes(canonical_json(summary))
+
+
+def _check_listing(
+    wheel: LockedWheel, path: Path, layout: InstallLayout, args: argparse.Namespace, index: int
+) -> None:
+    """The wheel, verified, lists what `group` read by byte ranges (its `--listing`, with the
+    bytes of its `--skip` and `--measure` paths): else the grouping rests on bytes that are not
+    the locked wheel's."""
+    listings = args.listing.get(index, ())
+    if not listings:
+        return
+    if len(listings) > 1:
+        raise UsageError(f"--wheel {wheel.filename}: one --listing at most")
+    measure = {*args.skip.get(index, ()), *args.measure.get(index, ())}
+    actual = list_wheel(path, layout, measure).digest()
+    if actual != listings[0]:
+        raise WheelsError(
+            f"{wheel.filename}: the verified wheel lists other files or bytes ({actual}) than"
+            f" those it was grouped by ({listings[0]}): its server answered byte-range requests"
+            " with other bytes than the whole file. Package again; if it persists, the server"
+            " (or a proxy) rewrites ranges."
+        )
 
 
 def _options(args: argparse.Namespace) -> LayerOptions:
