@@ -1,7 +1,8 @@
 """Third-party wheels on the Debian base, end to end with the real dockerd: the base layer from
-the repo's bookworm lock, numpy's layers from the agents lock (its manylinux wheel downloaded
-from PyPI and verified against the lock), bytecode compiled at build time, and the image run as
-uid 65532 on a read-only root, where nothing can be compiled or written at import."""
+the repo's bookworm lock, numpy's layers from the agents lock (its manylinux wheel grouped and
+downloaded from PyPI as the build's steps do, and verified against the lock), bytecode compiled
+at build time, and the image run as uid 65532 on a read-only root, where nothing can be
+compiled or written at import."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from typing import Any, Dict, List
 import pytest
 
 import ai_agent
-from ai_agent.debian.download import DownloadError, download_verified
 from ai_agent.oci.archive import write_archive
 from ai_agent.oci.image import ConfigUpdate, Image, Layer, build_image
 from ai_agent.oci.types import Descriptor, Platform
@@ -69,43 +69,16 @@ def base_layer(workdir: Path) -> Path:
     return output
 
 
-@pytest.fixture(scope="module")
-def numpy_wheels(workdir: Path) -> Path:
-    """The plan's wheels, downloaded once into the test cache (the CLI checks their sha256)."""
-    plan = _cli(
-        "wheels",
-        "plan",
-        "--lock",
-        str(LOCKFILES / "agents.lock"),
-        "--requirement",
-        "numpy>=1.26",
-        "--python",
-        "3.11",
-        "--platform",
-        "linux/amd64",
-    )
-    directory = download_cache("wheels")
-    for wheel in json.loads(plan):
-        path = directory / wheel["filename"]
-        if not path.is_file():
-            try:
-                download_verified(wheel["url"], path, wheel["sha256"])
-            except DownloadError as error:
-                missing_component(f"{wheel['url']}", f"network access to PyPI ({error})")
-    return directory
-
-
-def _wheel_layers(wheels: Path, output: Path, python311: str) -> List[Dict[str, Any]]:
+def _wheel_layers(output: Path, python311: str) -> List[Dict[str, Any]]:
     """`group`, then `layer` for each grouped layer into OUTPUT/<name>, as the build's rules
-    run them; each layer as grouped, with its `installed.json`."""
+    run them (grouping reads the wheels on PyPI by byte ranges, each layer downloads its own);
+    each layer as grouped, with its `installed.json`."""
     plan = _cli(
         "wheels", "plan", "--lock", str(LOCKFILES / "agents.lock"), "--requirement", "numpy>=1.26",
         "--python", "3.11.2", "--platform", "linux/amd64", "--glibc", "2.36",
     )  # fmt: skip
     layout = ["--python", "3.11", "--prefix", "opt/agent", "--interpreter", "/usr/bin/python3.11"]
-    chosen = [
-        f"--wheel={wheels / wheel['filename']}={wheel['sha256']}" for wheel in json.loads(plan)
-    ]
+    chosen = [f"--wheel={wheel['url']}={wheel['sha256']}" for wheel in json.loads(plan)]
     layers = json.loads(_cli("wheels", "group", *layout, "--threshold-mib", "16", *chosen))[
         "layers"
     ]
@@ -119,7 +92,9 @@ def _wheel_layers(wheels: Path, output: Path, python311: str) -> List[Dict[str, 
         ]
         for wheel in layer["wheels"]:
             arguments += [f"--wheel={wheel['wheel']}={wheel['sha256']}"]
+            arguments += [f"--listing={wheel['listing']}"]
             arguments += [f"--skip={path}" for path in wheel["skip"]]
+            arguments += [f"--measure={path}" for path in wheel["measure"]]
         if layer["kind"] == "small":
             arguments += ["--venv-version", "3.11.2"]
         _cli("wheels", "layer", *arguments)
@@ -135,13 +110,12 @@ def python311() -> str:
 def test_numpy_imports_from_its_own_layer_on_a_read_only_root(
     docker_client: Any,
     base_layer: Path,
-    numpy_wheels: Path,
     python311: str,
     workdir: Path,
     loaded_images: List[str],
 ) -> None:
-    summary = _wheel_layers(numpy_wheels, workdir / "wheels", python311)
-    again = _wheel_layers(numpy_wheels, workdir / "elsewhere" / "wheels", python311)
+    summary = _wheel_layers(workdir / "wheels", python311)
+    again = _wheel_layers(workdir / "elsewhere" / "wheels", python311)
     assert summary == again
     # numpy unpacks to ~40 MB: above the 16 MiB threshold, so alone in its layer; the shared one
     # holds only the virtual environment's own files.

@@ -119,10 +119,12 @@ async def third_party_layers(
     )
     grouping = (await Get(BuildStepOutput, BuildStep, group_step)).stdout_json()
     compiler = await Get(PythonExecutable, InterpreterConstraints([f"CPython=={major_minor}.*"]))
+    filenames = {wheel.url: wheel.filename for wheel in plan.wheels}
     planned = [
         _wheel_layer_step(
             layer,
             request,
+            filenames,
             builder,
             access,
             environment=environment,
@@ -160,6 +162,7 @@ async def third_party_layers(
 def _wheel_layer_step(
     layer: Mapping[str, Any],
     request: WheelPlanRequest,
+    filenames: Mapping[str, str],
     builder: ImageBuilder,
     access: DownloadAccess,
     *,
@@ -167,7 +170,8 @@ def _wheel_layer_step(
     bytecode_interpreter: str,
     source_date_epoch: int,
 ) -> Tuple[str, BuildStep]:
-    """The `wheels layer` step of one grouped layer and its output directory. A big wheel's
+    """The `wheels layer` step of one grouped layer and its output directory (`filenames`: each
+    wheel's file name by URL). A big wheel's
     directory and arguments name nothing of the agent, so its step is the same in every agent
     whose grouping gives it the same paths to skip and to measure; the shared layer's is per
     platform."""
@@ -175,7 +179,7 @@ def _wheel_layer_step(
     skips = sorted(path for wheel in wheels for path in wheel.skip)
     if layer["kind"] == "big":
         (wheel,) = layer["wheels"]
-        directory = f"layers/{wheel['wheel'].rsplit('/', 1)[-1][: -len('.whl')]}"
+        directory = f"layers/{filenames[wheel['wheel']][: -len('.whl')]}"
         if skips:
             directory += "-" + hashlib.sha256("\n".join(skips).encode()).hexdigest()[:12]
         description = f"Installing {wheel['project']} {wheel['version']} into its layer"

@@ -14,6 +14,7 @@ unpacks last win, and an image must not depend on that order.
 
 from __future__ import annotations
 
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any, Callable, Dict, List, Sequence, Set, Tuple
 
 from .errors import UsageError, WheelsError
 from .install import InstallLayout, ListedWheel, list_wheel
-from .remote import WheelArchive
+from .remote import WheelArchive, is_url
 
 MIB = 1 << 20
 DEFAULT_THRESHOLD = 64 * MIB
@@ -55,7 +56,9 @@ class LockedWheel:
 
     @property
     def filename(self) -> str:
-        return self.location.rsplit("/", 1)[-1]
+        """The wheel's file name: a URL's last path segment (without a query or fragment)."""
+        path = urllib.parse.urlsplit(self.location).path if is_url(self.location) else self.location
+        return urllib.parse.unquote(path.rsplit("/", 1)[-1])
 
     @property
     def path(self) -> Path:

@@ -116,5 +116,9 @@ def test_one_path_with_different_contents_or_a_file_under_a_file_is_refused(
 def test_wheel_arguments_are_path_and_sha256() -> None:
     wheel = LockedWheel.parse(f"wheels/six-1.16.0-py2.py3-none-any.whl={'AB' * 32}")
     assert (wheel.path, wheel.sha256) == (Path("wheels/six-1.16.0-py2.py3-none-any.whl"), "ab" * 32)
+    served = LockedWheel.parse(
+        f"https://index.example/a/six-1.16.0-py3-none-any.whl?t=x={'0' * 64}"
+    )
+    assert (served.filename, served.sha256) == ("six-1.16.0-py3-none-any.whl", "0" * 64)
     with pytest.raises(ValueError, match="--wheel takes PATH=SHA256"):
         LockedWheel.parse("wheels/six-1.16.0-py2.py3-none-any.whl")
