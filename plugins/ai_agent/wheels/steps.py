@@ -19,7 +19,13 @@ from ..oci.layer import Compression, LayerOptions, write_layer_directory
 from ..oci.types import canonical_json, check_report
 from .bytecode import Compiler
 from .errors import UsageError, WheelsError
-from .install import InstalledDistribution, InstallLayout, install_wheel, list_wheel
+from .install import (
+    InstalledDistribution,
+    InstallLayout,
+    install_wheel,
+    list_wheel,
+    verify_sha256,
+)
 from .metadata import license_facts
 from .pexlock import LockError, PexLock, locked_artifacts
 from .plan import BIG, MIB, LockedWheel, plan_layers
@@ -82,7 +88,8 @@ def run_group(args: argparse.Namespace) -> None:
 
 def run_layer(args: argparse.Namespace) -> None:
     """Install `--wheel`s (each but its `--skip` paths) into one layer at OUT/; a wheel given
-    by URL is downloaded (verified) into a scratch directory first and deleted once installed."""
+    by URL is downloaded (verified) into a scratch directory first and deleted once installed.
+    Each is checked against its sha256 before anything reads it, then against its `--listing`."""
     layout = _layout(args)
     compiler = (
         None
@@ -97,16 +104,18 @@ def run_layer(args: argparse.Namespace) -> None:
         for index, argument in enumerate(args.wheel):
             wheel = LockedWheel.parse(argument)
             skip = set(args.skip.get(index, ()))
-            path = wheel.path
-            if is_url(wheel.location):
-                path = scratch / f"{index}.whl" / wheel.filename
+            downloaded = is_url(wheel.location)
+            path = scratch / f"{index}.whl" / wheel.filename if downloaded else wheel.path
+            if downloaded:
                 path.parent.mkdir()
                 download_verified(wheel.location, path, wheel.sha256, limits=limits_from(args))
+            else:
+                verify_sha256(path, wheel.sha256)
             _check_listing(wheel, path, layout, args, index)
             distribution = install_wheel(
-                path, wheel.sha256, layout, scratch / str(index), skip, verified=path != wheel.path
+                path, wheel.sha256, layout, scratch / str(index), skip, verified=True
             )
-            if path != wheel.path:
+            if downloaded:
                 path.unlink()
             unused = skip.difference(distribution.skipped)
             if unused:
@@ -157,8 +166,9 @@ def _check_listing(
         raise WheelsError(
             f"{wheel.filename}: the verified wheel lists other files or bytes ({actual}) than"
             f" those it was grouped by ({listings[0]}): its server answered byte-range requests"
-            " with other bytes than the whole file. Package again; if it persists, the server"
-            " (or a proxy) rewrites ranges."
+            " with other bytes than the whole file. Grouping is cached by the wheels' URLs and"
+            " sha256s: run `pants --no-local-cache --no-remote-cache-read package ...` once to"
+            " group again; if this persists, the server (or a proxy) rewrites byte ranges."
         )
 
 
