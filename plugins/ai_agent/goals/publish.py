@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Dict, Sequence, Tuple
 
 from pants.core.goals.package import OutputPathField
@@ -27,6 +28,7 @@ from pants.engine.target import AllTargets
 from pants.util.logging import LogLevel
 
 from ai_agent.oci.name import Repository
+from ai_agent.oci.recipe import BlobRecipe
 from ai_agent.oci.referrers import IN_TOTO_JSON, SPDX_JSON
 from ai_agent.target_types import (
     AgentConfigSourceField,
@@ -79,11 +81,8 @@ async def _layer_paths(
     for path, descriptor in zip(descriptor_paths, descriptors):
         directory = posixpath.dirname(path)
         if "recipe" in descriptor:
-            paths[descriptor["digest"]] = tuple(
-                posixpath.normpath(posixpath.join(directory, part["source"]))
-                for part in descriptor["recipe"]
-                if "source" in part
-            )
+            recipe = BlobRecipe.from_json(descriptor["recipe"], Path(directory), path)
+            paths[descriptor["digest"]] = tuple(map(posixpath.normpath, recipe.sources))
         else:
             paths[descriptor["digest"]] = (posixpath.join(directory, descriptor["blob"]),)
     return paths
