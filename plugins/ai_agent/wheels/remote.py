@@ -129,11 +129,6 @@ class WheelArchives:
     def __getitem__(self, location: str) -> WheelArchive:
         return self._archives[location]
 
-    @property
-    def requests(self) -> int:
-        """The range requests made so far."""
-        return sum(a.requests for a in self._archives.values() if isinstance(a, RangeFile))
-
     def _open(self, wheel: Tuple[str, str, str]) -> WheelArchive:
         location, filename, sha256 = wheel
         if not is_url(location):
