@@ -5,8 +5,9 @@ package to install. With `CI=true` (set by CI, see `.ci/run`) a missing componen
 instead, so CI can never go green by skipping its integration tests.
 
 Components: dockerd (through docker-py), the Debian `docker-registry` binary (started here on a
-free loopback port with temporary storage), skopeo and umoci, a busybox root filesystem unpacked
-from Debian's `busybox-static` package, and Pants itself run against a scratch repo.
+free loopback port with temporary storage), a BuildGrid remote cache, skopeo and umoci, a busybox
+root filesystem unpacked from Debian's `busybox-static` package, and Pants itself run against a
+scratch repo.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from typing import Any, Iterator, List
 import pytest
 
 from testkit.components import (
+    RunningBuildGrid,
     RunningRegistry,
     missing_component,
     require_binary,
+    start_buildgrid,
     start_registry,
     unpack_debian_package,
 )
@@ -63,6 +66,15 @@ def loaded_images(docker_client: Any) -> Iterator[List[str]]:
             docker_client.images.remove(tag, force=True)
         except docker.errors.ImageNotFound:
             pass
+
+
+@pytest.fixture(scope="module")
+def buildgrid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBuildGrid]:
+    """A real BuildGrid remote cache (0.9.1) on a free 127.0.0.1 port, configured as the README
+    says, with its CAS in a temporary directory; one per test module (its action cache lives in
+    memory, so writers and readers share it)."""
+    with start_buildgrid(tmp_path_factory.mktemp("buildgrid")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -25,11 +25,11 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Set
+from typing import Mapping, Set
 
 import pytest
 
-from testkit.components import RunningBuildGrid, RunningRegistry, start_buildgrid
+from testkit.components import RunningBuildGrid, RunningRegistry
 from testkit.pants_output import (
     PackagedOutputs,
     builder_processes,
@@ -89,12 +89,6 @@ def _package_with_empty_local_caches(root: Path, *options: str) -> Clone:
         outputs=PackagedOutputs.read(repo),
         log=root / "pants.log",
     )
-
-
-@pytest.fixture(scope="module")
-def buildgrid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningBuildGrid]:
-    with start_buildgrid(tmp_path_factory.mktemp("buildgrid")) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -187,17 +187,12 @@ class RunningBuildGrid:
             f"--{'' if write else 'no-'}remote-cache-write",
             # Uploads finish after the goal; past the default 3 s Pants drops them, with rc 0.
             "--session-end-tasks-timeout=600",
-            # Pants' default is 128 of each at once; a server refuses RPCs past its limit
-            # (ResourceExhausted), which Pants counts as a read or write error. The README's
-            # remote-cache settings: together below the server's limit.
-            f"--remote-store-rpc-concurrency={PANTS_RPC_CONCURRENCY}",
-            f"--remote-cache-rpc-concurrency={PANTS_RPC_CONCURRENCY}",
         ]
 
 
-# Each of Pants' store and cache RPC concurrencies: with both, below a default BuildGrid's limit
-# on a 2-core machine (10).
-PANTS_RPC_CONCURRENCY = 4
+# How many RPCs the server accepts at once (the README's setting): more than these builds open at
+# once; those past its threads wait for one.
+QUEUED_RPCS = 1000
 
 
 def _buildgrid_config(address: str, instance_name: str, cas_dir: Path) -> str:
@@ -211,8 +206,11 @@ server:
 grpc-server-options:
   # Without this a second (or stale) server silently shares the port.
   grpc.so_reuseport: 0
-# BuildGrid's own defaults (5 threads per core, as many concurrent RPCs: 10 here), as a server
-# set up without thought for Pants has them; `pants_options` keeps Pants below that limit.
+# BuildGrid's threads as it sets them (5 per core), but RPCs past them wait for a thread instead
+# of being refused (by default it accepts only as many as it has threads): Pants 2.17 bounds the
+# RPCs it starts, not the byte streams it keeps open, so a torch agent's cache reads overrun
+# any such limit (README, "Sizing the server").
+maximum-concurrent-rpcs: {QUEUED_RPCS}
 authorization:
   method: none
 monitoring:

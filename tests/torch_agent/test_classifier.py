@@ -5,6 +5,12 @@ image loaded into dockerd, run read-only as uid 65532 without a GPU (torch answe
 and asked known sentences; then a second agent locking the same torch, which must add no work
 for any big wheel: its layers are the first agent's, and so are their build steps.
 
+The build also writes every step's result to a real BuildGrid remote cache, configured as the
+README says, and another checkout with empty local caches reads the image back from it with
+`cache_content_behavior = "defer"`: the setting under which a read the server refuses fails the
+whole goal, and the reads of a torch image's many big layers at once overran a BuildGrid at its
+default limits (2 of 2 such runs failed, `ResourceExhausted`, 2026-12-05).
+
 The slowest test of the suite (a cold build installs ~4.5 GB), so nothing else builds this agent:
 the example tree of the other scratch-repo tests (`//agents:tree`) leaves it out.
 """
@@ -12,15 +18,22 @@ the example tree of the other scratch-repo tests (`//agents:tree`) leaves it out
 from __future__ import annotations
 
 import json
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Sequence
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import pytest
 
 from testkit.agent_http import request_json, wait_until_container_healthy
-from testkit.components import free_loopback_port
-from testkit.pants_output import builder_processes, executed_processes, file_sha256, succeeded
+from testkit.components import RunningBuildGrid, free_loopback_port
+from testkit.pants_output import (
+    builder_processes,
+    executed_processes,
+    file_sha256,
+    stats_counters,
+    succeeded,
+)
 from testkit.pants_repo import ScratchRepo
 from testkit.sbom import check_image_supply_chain
 
@@ -57,18 +70,37 @@ BIG_WHEELS = {
 class Built:
     repo: ScratchRepo
     metadata: Dict[str, Any]
+    # The local store of this module's own, empty before the first build, so that every step of
+    # that build runs and reaches the remote cache.
+    store: Tuple[str, ...]
+    counters: Dict[str, int]
 
     @property
     def layers(self) -> List[Dict[str, Any]]:
         (image,) = self.metadata["images"]
         return list(image["layers"])
 
+    def run(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+        """Pants in the scratch repo, on the first build's local store."""
+        return self.repo.run(*self.store, *args, timeout=timeout)
+
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    repo = ScratchRepo.with_example_agents(tmp_path_factory.mktemp("torch") / "repo")
-    succeeded(repo.run("package", AGENT, timeout=3600))
-    return Built(repo, json.loads((repo.root / METADATA).read_text()))
+def built(tmp_path_factory: pytest.TempPathFactory, buildgrid: RunningBuildGrid) -> Built:
+    root = tmp_path_factory.mktemp("torch")
+    repo = ScratchRepo.with_example_agents(root / "repo")
+    store = (f"--local-store-dir={root / 'store'}",)
+    result = repo.run(
+        *store,
+        *buildgrid.pants_options(read=False, write=True),
+        "--stats-log",
+        "package",
+        AGENT,
+        timeout=3600,
+    )
+    succeeded(result)
+    metadata = json.loads((repo.root / METADATA).read_text())
+    return Built(repo, metadata, store, stats_counters(result))
 
 
 def test_every_byte_of_the_torch_image_is_accounted_for_by_a_valid_sbom(built: Built) -> None:
@@ -162,6 +194,45 @@ def test_it_answers_on_the_cpu_read_only_as_nonroot(
         container.remove(force=True)
 
 
+def test_a_checkout_with_empty_caches_reads_the_image_from_the_remote_cache(
+    built: Built, buildgrid: RunningBuildGrid, tmp_path: Path
+) -> None:
+    """Pants at its default RPC concurrency, `cache_content_behavior = "defer"`: every lookup
+    hits, nothing is refused, no build step starts, and the layout placed in `dist/` (every
+    layer's blob read from the cache) is the first build's image."""
+    written = built.counters
+    assert written["remote_cache_write_errors"] == 0, written
+    assert written["remote_cache_write_successes"] == written["remote_cache_write_attempts"] > 0
+    reader = ScratchRepo.with_example_agents(tmp_path / "repo")
+    sandboxes = tmp_path / "sandboxes"
+    sandboxes.mkdir()
+    result = reader.run(
+        f"--local-store-dir={tmp_path / 'store'}",
+        f"--local-execution-root-dir={sandboxes}",
+        "--keep-sandboxes=always",
+        "--cache-content-behavior=defer",
+        *buildgrid.pants_options(read=True, write=False),
+        "--stats-log",
+        "--ai-agents-archives=false",
+        "package",
+        AGENT,
+        timeout=1800,
+    )
+    succeeded(result)
+    counters = stats_counters(result)
+    shown = f"counters: {counters}; executed: {executed_processes(result)}"
+    assert counters["remote_cache_requests_cached"] > 0, shown
+    for failed in ("requests_uncached", "read_errors", "request_timeouts"):
+        assert counters[f"remote_cache_{failed}"] == 0, shown
+    assert builder_processes(result) == [], shown
+    metadata = json.loads((reader.root / METADATA).read_text())
+    assert metadata["digest"] == built.metadata["digest"]
+    blobs = reader.root / "dist" / metadata["layout"] / "blobs" / "sha256"
+    for layer in built.layers:
+        blob = blobs / layer["digest"].split(":", 1)[1]
+        assert blob.stat().st_size == layer["size"], layer["holds"]
+
+
 def test_a_second_agent_locking_the_same_torch_adds_no_work_for_its_big_wheels(
     built: Built, tmp_path: Path
 ) -> None:
@@ -177,7 +248,7 @@ def test_a_second_agent_locking_the_same_torch_adds_no_work_for_its_big_wheels(
     )
     sandboxes = tmp_path / "sandboxes"
     sandboxes.mkdir()
-    second = built.repo.run(
+    second = built.run(
         "--keep-sandboxes=always",
         f"--local-execution-root-dir={sandboxes}",
         "package",
@@ -205,7 +276,7 @@ def test_another_builder_python_writes_the_same_image(built: Built) -> None:
     exactly, and CPython 3.9 sized that buffer so that 3 of the 9 big layers got 5 more bytes
     than with 3.11 (now every block's sync flush comes after a `Z_BLOCK` flush)."""
     other = "--ai-agents-builder-interpreter-constraints=['CPython==3.9.*']"
-    succeeded(built.repo.run(other, "package", AGENT, timeout=3600))
+    succeeded(built.run(other, "package", AGENT, timeout=3600))
     again = json.loads((built.repo.root / METADATA).read_text())
     assert _big_layers(again["images"][0]["layers"]) == _big_layers(built.layers)
     assert again["digest"] == built.metadata["digest"]
