@@ -236,6 +236,18 @@ def _served(
     return server, {name: server.url_of(root / w.filename) for name, w in wheels.items()}
 
 
+def _relocated(
+    layers: List[Dict[str, Any]], wheels: Dict[str, RealWheel], locations: Dict[str, str]
+) -> List[Dict[str, Any]]:
+    """`layers` grouped from the files of `wheels`, with each wheel given by its `locations`
+    entry instead: what grouping the same wheels from there must give."""
+    by_path = {str(wheel.path): locations[name] for name, wheel in wheels.items()}
+    for layer in layers:
+        for wheel in layer["wheels"]:
+            wheel["wheel"] = by_path[wheel["wheel"]]
+    return layers
+
+
 def test_wheels_given_by_url_are_grouped_by_ranges_and_layered_alike(
     format_wheels: Dict[str, RealWheel],
     tmp_path: Path,
@@ -249,11 +261,7 @@ def test_wheels_given_by_url_are_grouped_by_ranges_and_layered_alike(
     local = _layers(nvidia, tmp_path / "local", capsys, threshold_mib=0)
     server, urls = _served(nvidia, tmp_path / "served", wheel_server, ranges=True)
     served = _layers(nvidia, tmp_path / "remote", capsys, threshold_mib=0, locations=urls)
-    by_location = {str(wheel.path): urls[name] for name, wheel in nvidia.items()}
-    for ours, theirs in zip(local, served):
-        for wheel in ours["wheels"]:
-            wheel["wheel"] = by_location[wheel["wheel"]]
-        assert ours == theirs
+    assert _relocated(local, nvidia, urls) == served
     # The namespace both install: one skips it, the other measures it for the listing.
     assert [wheel["measure"] for layer in served for wheel in layer["wheels"]] == [
         ["opt/agent/lib/python3.11/site-packages/nvidia/__init__.py"],
@@ -277,12 +285,7 @@ def test_a_server_without_ranges_serves_whole_wheels_and_bad_bytes_are_refused(
     server, urls = _served(nvidia, tmp_path / "served", wheel_server, ranges=False)
     grouped = _group(nvidia, capsys, 0, locations=urls)["layers"]
     # The same layers as from the downloaded wheels, locations aside.
-    local = _group(nvidia, capsys, 0)["layers"]
-    by_location = {str(wheel.path): urls[name] for name, wheel in nvidia.items()}
-    for layer in local:
-        for wheel in layer["wheels"]:
-            wheel["wheel"] = by_location[wheel["wheel"]]
-    assert grouped == local
+    assert grouped == _relocated(_group(nvidia, capsys, 0)["layers"], nvidia, urls)
     assert {asked for _, asked in server.requests} != {None}  # asked for ranges, got files
     assert [w["wheel"] for layer in grouped for w in layer["wheels"]] == sorted(urls.values())
 
@@ -300,6 +303,19 @@ def test_a_server_without_ranges_serves_whole_wheels_and_bad_bytes_are_refused(
     assert main([*layer, *_wheel_arguments(first)]) == 2
     assert "served 5 bytes with sha256" in capsys.readouterr().err
     assert list(output.iterdir()) == []
+
+
+def test_wheels_given_by_file_url_are_grouped_and_layered_like_the_files(
+    format_wheels: Dict[str, RealWheel], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A lock may name its wheels by `file://` URL (a mirror on disk): grouping reads each one
+    whole, as from a server without ranges, and the layer steps give the files' own layers."""
+    nvidia = {name: format_wheels[name] for name in format_wheels if name.startswith("nvidia-")}
+    local = _layers(nvidia, tmp_path / "local", capsys, threshold_mib=0)
+    urls = {name: wheel.path.as_uri() for name, wheel in nvidia.items()}
+    assert all(url.startswith("file:///") for url in urls.values())
+    from_urls = _layers(nvidia, tmp_path / "urls", capsys, threshold_mib=0, locations=urls)
+    assert _relocated(local, nvidia, urls) == from_urls
 
 
 def test_check_asks_pypi_for_every_locked_artifact(
