@@ -1784,12 +1784,19 @@ def measured_writes(
     device = device_written(repo.root) - device_before
     after = file_states(dist) if dist.exists() else {}
     linked_inodes = store_inodes(caches.store)
+    # Another name of a file dist/ already had, or got earlier in this command (a layout blob
+    # that dist/.ai-agent/blobs keeps), is not another write.
+    named = {state[0] for state in before.values()}
     written: List[Tuple[str, int]] = []
     linked: List[Tuple[str, int]] = []
     for path, state in after.items():
         if before.get(path) == state:
             continue
-        (linked if state[0] in linked_inodes else written).append((path, state[2]))
+        if state[0] in linked_inodes:
+            linked.append((path, state[2]))
+        elif state[0] not in named:
+            written.append((path, state[2]))
+        named.add(state[0])
     written.sort(key=lambda item: -item[1])
     writes = Writes(
         written=sum(size for _, size in written),

@@ -13,10 +13,13 @@ change writes nothing.
 An image can also be placed as an OCI image layout directory (`export_files(layout=...)`): its
 blobs are content-addressed, so each is written only if absent; `index.json`, which names what
 the layout holds, is replaced after every blob it references is in place, and blobs no longer
-referenced are removed after it. A layer blob kept as a recipe (`recipe.py`) has no file to link:
-it is stitched from its recipe (checked against its digest) the first time any layout under `into`
-needs it, and kept once more under `.ai-agent/blobs`, from where every other layout hardlinks it;
-a kept blob that no layout links any more is removed at the end of the export that unlinked it.
+referenced are removed after it. A layout blob that cannot be a hardlink to a file of Pants' store
+(a layer kept as a recipe, `recipe.py`, which is stitched from it and checked against its digest;
+a file under 512 KiB, which the store keeps in its database; any blob when the store is on another
+filesystem than the sandbox or `into`) is placed the first time any layout under `into` needs it
+and kept once more under `.ai-agent/blobs`, from where every other layout hardlinks it: however
+many layouts hold a blob, `into` gets its bytes once. A kept blob that no layout links any more
+is removed at the end of the export that unlinked it.
 """
 
 from __future__ import annotations
@@ -39,8 +42,9 @@ _COPY_CHUNK = 1 << 20
 # The document of a layout that says what it holds, written after everything it references.
 _LAYOUT_ROOT = "index.json"
 _BLOBS = "blobs/sha256"
-# Under `into`: one link to each blob stitched from a recipe, for the next layout to link.
-_STITCHED = ".ai-agent/blobs"
+# Under `into`: one more link to each layout blob that is not one to Pants' store, for the next
+# layout to link.
+_KEPT = ".ai-agent/blobs"
 # Link errors that mean "copy instead": another filesystem, no hardlinks, too many links.
 _LINK_REFUSED = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES}
 
@@ -91,8 +95,8 @@ def export_files(
         elif path.exists() or path.is_symlink():
             path.unlink()
     if layout is not None and not unchanged[0]:
-        _write_layout(layout_dir, layout[1], into / _STITCHED)
-    _remove_unlinked(into / _STITCHED)
+        _write_layout(layout_dir, layout[1], into / _KEPT)
+    _remove_unlinked(into / _KEPT)
     placed = unchanged[1:] if layout is not None else unchanged
     for (source, destination), in_place in zip(destinations, placed):
         if not in_place or destination == last:
@@ -162,17 +166,15 @@ def _layout_in_place(directory: Path, files: ImageFiles) -> bool:
     return all(_entry_in_place(directory, entry) for entry in (*files.blobs, *files.documents))
 
 
-def _write_layout(directory: Path, files: ImageFiles, stitched: Path) -> None:
+def _write_layout(directory: Path, files: ImageFiles, kept_dir: Path) -> None:
     documents = sorted(files.documents, key=lambda entry: entry.path == _LAYOUT_ROOT)
     for entry in (*files.blobs, *documents):
         if _entry_in_place(directory, entry):
             continue
         if entry.data is not None:
             _place_bytes(entry.data, directory / entry.path)
-        elif entry.recipe is not None:
-            _place_stitched(entry, directory / entry.path, stitched)
         else:
-            _place(Path(str(entry.source)), directory / entry.path)
+            _place_blob(entry, directory / entry.path, kept_dir)
     kept = {Path(entry.path).name for entry in files.blobs}
     for blob in (directory / _BLOBS).iterdir():
         if blob.name not in kept:
@@ -206,45 +208,65 @@ def _same_bytes(first: Path, second: Path) -> bool:
         return same_content(one, other)
 
 
+def _linked(source: Path, partial: Path, missing_ok: bool = False) -> bool:
+    """Whether `partial` could be made a hardlink to `source`; not across filesystems, nor (if
+    `missing_ok`) to a `source` that is not there."""
+    try:
+        os.link(source, partial)
+    except OSError as error:
+        if error.errno in _LINK_REFUSED or (missing_ok and error.errno == errno.ENOENT):
+            return False
+        raise
+    return True
+
+
+def _copier(source: Path) -> Callable[[IO[bytes]], None]:
+    def copy(writer: IO[bytes]) -> None:
+        with open(source, "rb") as reader:
+            shutil.copyfileobj(reader, writer, _COPY_CHUNK)  # type: ignore[misc]
+
+    return copy
+
+
 def _place(source: Path, destination: Path) -> None:
     """`destination` becomes `source`: a hardlink to it, else (across filesystems) a copy."""
 
     def link_or_copy(partial: Path) -> None:
-        try:
-            os.link(source, partial)
-        except OSError as error:
-            if error.errno not in _LINK_REFUSED:
-                raise
-            with open(source, "rb") as reader:
-
-                def copy(writer: IO[bytes]) -> None:
-                    shutil.copyfileobj(reader, writer, _COPY_CHUNK)  # type: ignore[misc]
-
-                _write(partial, copy)
+        if not _linked(source, partial):
+            _write(partial, _copier(source))
 
     _renamed_into_place(destination, link_or_copy)
 
 
-def _place_stitched(entry: Entry, destination: Path, stitched: Path) -> None:
-    """`destination` becomes the blob of `entry.recipe`: a hardlink to the one kept in
-    `stitched` if another layout made it, else written from the recipe, then kept there."""
-    kept = stitched / destination.name
+def _place_blob(entry: Entry, destination: Path, kept_dir: Path) -> None:
+    """`destination` becomes the blob of `entry`: a hardlink to the build's file if that file
+    has other names (Pants' store's) and the filesystem allows; else to the copy kept in
+    `kept_dir` that another layout placed; else to the build's file itself (a sandbox's own
+    copy, made by Pants for this step), or a copy of it, or the blob stitched from
+    `entry.recipe`, which is then kept there."""
+    kept = kept_dir / destination.name
+    source = None if entry.recipe is not None else Path(str(entry.source))
+    placed_anew = False
 
-    def link_or_stitch(partial: Path) -> None:
-        try:
-            os.link(kept, partial)
-        except OSError as error:
-            if error.errno != errno.ENOENT and error.errno not in _LINK_REFUSED:
-                raise
-        else:
+    def link_or_write(partial: Path) -> None:
+        nonlocal placed_anew
+        if source is not None and source.stat().st_nlink > 1 and _linked(source, partial):
+            return
+        if _linked(kept, partial, missing_ok=True):
             if partial.stat().st_size == _entry_size(entry):
                 return
             partial.unlink()
-        _write(partial, lambda writer: _stitch(entry, writer))
+        placed_anew = True
+        if source is None:
+            _write(partial, lambda writer: _stitch(entry, writer))
+        elif not _linked(source, partial):
+            _write(partial, _copier(source))
 
-    _renamed_into_place(destination, link_or_stitch)
+    _renamed_into_place(destination, link_or_write)
+    if not placed_anew:
+        return
     try:
-        stitched.mkdir(parents=True, exist_ok=True)
+        kept_dir.mkdir(parents=True, exist_ok=True)
         os.link(destination, kept)
     except FileExistsError:
         pass
@@ -266,11 +288,11 @@ def _stitch(entry: Entry, writer: IO[bytes]) -> None:
         )
 
 
-def _remove_unlinked(stitched: Path) -> None:
+def _remove_unlinked(kept_dir: Path) -> None:
     """Kept blobs that no layout links any more go (a layout removed or changed)."""
-    if not stitched.is_dir():
+    if not kept_dir.is_dir():
         return
-    for kept in stitched.iterdir():
+    for kept in kept_dir.iterdir():
         with contextlib.suppress(FileNotFoundError):
             if kept.stat().st_nlink == 1:
                 kept.unlink()

@@ -1,11 +1,13 @@
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, Iterator, List, Sequence
 
 import pytest
 
@@ -204,6 +206,70 @@ def test_a_new_image_keeps_unchanged_blobs_and_drops_unreferenced_ones(tmp_path:
     assert _layout_files(dist / "x") == {
         name: file_in(data, name) for name, member in read_archive(data).items() if member.isfile()
     }
+
+
+@pytest.fixture
+def other_filesystem(tmp_path: Path) -> Iterator[Path]:
+    """A directory on another filesystem than `tmp_path` (Linux's /dev/shm, a tmpfs), where no
+    hardlink from `tmp_path` can reach: as Pants' store on another disk than `dist/`."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("needs /dev/shm on another filesystem than the temporary directory")
+    directory = Path(tempfile.mkdtemp(dir=shm))
+    yield directory
+    shutil.rmtree(directory)
+
+
+def test_across_filesystems_each_blob_is_copied_once_for_every_layout(
+    tmp_path: Path, other_filesystem: Path
+) -> None:
+    image = make_image(other_filesystem / "build")
+    metadata = tmp_path / "metadata.json"
+    metadata.write_bytes(b"{}")
+    dist = tmp_path / "dist"
+    for layout in ("a.oci", "b.oci"):
+        export_files(dist, [(metadata, f"{layout}.json")], layout=(layout, image_files(image)))
+    for layer in image.layers:
+        name = blob_name(layer.descriptor.digest)
+        first, second = dist / "a.oci" / name, dist / "b.oci" / name
+        assert first.read_bytes() == Path(layer.path).read_bytes()
+        assert os.path.samefile(first, second)  # copied once, linked into the second layout
+        assert first.stat().st_nlink == 3  # and kept once under dist/.ai-agent/blobs
+
+    # Both layouts go: so do the kept copies.
+    for layout in ("a.oci", "b.oci"):
+        export_files(dist, [(metadata, f"{layout}.json")], remove=[layout])
+    assert list((dist / ".ai-agent/blobs").iterdir()) == []
+
+
+def test_blobs_of_the_store_are_linked_and_sandbox_copies_are_placed_once(tmp_path: Path) -> None:
+    """A big file that Pants' store holds reaches a sandbox as another name of the store's file;
+    where the store is on another filesystem than the sandbox, each step's sandbox gets a copy
+    of its own, as every small file does: those copies are linked into `dist/` once, not once
+    per layout."""
+    store = make_image(tmp_path / "store")
+    linked = tmp_path / "store-link"
+    os.link(store.layers[0].path, linked)  # the sandbox's name of the store's file
+    one, other = make_image(tmp_path / "one"), make_image(tmp_path / "other")  # private copies
+    assert [layer.descriptor for layer in one.layers] == [
+        layer.descriptor for layer in store.layers
+    ]
+    metadata = tmp_path / "metadata.json"
+    metadata.write_bytes(b"{}")
+    dist = tmp_path / "dist"
+    for layout, image in (("a.oci", one), ("b.oci", other)):
+        export_files(dist, [(metadata, f"{layout}.json")], layout=(layout, image_files(image)))
+    for layer, its_other in zip(one.layers, other.layers):
+        name = blob_name(layer.descriptor.digest)
+        assert os.path.samefile(dist / "a.oci" / name, layer.path)
+        assert os.path.samefile(dist / "b.oci" / name, layer.path)
+        assert not os.path.samefile(dist / "b.oci" / name, its_other.path)
+    assert len(list((dist / ".ai-agent/blobs").iterdir())) == 2
+
+    export_files(dist, [(metadata, "c.oci.json")], layout=("c.oci", image_files(store)))
+    name = blob_name(store.layers[0].descriptor.digest)
+    assert os.path.samefile(dist / "c.oci" / name, linked)  # the store's, not the kept copy
+    assert len(list((dist / ".ai-agent/blobs").iterdir())) == 2
 
 
 def test_the_image_command_writes_metadata_without_reading_a_layer_blob(

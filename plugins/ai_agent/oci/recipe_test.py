@@ -1,6 +1,7 @@
 import io
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import List, Tuple
 
@@ -166,7 +167,9 @@ def test_a_stitched_blob_is_written_once_for_every_layout_and_goes_with_the_last
     assert os.path.samefile(first, second)  # written once, linked into the second layout
     assert first.stat().st_nlink == 3  # and kept once under dist/.ai-agent/blobs
 
-    # Both layouts go (archives only, say): so does the kept blob.
+    # Both layouts go (archives only, say): so does the kept blob (and the code layer's, kept
+    # too once the sandbox that held its file is gone).
+    shutil.rmtree(tmp_path / "code")
     for layout in ("a.oci", "b.oci"):
         export_files(dist, [(metadata, f"{layout}.json")], remove=[layout])
     assert not (dist / "a.oci").exists() and list((dist / ".ai-agent/blobs").iterdir()) == []
