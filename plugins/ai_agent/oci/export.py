@@ -15,11 +15,11 @@ blobs are content-addressed, so each is written only if absent; `index.json`, wh
 the layout holds, is replaced after every blob it references is in place, and blobs no longer
 referenced are removed after it. A layout blob that cannot be a hardlink to a file of Pants' store
 (a layer kept as a recipe, `recipe.py`, which is stitched from it and checked against its digest;
-a file under 512 KiB, which the store keeps in its database; any blob when the store is on another
-filesystem than the sandbox or `into`) is placed the first time any layout under `into` needs it
-and kept once more under `.ai-agent/blobs`, from where every other layout hardlinks it: however
-many layouts hold a blob, `into` gets its bytes once. A kept blob that no layout links any more
-is removed at the end of the export that unlinked it.
+a sandbox file with no other name, as Pants writes files under 512 KiB, which its store keeps in
+a database; any blob when `into` is on another filesystem than the sandbox) is placed the first
+time any layout under `into` needs it and kept once more under `.ai-agent/blobs`, from where every
+other layout hardlinks it: however many layouts hold a blob, `into` gets its bytes once. A kept
+blob that no layout links any more is removed at the end of the export that unlinked it.
 """
 
 from __future__ import annotations

@@ -244,9 +244,8 @@ def test_across_filesystems_each_blob_is_copied_once_for_every_layout(
 
 def test_blobs_of_the_store_are_linked_and_sandbox_copies_are_placed_once(tmp_path: Path) -> None:
     """A big file that Pants' store holds reaches a sandbox as another name of the store's file;
-    where the store is on another filesystem than the sandbox, each step's sandbox gets a copy
-    of its own, as every small file does: those copies are linked into `dist/` once, not once
-    per layout."""
+    a file Pants writes into each step's sandbox (every file under 512 KiB) has no other name:
+    such copies are linked into `dist/` once, not once per layout."""
     store = make_image(tmp_path / "store")
     linked = tmp_path / "store-link"
     os.link(store.layers[0].path, linked)  # the sandbox's name of the store's file
