@@ -22,6 +22,7 @@ from ai_agent.util_rules import (
     platform_base,
     registry_base,
     sbom,
+    step_python,
     wheel_layers,
 )
 
@@ -29,6 +30,7 @@ from ai_agent.util_rules import (
 def rules():
     return [
         *builder.rules(),
+        *step_python.rules(),
         *network.rules(),
         *agent.rules(),
         *base_image.rules(),

@@ -245,9 +245,12 @@ class ImageBuilderLibraries(PythonToolRequirementsBase):
         plugin's own sandboxed code: `packaging` (PEP 425 tags, PEP 440 versions, PEP 508
         requirements and markers) and `installer` (wheel installation), the reference
         implementations pip relies on. `interpreter_constraints` says which interpreters may run
-        those processes; their output is byte-identical under each, and the chosen interpreter's
-        path is part of every process's cache key, so machines sharing a remote cache should
-        resolve it to the same path. The libraries must be pure-Python wheels.
+        those processes: of the executables named `pythonX.Y` on `[python-bootstrap].search_path`
+        that report a version they allow, the oldest X.Y, then the first on the search path
+        (Pants' own, slower search only if none does). Their output is byte-identical under
+        each, and the chosen interpreter's path is part of every process's cache key, so
+        machines sharing a remote cache should resolve it to the same path. The libraries must
+        be pure-Python wheels.
         """
     )
     register_interpreter_constraints = True

@@ -29,6 +29,8 @@ from typing import Any, Iterable, Iterator, List, Mapping, Type
 
 import pytest
 from pants.backend.python import register as python_backend
+from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
+from pants.backend.python.util_rules.pex import PythonExecutable
 from pants.core import register as core_backend
 from pants.core.goals.generate_lockfiles import KnownUserResolveNames, UserGenerateLockfiles
 from pants.core.goals.package import BuiltPackage
@@ -49,6 +51,7 @@ from ai_agent.util_rules.base_image import BaseImageRequest, BaseTargets
 from ai_agent.util_rules.dist import ArchiveOutputPaths
 from ai_agent.util_rules.image import BaseImage
 from ai_agent.util_rules.platform_base import CudaTable, PlatformBase, PlatformBaseRequest
+from ai_agent.util_rules.step_python import StepPythonRequest
 
 # `[python]`, `[source]` and friends as the repo's pants.toml sets them.
 PANTS_TOML_ARGS = (
@@ -205,6 +208,8 @@ QUERIES = (
     QueryRule(CudaTable, []),
     QueryRule(KnownUserResolveNames, [KnownBaseImageResolveNamesRequest]),
     QueryRule(PlatformBase, [PlatformBaseRequest]),
+    QueryRule(PythonExecutable, [InterpreterConstraints]),
+    QueryRule(PythonExecutable, [StepPythonRequest]),
     QueryRule(UserGenerateLockfiles, [RequestedBaseImageResolveNames]),
 )
 

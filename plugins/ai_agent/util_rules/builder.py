@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, cast
 
 from pants.backend.python.target_types import PexLayout
-from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
 from pants.backend.python.util_rules.pex import Pex, PexRequest, PythonExecutable
 from pants.engine.fs import (
     EMPTY_DIGEST,
@@ -35,6 +34,7 @@ from pants.util.logging import LogLevel
 from ai_agent.debian.lock import LockRequest
 from ai_agent.subsystems import ImageBuilderLibraries
 from ai_agent.util_rules.network import DownloadAccess, RegistryAccess
+from ai_agent.util_rules.step_python import StepPythonRequest
 
 # Where the cores' sources and libraries are mounted inside each sandbox (read-only, shared
 # between processes).
@@ -584,11 +584,17 @@ async def _library_directories(libraries: Pex) -> Tuple[str, ...]:
 @rule(desc="Preparing the image builder", level=LogLevel.DEBUG)
 async def prepare_image_builder(libraries: ImageBuilderLibraries) -> ImageBuilder:
     constraints = libraries.interpreter_constraints
-    libraries_request = libraries.to_pex_request(interpreter_constraints=constraints)
+    # Not `internal_only` (a PEX Pants runs itself): that would make Pants search for an
+    # interpreter on every run; the libraries are only unpacked, never run as a PEX.
+    libraries_request = dataclasses.replace(
+        libraries.to_pex_request(interpreter_constraints=constraints),
+        layout=PexLayout.LOOSE,
+        internal_only=False,
+    )
     python, sources, libraries_pex = await MultiGet(
-        Get(PythonExecutable, InterpreterConstraints, constraints),
+        Get(PythonExecutable, StepPythonRequest(constraints)),
         Get(Digest, CreateDigest(_sandboxed_sources())),
-        Get(Pex, PexRequest, dataclasses.replace(libraries_request, layout=PexLayout.LOOSE)),
+        Get(Pex, PexRequest, libraries_request),
     )
     directories = await _library_directories(libraries_pex)
     mounted = await Get(Digest, MergeDigests([sources, libraries_pex.digest]))

@@ -33,6 +33,7 @@ from ai_agent.util_rules.builder import (
 )
 from ai_agent.util_rules.layers import PACKAGES_PREFIX, BuiltLayers, layer_info
 from ai_agent.util_rules.network import DownloadAccess
+from ai_agent.util_rules.step_python import StepPythonRequest
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,9 @@ async def third_party_layers(
         owner=request.owner,
     )
     grouping = (await Get(BuildStepOutput, BuildStep, group_step)).stdout_json()
-    compiler = await Get(PythonExecutable, InterpreterConstraints([f"CPython=={major_minor}.*"]))
+    compiler = await Get(
+        PythonExecutable, StepPythonRequest(InterpreterConstraints([f"CPython=={major_minor}.*"]))
+    )
     filenames = {wheel.url: wheel.filename for wheel in plan.wheels}
     planned = [
         _wheel_layer_step(
