@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import pytest
 from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
@@ -21,8 +21,11 @@ THIS_PYTHON = os.path.realpath(sys.executable)
 THIS_VERSION = "{}.{}".format(*sys.version_info[:2])
 
 
+SearchPath = Callable[[Sequence[str]], None]
+
+
 @pytest.fixture
-def search_path(rule_runner: RuleRunner) -> Iterator[object]:
+def search_path(rule_runner: RuleRunner) -> Iterator[SearchPath]:
     """Sets `[python-bootstrap].search_path` for one test, the repo's options after it."""
 
     def use(paths: Sequence[str]) -> None:
@@ -62,7 +65,7 @@ def _script(directory: Path, name: str, body: str) -> None:
 
 
 def test_skips_a_name_that_is_not_what_it_says(
-    rule_runner: RuleRunner, search_path, tmp_path: Path
+    rule_runner: RuleRunner, search_path: SearchPath, tmp_path: Path
 ) -> None:
     """A shim that fails, and a `pythonX.Y` that is another implementation or version, come
     first on the search path; the real interpreter after them is the one."""
@@ -78,7 +81,7 @@ def test_skips_a_name_that_is_not_what_it_says(
 
 
 def test_the_oldest_allowed_version_first(
-    rule_runner: RuleRunner, search_path, tmp_path: Path
+    rule_runner: RuleRunner, search_path: SearchPath, tmp_path: Path
 ) -> None:
     """Two versions allowed, the newer first on the search path: the older is chosen, as pex
     chooses."""
@@ -90,7 +93,7 @@ def test_the_oldest_allowed_version_first(
 
 
 def test_leaves_to_pants_what_no_versioned_name_finds(
-    rule_runner: RuleRunner, search_path, tmp_path: Path
+    rule_runner: RuleRunner, search_path: SearchPath, tmp_path: Path
 ) -> None:
     """Only a `python3` on the search path: Pants' search (pex) finds it."""
     only = tmp_path / "only"
