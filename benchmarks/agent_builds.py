@@ -128,6 +128,8 @@ BENCHMARKS = ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "P10")
 IMAGE_PREFIX = "bench-agent-builds"
 BASE = "agents/base:bookworm-python"
 BASE_ARCHIVE = "agents.base/bookworm-python.tar"
+BASE_NAME = "bookworm-python:latest"  # in the OCI layout dist/oci, which holds every image
+LAYOUT_BLOBS = "dist/oci/blobs/sha256"
 ROUTER = "agents/router@accelerator=cpu"
 CLASSIFIER = "agents/classifier:classifier"
 # The example agents P2-P7 build: all but the torch classifier (P8's, 5 GB), whose files the
@@ -319,10 +321,9 @@ class BuiltImage:
 
     @classmethod
     def _read(cls, repo: ScratchRepo, archive_path: str, metadata: Mapping[str, Any]) -> BuiltImage:
-        """Read from the image's OCI layout beside the archive (there with or without one)."""
+        """Read from the OCI layout in dist/ (there with or without an archive)."""
         (image,) = metadata["images"]
-        layout = repo.root / "dist" / f"{archive_path[: -len('.tar')]}.oci"
-        blob = layout / "blobs/sha256" / image["config"]["digest"].split(":")[1]
+        blob = repo.root / LAYOUT_BLOBS / image["config"]["digest"].split(":")[1]
         config = json.loads(blob.read_bytes())
         return cls(root=repo.root, archive_path=archive_path, metadata=metadata, config=config)
 
@@ -374,8 +375,7 @@ class BuiltImage:
     def extract_layer(self, kind: str, destination: Path) -> None:
         digest = self.layer(kind)["digest"].split(":", 1)[1]
         destination.mkdir(parents=True, exist_ok=True)
-        in_layout = self.root / "dist" / self.archive_path[: -len(".tar")]
-        blob_path = Path(f"{in_layout}.oci") / "blobs/sha256" / digest
+        blob_path = self.root / LAYOUT_BLOBS / digest
         if blob_path.exists():
             with tarfile.open(blob_path, mode="r|*") as layer:
                 layer.extractall(destination)
@@ -853,10 +853,14 @@ def pushed_size(registry: RunningRegistry, repository: str, tag: str) -> int:
     )
 
 
-def push_layout(layout: Path, registry: RunningRegistry, repository: str) -> str:
-    """Push the image of an OCI image layout to `registry` as it is (blobs and manifest, so the
-    same digests), the blobs it lacks only; return the image's reference by digest."""
-    (descriptor,) = json.loads((layout / "index.json").read_text())["manifests"]
+def push_layout(layout: Path, name: str, registry: RunningRegistry, repository: str) -> str:
+    """Push the image `name` of an OCI image layout to `registry` as it is (blobs and manifest,
+    so the same digests), the blobs it lacks only; return the image's reference by digest."""
+    (descriptor,) = (
+        entry
+        for entry in json.loads((layout / "index.json").read_text())["manifests"]
+        if entry["annotations"]["org.opencontainers.image.ref.name"] == name
+    )
 
     def blob(digest: str) -> Path:
         return layout / "blobs" / digest.replace(":", "/")
@@ -940,8 +944,7 @@ class Session:
             self.registry = self.resources.enter_context(
                 start_registry(self.workdir / "scratch" / "base-registry")
             )
-        layout = repo.root / "dist" / f"{BASE_ARCHIVE[: -len('.tar')]}.oci"
-        return push_layout(layout, self.registry, f"{IMAGE_PREFIX}/base")
+        return push_layout(repo.root / "dist/oci", BASE_NAME, self.registry, f"{IMAGE_PREFIX}/base")
 
     def pulled_base(self, repo: ScratchRepo) -> str:
         """`base_reference`, pulled into dockerd (untimed: a warm docker has its base, as a warm
@@ -1784,8 +1787,8 @@ def measured_writes(
     device = device_written(repo.root) - device_before
     after = file_states(dist) if dist.exists() else {}
     linked_inodes = store_inodes(caches.store)
-    # Another name of a file dist/ already had, or got earlier in this command (a layout blob
-    # that dist/.ai-agent/blobs keeps), is not another write.
+    # Another name of a file dist/ already had, or got earlier in this command, is not another
+    # write.
     named = {state[0] for state in before.values()}
     written: List[Tuple[str, int]] = []
     linked: List[Tuple[str, int]] = []

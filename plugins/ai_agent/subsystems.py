@@ -88,12 +88,13 @@ class AiAgentSubsystem(Subsystem):
             """
             Whether `package` also writes each image as one docker-loadable archive
             (`<output_path>`, a tar that `docker load`, skopeo's `oci-archive:` and umoci read)
-            beside its OCI image layout (`<output_path without .tar>.oci/`, whose blobs are
+            besides the OCI image layout `dist/oci/` that holds every image (its blobs
             hardlinks to Pants' store). Off by default: the archive holds every layer again,
             written and stored by Pants once more on every change of the image, and `run` and
             `publish` do not need it (`run` streams the image into `docker load`). Turn it on
-            (`--ai-agents-archives`) where a file for `docker load -i` is wanted; a layout loads
-            without it (`skopeo copy oci:DIR docker-daemon:NAME`).
+            (`--ai-agents-archives`) where a file for `docker load -i` is wanted; the layout
+            loads without it (`skopeo copy oci:dist/oci:router:latest
+            docker-daemon:router:latest`).
             """
         ),
     )
@@ -101,10 +102,12 @@ class AiAgentSubsystem(Subsystem):
         default=True,
         help=softwrap(
             """
-            Whether `package` writes each image as an OCI image layout in `dist/`
-            (`<output_path without .tar>.oci/`, its blobs hardlinked from Pants' store). Off,
-            `dist/` gets only the image's metadata, SBOM and provenance (and the archive if
-            `archives` is on), and `package` reads no layer blob at all: what a CI machine
+            Whether `package` places each image in the OCI image layout `dist/oci/` that all
+            images share (every blob once, hardlinked from Pants' store; each image named by
+            its `repository:tag`, e.g. `oci:dist/oci:router:latest` for skopeo). Off, `dist/`
+            gets only the image's metadata, SBOM and provenance (and the archive if `archives`
+            is on), the image leaves the layout, and `package` reads no layer blob at all:
+            what a CI machine
             that only publishes wants, together with `[GLOBAL].cache_content_behavior =
             "defer"`, so that layers the registry already has are never fetched from the
             remote cache (`publish` pushes only the layers the registry lacks).

@@ -622,3 +622,25 @@ class AiAgentTarget(Target):
                 f"{self.address}: set exactly one of `entry_point` (a module of the agent, e.g."
                 " `router_agent` or `router_agent.server:main`) and `command`"
             )
+
+
+def agent_repository(target: Target) -> str:
+    """An agent's image repository: `repository`, else its target name."""
+    return target[AgentRepositoryField].value or target.address.target_name
+
+
+def agent_image_tags(target: Target) -> Tuple[str, ...]:
+    """An agent's image tags: `image_tags`, where left at its default `latest-<accelerator>`
+    for an agent not on `cpu` (the variants of `accelerator=parametrize(...)` must not load as
+    the same image)."""
+    tags = target[AgentImageTagsField].value
+    accelerator = target[AgentAcceleratorField].value
+    if tags == AgentImageTagsField.default and accelerator != "cpu":
+        return (f"latest-{accelerator}",)
+    return tuple(tags or ())
+
+
+def agent_image_names(target: Target) -> Tuple[str, ...]:
+    """An agent's image names, `repository:tag`: what its image is called in archives and in
+    `dist/`'s OCI layout."""
+    return tuple(f"{agent_repository(target)}:{tag}" for tag in agent_image_tags(target))

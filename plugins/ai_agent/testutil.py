@@ -48,7 +48,7 @@ from ai_agent.goals.package import AgentPackageFieldSet, BaseImagePackageFieldSe
 from ai_agent.util_rules.agent import Agent, AgentRequest
 from ai_agent.util_rules.agent_image import AgentImage, AgentImageRequest
 from ai_agent.util_rules.base_image import BaseImageRequest, BaseTargets
-from ai_agent.util_rules.dist import ArchiveOutputPaths
+from ai_agent.util_rules.dist import ArchiveOutputPaths, LayoutNames
 from ai_agent.util_rules.image import BaseImage
 from ai_agent.util_rules.platform_base import CudaTable, PlatformBase, PlatformBaseRequest
 from ai_agent.util_rules.step_python import StepPythonRequest
@@ -201,6 +201,7 @@ QUERIES = (
     QueryRule(Agent, [AgentRequest]),
     QueryRule(AgentImage, [AgentImageRequest]),
     QueryRule(ArchiveOutputPaths, []),
+    QueryRule(LayoutNames, []),
     QueryRule(BaseImage, [BaseImageRequest]),
     QueryRule(BaseTargets, []),
     QueryRule(BuiltPackage, [AgentPackageFieldSet]),

@@ -48,6 +48,7 @@ SENTENCES: Tuple[Tuple[str, str], ...] = (
 LAYER_KINDS = ["base", "packages", "weights", "code", "config"]
 LOCKS = ("lockfiles/agents.lock", "lockfiles/debian-bookworm-python.lock.json")
 CENTROIDS = "agents/models/router/router-centroids.npy"
+ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 UNCOMPRESSED_LAYER = "application/vnd.oci.image.layer.v1.tar"
@@ -224,6 +225,10 @@ def test_image_runs_read_only_as_nonroot_and_answers_known_sentences(
 # reproducibility --------------------------------------------------------------------------------
 
 
+def _ref_names(metadata: Mapping[str, Any]) -> List[str]:
+    return list(metadata["layout"]["refNames"])
+
+
 def _dist_files(repo: ScratchRepo) -> Dict[str, Tuple[int, int]]:
     """Every file in dist/ with its inode and mtime: what tells a rewrite from no write."""
     dist = repo.root / "dist"
@@ -253,7 +258,7 @@ def test_archives_are_hardlinked_from_the_store_and_a_lost_file_alone_is_written
     # Pants' store holds the other link (where dist/ and the store share a filesystem, as here).
     assert archive.stat().st_nlink >= 2
     # So are the layout's big blobs (Pants keeps files from 512 KiB up as files of their own).
-    layout = built.repo.root / "dist" / metadata["layout"]
+    layout = built.repo.root / "dist" / metadata["layout"]["directory"]
     for layer in _layers(metadata):
         if layer["size"] >= 512 * 1024:
             blob = layout / "blobs/sha256" / layer["digest"].split(":")[1]
@@ -271,25 +276,42 @@ def test_archives_are_hardlinked_from_the_store_and_a_lost_file_alone_is_written
 
 
 def test_the_layout_is_the_image_and_without_archives_no_archive_is_built(
-    built: Built, skopeo: str
+    built: Built, skopeo: str, umoci: str
 ) -> None:
     metadata = built.agent("router")
     target, archive = str(metadata["target"]), built.archive(metadata)
-    layout = built.repo.root / "dist" / metadata["layout"]
+    layout = built.repo.root / "dist" / metadata["layout"]["directory"]
+    (name,) = metadata["layout"]["refNames"]
+    assert name == "router:latest"
     inspected = subprocess.run(
-        [skopeo, "inspect", f"oci:{layout}:latest"], check=True, capture_output=True, text=True
+        [skopeo, "inspect", f"oci:{layout}:{name}"], check=True, capture_output=True, text=True
     )
     assert json.loads(inspected.stdout)["Digest"] == metadata["digest"]
-    # The layout's files are the archive's, unpacked.
+    # The layout holds the archive's blobs, and names its image as the archive does by its tag.
     with tarfile.open(archive) as tar:
         members = {member.name: member for member in tar.getmembers() if member.isfile()}
-        for name, member in members.items():
-            extracted = tar.extractfile(member)
-            assert extracted is not None
-            assert (layout / name).read_bytes() == extracted.read(), name
-    assert {str(path.relative_to(layout)) for path in layout.rglob("*") if path.is_file()} == set(
-        members
+        for member_name, member in members.items():
+            if member_name.startswith("blobs/"):
+                extracted = tar.extractfile(member)
+                assert extracted is not None
+                assert (layout / member_name).read_bytes() == extracted.read(), member_name
+        archived_index = tar.extractfile(members["index.json"])
+        assert archived_index is not None
+        (archived,) = json.loads(archived_index.read())["manifests"]
+    entries = json.loads((layout / "index.json").read_text())["manifests"]
+    (entry,) = (e for e in entries if e["annotations"][ANNOTATION_REF_NAME] == name)
+    assert {**entry, "annotations": None} == {**archived, "annotations": None}
+    assert entry["annotations"]["ai-agent.target"] == target
+    # One layout for every example image (the base's too), each under its own name.
+    in_layout = [e["annotations"][ANNOTATION_REF_NAME] for e in entries]
+    assert len(set(in_layout)) == len(in_layout)
+    assert {
+        ref for described in built.outputs.metadata.values() for ref in _ref_names(described)
+    } | {"bookworm-python:latest"} == set(in_layout)
+    listed = subprocess.run(
+        [umoci, "list", "--layout", str(layout)], check=True, capture_output=True, text=True
     )
+    assert sorted(listed.stdout.split()) == sorted(in_layout)
 
     try:
         result = built.repo.run(
@@ -303,7 +325,7 @@ def test_the_layout_is_the_image_and_without_archives_no_archive_is_built(
         without = json.loads(archive.with_name(archive.name + ".json").read_text())
         assert without["archive"] is None
         assert {**without, "archive": metadata["archive"]} == metadata
-        assert f"Unchanged dist/{metadata['layout']}" in output
+        assert f"Unchanged dist/oci as {name}" in output
     finally:
         succeeded(built.repo.run("package", target))
     assert archive.is_file()

@@ -161,18 +161,22 @@ def _dist_targets(repo: ScratchRepo) -> FrozenSet[str]:
     files = sorted(path for path in dist.rglob("*") if path.is_file()) if dist.is_dir() else []
     metadata = [path for path in files if path.name.endswith(".tar.json")]
     archives = {path.with_name(path.name[: -len(".json")]) for path in metadata}
-    layouts = {path.with_name(path.name[: -len(".tar.json")] + ".oci") for path in metadata}
-    in_layouts = {path for path in files if layouts & set(path.parents)}
+    in_layout = {path for path in files if dist / "oci" in path.parents}
     sboms = {
         dist / document
         for path in metadata
         for document in _supply_chain_documents(json.loads(path.read_text()))
     }
-    # dist/.ai-agent/blobs keeps another name of layout blobs that are not links to the store.
-    kept = {path for path in files if dist / ".ai-agent" in path.parents}
-    assert {path.name for path in kept} <= {path.name for path in in_layouts}, files
-    assert set(files) == set(metadata) | archives | in_layouts | sboms | kept, files
-    assert all((layout / "index.json").is_file() for layout in layouts), files
+    lock = {dist / ".ai-agent/layout.lock"} & set(files)  # held by each image's export
+    assert set(files) == set(metadata) | archives | in_layout | sboms | lock, files
+    # The layout holds the image of every metadata file there, and nothing else.
+    index = json.loads((dist / "oci/index.json").read_text()) if in_layout else {"manifests": []}
+    named = {
+        entry["annotations"]["org.opencontainers.image.ref.name"] for entry in index["manifests"]
+    }
+    assert named == {
+        name for path in metadata for name in json.loads(path.read_text())["layout"]["refNames"]
+    }, files
     return frozenset(
         json.loads(path.read_text()).get("target", str(path.relative_to(dist))) for path in metadata
     )

@@ -23,7 +23,7 @@ def spdx_problems(document: Mapping[str, Any]) -> List[str]:
 
 def check_image_supply_chain(dist: Path, metadata_path: Path) -> Dict[str, Any]:
     """Check the SBOM and provenance of the image whose metadata is `metadata_path`
-    (`dist/…/<name>.tar.json`, its OCI layout beside it as `<name>.oci`); return the accounting
+    (`dist/…/<name>.tar.json`; its image in the OCI layout `dist/oci`); return the accounting
     reports by platform manifest."""
     metadata = json.loads(metadata_path.read_text())
     sbom = metadata["sbom"]
@@ -34,8 +34,8 @@ def check_image_supply_chain(dist: Path, metadata_path: Path) -> Dict[str, Any]:
     assert statement["_type"] == "https://in-toto.io/Statement/v1"
     assert statement["predicateType"] == "https://slsa.dev/provenance/v1"
     assert statement["subject"][0]["digest"] == {"sha256": metadata["digest"].split(":", 1)[1]}
-    layout = metadata_path.parent / (metadata_path.name[: -len(".tar.json")] + ".oci")
-    reports = account_layout(layout, documents)
+    layout = dist / metadata["layout"]["directory"]
+    reports = account_layout(layout, documents, metadata["layout"]["refNames"][0])
     problems = {digest: report.problems for digest, report in reports.items() if report.problems}
     assert problems == {}, json.dumps(problems, indent=2)[:20000]
     return {digest: report.to_json() for digest, report in reports.items()}

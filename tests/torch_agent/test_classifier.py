@@ -227,7 +227,7 @@ def test_a_checkout_with_empty_caches_reads_the_image_from_the_remote_cache(
     assert builder_processes(result) == [], shown
     metadata = json.loads((reader.root / METADATA).read_text())
     assert metadata["digest"] == built.metadata["digest"]
-    blobs = reader.root / "dist" / metadata["layout"] / "blobs" / "sha256"
+    blobs = reader.root / "dist" / metadata["layout"]["directory"] / "blobs" / "sha256"
     for layer in built.layers:
         blob = blobs / layer["digest"].split(":", 1)[1]
         assert blob.stat().st_size == layer["size"], layer["holds"]

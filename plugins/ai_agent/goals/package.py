@@ -21,7 +21,13 @@ from ai_agent.subsystems import AiAgentSubsystem
 from ai_agent.target_types import AgentConfigSourceField, BaseImageLockfileField
 from ai_agent.util_rules.agent_image import MIB, AgentImage, AgentImageRequest
 from ai_agent.util_rules.base_image import BaseImageRequest
-from ai_agent.util_rules.dist import checked_output_path, exported_package
+from ai_agent.util_rules.dist import (
+    base_image_names,
+    check_layout_name,
+    checked_output_path,
+    exported_package,
+    layout_metadata,
+)
 from ai_agent.util_rules.frozen import thawed
 from ai_agent.util_rules.image import (
     BaseImage,
@@ -56,6 +62,8 @@ async def package_agent(
     field_set: AgentPackageFieldSet, dist_dir: DistDir, subsystem: AiAgentSubsystem
 ) -> BuiltPackage:
     output_path = await checked_output_path(field_set.address, field_set.output_path)
+    if subsystem.layouts:
+        await check_layout_name(field_set.address)
     image = await Get(AgentImage, AgentImageRequest(field_set.address, output_path))
     metadata = image.metadata
     layers = metadata["images"][0]["layers"]
@@ -90,10 +98,13 @@ async def package_base_image(
     field_set: BaseImagePackageFieldSet, dist_dir: DistDir, subsystem: AiAgentSubsystem
 ) -> BuiltPackage:
     output_path = await checked_output_path(field_set.address, field_set.output_path)
+    if subsystem.layouts:
+        await check_layout_name(field_set.address)
     base = await Get(BaseImage, BaseImageRequest(field_set.address))
+    names = base_image_names(field_set.address)
     request = ImageArchiveRequest(
         owner=str(field_set.address),
-        tags=(f"{field_set.address.target_name}:latest",),
+        tags=names,
         images=(
             PlatformImage.create(base=base, inputs=EMPTY_DIGEST, layer_descriptors=(), config={}),
         ),
@@ -122,7 +133,13 @@ async def package_base_image(
     sbom = await Get(Sbom, SbomRequest, sbom_request)
     return await exported_package(
         request,
-        canonical_json({**thawed(description.metadata), "sbom": _sbom_entry(sbom)}),
+        canonical_json(
+            {
+                **thawed(description.metadata),
+                "layout": layout_metadata(names) if subsystem.layouts else None,
+                "sbom": _sbom_entry(sbom),
+            }
+        ),
         f"    manifest {description.manifest_digest}; {_sbom_summary(dist_dir, sbom)}",
         dist_dir,
         subsystem,

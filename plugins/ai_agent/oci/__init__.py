@@ -9,8 +9,9 @@ relative imports so it can be copied anywhere on `sys.path`.
 One concern per module:
 - `types`: media types, digests, platforms, descriptors, manifests, canonical JSON;
   `errors`: `OciError`, the root of every error here, and the registry client's errors;
-- `layer`: layer tarballs; `image`: images and indexes; `archive`: image archives and layouts;
-  `export`: placing them in `dist/`; `spec`: the JSON specs of the `layer` and `image` commands;
+- `layer`: layer tarballs; `image`: images and indexes; `archive`: image archives;
+  `layout`: the OCI layout all images share (its index, the blobs it reaches); `export`:
+  placing them in `dist/`; `spec`: the JSON specs of the `layer` and `image` commands;
 - `name`: image references (no I/O); `auth`: credentials; `connection`: network limits;
   `transport`: connections, auth challenges, retries; `remote`: pull; `push`: push;
 - `base`: registry base locks; `compare`: where two builds differ;

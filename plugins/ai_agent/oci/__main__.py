@@ -14,7 +14,7 @@
                    [LIMITS]
     compare --first DIR --second DIR
     check-base --lock LOCK.json [--insecure-registry HOST[:PORT] ...] [LIMITS]
-    export --into DIR [--layout LAYOUT --spec SPEC.json] [--remove OLD ...]
+    export --into DIR [--layout LAYOUT --owner TARGET [--spec SPEC.json]] [--remove OLD ...]
            [--remove-sbom-named-by METADATA] PATH [PATH ...]
 
 `lock-base` resolves a registry base's tag and writes its lock (the format is in `base.py`).
@@ -33,12 +33,13 @@ registry has no referrers API (`referrers.py`); a second push sends nothing agai
 repository nor a --mount-from repository has (HEAD requests): the only layer files `push` needs.
 `check-base` asks the registry, with HEAD, whether it still has every digest a base lock pins, and
 prints the report of the `debian check` command (`types.check_report`).
-`export` places the image of SPEC as an OCI image layout at DIR/LAYOUT (its layer blobs
-hardlinked, each blob written only if absent), then each PATH (relative to the working
-directory) at the same relative path under DIR, whole or not at all and the last one last
-(`export.py`), deletes DIR/OLD and the SBOM files that DIR/METADATA (the image's metadata JSON as
-an earlier export left it) names and no PATH is, and prints what it wrote and what was already
-there as {"written": [...], "unchanged": [...]}.
+`export` places the image of SPEC in the OCI image layout DIR/LAYOUT that all images share, as
+TARGET's (`layout.py`: its layer blobs hardlinked, each blob written only if absent; TARGET's
+earlier entries replaced; without --spec, TARGET's image leaves the layout), then each PATH
+(relative to the working directory) at the same relative path under DIR, whole or not at all
+and the last one last (`export.py`), deletes DIR/OLD and the SBOM files that DIR/METADATA (the
+image's metadata JSON as an earlier export left it) names and no PATH is, and prints what it
+wrote and what was already there as {"written": [...], "unchanged": [...]}.
 All registry commands read registry credentials from `$DOCKER_CONFIG/config.json` (else
 `~/.docker/config.json`) and reach loopback registries, and those given with --insecure-registry,
 over plain HTTP. LIMITS bound each registry operation (`connection.py`; `--help` gives the
@@ -76,16 +77,17 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence, Tuple
 
 from .archive import write_archive
 from .base import BaseLock, check_lock, lock_base
 from .compare import compare_directories
 from .connection import add_limit_arguments, limits_from
 from .errors import OciError
-from .export import export_files, sbom_named_by
+from .export import LayoutImage, export_files, sbom_named_by
 from .image import created_from_epoch, image_metadata
-from .layer import write_layer_directory
+from .layer import Entry, write_layer_directory
+from .layout import layout_entries
 from .name import Reference, Repository
 from .push import local_blobs, missing_layers
 from .referrers import artifact, attach, subject_of
@@ -206,9 +208,17 @@ def run_compare(args: argparse.Namespace) -> None:
 
 
 def run_export(args: argparse.Namespace) -> None:
-    if (args.layout is None) != (args.spec is None):
-        raise _FlagsError("export: --layout and --spec go together")
-    layout = None if args.layout is None else (args.layout, read_image_spec(args.spec).files())
+    if (args.layout is None) != (args.owner is None) or (args.spec and not args.layout):
+        raise _FlagsError("export: --layout and --owner go together, and --spec needs them")
+    layout = None
+    if args.layout is not None:
+        blobs: Tuple[Entry, ...] = ()
+        entries: Tuple[Mapping[str, Any], ...] = ()
+        if args.spec is not None:
+            spec = read_image_spec(args.spec)
+            blobs = spec.files().blobs
+            entries = tuple(layout_entries(spec.target, spec.tags, args.owner))
+        layout = LayoutImage(args.layout, args.owner, blobs, entries)
     files = [(Path(path), path) for path in args.paths]
     remove = list(args.remove)
     if args.remove_sbom_named_by:
@@ -293,7 +303,8 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(run=run_check_base)
     export = commands.add_parser("export", help="place finished files in a directory, whole")
     export.add_argument("--into", type=Path, required=True)
-    export.add_argument("--layout", help="a directory under --into for the image of --spec")
+    export.add_argument("--layout", help="the directory under --into of the shared OCI layout")
+    export.add_argument("--owner", help="the target whose image the layout gets (or loses)")
     export.add_argument("--spec", type=Path, help="an image spec, as the image command takes")
     export.add_argument(
         "--remove", action="append", default=[], help="a path under --into to delete; repeatable"

@@ -75,7 +75,7 @@ def image_files(
 ) -> ImageFiles:
     """The files of `target` (one image, or an index of several), named by `tags`
     (`[registry/]repository[:tag]`, `:latest` when no tag is given); no blob is read."""
-    references = _parse_tags(tags)
+    references = parse_tags(tags)
     docker_image = _docker_image(target, docker_platform)
     documents = [
         Entry.content("oci-layout", canonical_json(OCI_LAYOUT)),
@@ -109,7 +109,8 @@ def write_archive(
     return files.docker_image
 
 
-def _parse_tags(tags: Sequence[str]) -> List[Reference]:
+def parse_tags(tags: Sequence[str]) -> List[Reference]:
+    """`tags` as references, each once; a bad name, or one with a digest, is refused."""
     references: List[Reference] = []
     for tag in tags:
         try:

@@ -10,47 +10,65 @@ either the complete set or one without its last file. A destination that already
 (the same inode, or the same bytes for a small file) is left alone: packaging again what did not
 change writes nothing.
 
-An image can also be placed as an OCI image layout directory (`export_files(layout=...)`): its
-blobs are content-addressed, so each is written only if absent; `index.json`, which names what
-the layout holds, is replaced after every blob it references is in place, and blobs no longer
-referenced are removed after it. A layout blob that cannot be a hardlink to a file of Pants' store
-(a layer kept as a recipe, `recipe.py`, which is stitched from it and checked against its digest;
-a sandbox file with no other name, as Pants writes files under 512 KiB, which its store keeps in
-a database; any blob when `into` is on another filesystem than the sandbox) is placed the first
-time any layout under `into` needs it and kept once more under `.ai-agent/blobs`, from where every
-other layout hardlinks it: however many layouts hold a blob, `into` gets its bytes once. A kept
-blob that no layout links any more is removed at the end of the export that unlinked it.
+Images are placed in one OCI image layout shared by all of them (`export_files(layout=...)`,
+`layout.py`), under a lock, as an export of each image runs at once: its blobs are
+content-addressed, so each is written only if absent; `index.json`, which names what the layout
+holds, is replaced after every blob it references is in place, and blobs no longer referenced
+are removed after it. A layer blob is a hardlink to the file the build left where it can be (the
+store's own, or the sandbox's copy); a layer kept as a recipe (`recipe.py`) is stitched from it
+and checked against its digest; across filesystems a blob is copied, once, however many images
+hold it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Callable, List, Optional, Sequence, Tuple
+from typing import IO, Any, Callable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from .archive import ImageFiles
 from .errors import OciError
 from .layer import Entry, same_content
+from .layout import (
+    LAYOUT_FILE,
+    LAYOUT_FILE_BYTES,
+    merged_index,
+    reachable_blobs,
+    read_index,
+)
 
 _COPY_CHUNK = 1 << 20
 # The document of a layout that says what it holds, written after everything it references.
 _LAYOUT_ROOT = "index.json"
 _BLOBS = "blobs/sha256"
-# Under `into`: one more link to each layout blob that is not one to Pants' store, for the next
-# layout to link.
-_KEPT = ".ai-agent/blobs"
+# Under `into`: the lock that one image's export of the shared layout holds.
+_LOCK = ".ai-agent/layout.lock"
+# Under `into`: where earlier versions kept a second name of blobs shared by per-image layouts.
+_EARLIER_KEPT = ".ai-agent/blobs"
 # Link errors that mean "copy instead": another filesystem, no hardlinks, too many links.
 _LINK_REFUSED = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES}
 
 
 class ExportError(OciError):
     """A file could not be placed; the message names it."""
+
+
+@dataclass(frozen=True)
+class LayoutImage:
+    """An image's part of the shared layout `directory` (under `into`): its `blobs`, and its
+    `entries` for `index.json` (`layout.layout_entries`), replacing those of `owner`; without
+    entries, the owner's image leaves the layout."""
+
+    directory: str
+    owner: str
+    blobs: Tuple[Entry, ...] = ()
+    entries: Tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,35 +87,49 @@ def partial_path(destination: Path) -> Path:
 def export_files(
     into: Path,
     files: Sequence[Tuple[Path, str]],
-    layout: Optional[Tuple[str, ImageFiles]] = None,
+    layout: Optional[LayoutImage] = None,
     remove: Sequence[str] = (),
 ) -> Exported:
-    """Place `layout` (a relative directory and the image files to put there), if given, then
-    each `(source, relative path)` under `into`, in order, the last one last; the `remove`
-    paths (what an earlier set held and this one does not) go."""
+    """Place the image of `layout`, if given, in its shared layout, then each `(source, relative
+    path)` under `into`, in order, the last one last; the `remove` paths (what an earlier set
+    held and this one does not) go."""
     if not files:
         return Exported((), ())
+    if layout is None:
+        return _export(into, files, None, remove)
+    with _locked(into / _LOCK):
+        return _export(into, files, layout, remove)
+
+
+def _export(
+    into: Path,
+    files: Sequence[Tuple[Path, str]],
+    layout: Optional[LayoutImage],
+    remove: Sequence[str],
+) -> Exported:
     destinations = [(source, _destination(into, relative)) for source, relative in files]
     unchanged = [_same_file(source, destination) for source, destination in destinations]
     names = [relative for _, relative in files]
+    index: Optional[bytes] = None  # the layout's new index.json, if it changes
     if layout is not None:
-        layout_dir = _destination(into, layout[0])
-        names.insert(0, layout[0])
-        unchanged.insert(0, _layout_in_place(layout_dir, layout[1]))
-    stale = [_destination(into, relative) for relative in remove]
+        layout_dir = _destination(into, layout.directory)
+        index = _layout_change(layout_dir, layout)
+        if layout.entries:
+            names.insert(0, layout.directory)
+            unchanged.insert(0, index is None)
+    stale = [_destination(into, relative) for relative in (*remove, _EARLIER_KEPT)]
     stale = [path for path in stale if path.exists() or path.is_symlink()]
-    if all(unchanged) and not stale:
+    if all(unchanged) and index is None and not stale:
         return Exported((), tuple(names))
     last = destinations[-1][1]
     for path in (last, *stale):
         if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)  # a layout no longer wanted
+            shutil.rmtree(path)  # a layout of an earlier version, or kept blobs
         elif path.exists() or path.is_symlink():
             path.unlink()
-    if layout is not None and not unchanged[0]:
-        _write_layout(layout_dir, layout[1], into / _KEPT)
-    _remove_unlinked(into / _KEPT)
-    placed = unchanged[1:] if layout is not None else unchanged
+    if layout is not None and index is not None:
+        _write_layout(layout_dir, layout, index)
+    placed = unchanged[1:] if layout is not None and layout.entries else unchanged
     for (source, destination), in_place in zip(destinations, placed):
         if not in_place or destination == last:
             _place(source, destination)
@@ -106,6 +138,19 @@ def export_files(
         tuple(name for name, in_place in zip(names, unchanged) if not in_place),
         tuple(name for name, in_place in zip(names, unchanged) if in_place),
     )
+
+
+@contextlib.contextmanager
+def _locked(lock: Path) -> Iterator[None]:
+    """Hold `lock` (a file, created if absent) exclusively: the exports of other images wait."""
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock, "a")
+    except OSError as error:
+        raise ExportError(f"{lock}: {error.strerror or error}") from None
+    with handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        yield
 
 
 # What an image's metadata JSON names under `sbom` may be removed with `sbom_named_by`: only
@@ -162,23 +207,46 @@ def _entry_in_place(directory: Path, entry: Entry) -> bool:
         raise ExportError(f"{path}: {error.strerror or error}") from None
 
 
-def _layout_in_place(directory: Path, files: ImageFiles) -> bool:
-    return all(_entry_in_place(directory, entry) for entry in (*files.blobs, *files.documents))
+def _layout_change(directory: Path, layout: LayoutImage) -> Optional[bytes]:
+    """The layout's new `index.json`, or None if the layout already holds `layout` as it is."""
+    index_path = directory / _LAYOUT_ROOT
+    try:
+        current = index_path.read_bytes() if index_path.is_file() else None
+    except OSError as error:
+        raise ExportError(f"{index_path}: {error.strerror or error}") from None
+    index = merged_index(read_index(current, str(index_path)), layout.owner, layout.entries)
+    if not layout.entries:
+        return None if current is None or index == current else index
+    in_place = index == current and all(
+        _entry_in_place(directory, entry)
+        for entry in (*layout.blobs, Entry.content(LAYOUT_FILE, LAYOUT_FILE_BYTES))
+    )
+    return None if in_place else index
 
 
-def _write_layout(directory: Path, files: ImageFiles, kept_dir: Path) -> None:
-    documents = sorted(files.documents, key=lambda entry: entry.path == _LAYOUT_ROOT)
-    for entry in (*files.blobs, *documents):
+def _write_layout(directory: Path, layout: LayoutImage, index: bytes) -> None:
+    """Every blob of `layout` not yet there, then `oci-layout`, then `index.json`; then the blobs
+    that no entry of `index.json` reaches go (another image's old layers among them)."""
+    for entry in (*layout.blobs, Entry.content(LAYOUT_FILE, LAYOUT_FILE_BYTES)):
         if _entry_in_place(directory, entry):
             continue
         if entry.data is not None:
             _place_bytes(entry.data, directory / entry.path)
         else:
-            _place_blob(entry, directory / entry.path, kept_dir)
-    kept = {Path(entry.path).name for entry in files.blobs}
-    for blob in (directory / _BLOBS).iterdir():
-        if blob.name not in kept:
-            blob.unlink()
+            _place_blob(entry, directory / entry.path)
+    _place_bytes(index, directory / _LAYOUT_ROOT)
+    blobs = directory / _BLOBS
+
+    def read_blob(hex_digest: str) -> Optional[bytes]:
+        try:
+            return (blobs / hex_digest).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    reached = reachable_blobs(read_index(index, str(directory / _LAYOUT_ROOT)), read_blob)
+    for blob in blobs.iterdir() if blobs.is_dir() else ():
+        if blob.name not in reached:
+            blob.unlink()  # also what a killed export left half-written
 
 
 def _destination(into: Path, relative: str) -> Path:
@@ -208,13 +276,12 @@ def _same_bytes(first: Path, second: Path) -> bool:
         return same_content(one, other)
 
 
-def _linked(source: Path, partial: Path, missing_ok: bool = False) -> bool:
-    """Whether `partial` could be made a hardlink to `source`; not across filesystems, nor (if
-    `missing_ok`) to a `source` that is not there."""
+def _linked(source: Path, partial: Path) -> bool:
+    """Whether `partial` could be made a hardlink to `source`; not across filesystems."""
     try:
         os.link(source, partial)
     except OSError as error:
-        if error.errno in _LINK_REFUSED or (missing_ok and error.errno == errno.ENOENT):
+        if error.errno in _LINK_REFUSED:
             return False
         raise
     return True
@@ -238,41 +305,21 @@ def _place(source: Path, destination: Path) -> None:
     _renamed_into_place(destination, link_or_copy)
 
 
-def _place_blob(entry: Entry, destination: Path, kept_dir: Path) -> None:
-    """`destination` becomes the blob of `entry`: a hardlink to the build's file if that file
-    has other names (Pants' store's) and the filesystem allows; else to the copy kept in
-    `kept_dir` that another layout placed; else to the build's file itself (a sandbox's own
-    copy, made by Pants for this step), or a copy of it, or the blob stitched from
-    `entry.recipe`, which is then kept there."""
-    kept = kept_dir / destination.name
-    source = None if entry.recipe is not None else Path(str(entry.source))
-    placed_anew = False
+def _place_blob(entry: Entry, destination: Path) -> None:
+    """`destination` becomes the blob of `entry`: a hardlink to the build's file (Pants' store's,
+    or the sandbox's own copy of a file under 512 KiB, which the link keeps when the sandbox
+    goes) where the filesystem allows, else a copy of it; or the blob stitched from
+    `entry.recipe`."""
 
     def link_or_write(partial: Path) -> None:
-        nonlocal placed_anew
-        if source is not None and source.stat().st_nlink > 1 and _linked(source, partial):
-            return
-        if _linked(kept, partial, missing_ok=True):
-            if partial.stat().st_size == _entry_size(entry):
-                return
-            partial.unlink()
-        placed_anew = True
-        if source is None:
+        if entry.recipe is not None:
             _write(partial, lambda writer: _stitch(entry, writer))
-        elif not _linked(source, partial):
+            return
+        source = Path(str(entry.source))
+        if not _linked(source, partial):
             _write(partial, _copier(source))
 
     _renamed_into_place(destination, link_or_write)
-    if not placed_anew:
-        return
-    try:
-        kept_dir.mkdir(parents=True, exist_ok=True)
-        os.link(destination, kept)
-    except FileExistsError:
-        pass
-    except OSError as error:
-        if error.errno not in _LINK_REFUSED:
-            raise ExportError(f"{kept}: {error.strerror or error}") from None
 
 
 def _stitch(entry: Entry, writer: IO[bytes]) -> None:
@@ -286,16 +333,6 @@ def _stitch(entry: Entry, writer: IO[bytes]) -> None:
         raise ExportError(
             f"{entry.path}: its recipe makes sha256:{hasher.hexdigest()}, not {entry.digest}"
         )
-
-
-def _remove_unlinked(kept_dir: Path) -> None:
-    """Kept blobs that no layout links any more go (a layout removed or changed)."""
-    if not kept_dir.is_dir():
-        return
-    for kept in kept_dir.iterdir():
-        with contextlib.suppress(FileNotFoundError):
-            if kept.stat().st_nlink == 1:
-                kept.unlink()
 
 
 def _place_bytes(data: bytes, destination: Path) -> None:

@@ -7,7 +7,7 @@ import sys
 import tempfile
 import textwrap
 from pathlib import Path
-from typing import Dict, Iterator, List, Sequence
+from typing import Any, Dict, Iterator, List, Sequence
 
 import pytest
 
@@ -20,10 +20,14 @@ from ai_agent.oci.archive_test import (
     make_image,
     make_layer,
     read_archive,
+    referenced_blobs,
 )
-from ai_agent.oci.export import Exported, ExportError, export_files, partial_path
+from ai_agent.oci.export import Exported, ExportError, LayoutImage, export_files, partial_path
 from ai_agent.oci.image import ConfigUpdate, Image, build_image
+from ai_agent.oci.layout import ANNOTATION_OWNER, LayoutError, layout_entries, ref_name
+from ai_agent.oci.types import ANNOTATION_REF_NAME, Platform
 
+AMD64, ARM64 = Platform.parse("linux/amd64"), Platform.parse("linux/arm64/v8")
 ARCHIVE = "agents.x/x.tar"
 METADATA = "agents.x/x.tar.json"
 
@@ -151,7 +155,7 @@ def test_a_kill_leaves_no_metadata_beside_a_torn_or_new_archive(
     assert sorted(path.name for path in (dist / "agents.x").iterdir()) == ["x.tar", "x.tar.json"]
 
 
-# Layouts ----------------------------------------------------------------------------------------
+# The shared layout ------------------------------------------------------------------------------
 
 TAGS = ("example.local/agent:1.0",)
 
@@ -164,33 +168,82 @@ def _layout_files(directory: Path) -> Dict[str, bytes]:
     }
 
 
-def _export_image(image: Image, dist: Path, metadata: Path) -> Exported:
-    return export_files(dist, [(metadata, "x.tar.json")], layout=("x", image_files(image, TAGS)))
+def _layout_image(image: Image, owner: str = "agents/x", tags: Sequence[str] = TAGS):
+    return LayoutImage(
+        "oci", owner, image_files(image, tags).blobs, tuple(layout_entries(image, tags, owner))
+    )
 
 
-def test_a_layout_holds_the_archives_files_with_its_layers_hardlinked(tmp_path: Path) -> None:
+def _export_image(
+    image: Image, dist: Path, metadata: Path, owner: str = "agents/x", tags=TAGS
+) -> Exported:
+    return export_files(
+        dist, [(metadata, f"{owner}.tar.json")], layout=_layout_image(image, owner, tags)
+    )
+
+
+def _index(dist: Path) -> List[Dict[str, Any]]:
+    return json.loads((dist / "oci/index.json").read_bytes())["manifests"]
+
+
+def _names(dist: Path) -> Dict[str, str]:
+    """Each name in the layout's index, and its owner."""
+    return {
+        entry["annotations"][ANNOTATION_REF_NAME]: entry["annotations"][ANNOTATION_OWNER]
+        for entry in _index(dist)
+    }
+
+
+@pytest.fixture
+def metadata(tmp_path: Path) -> Path:
+    path = tmp_path / "metadata.json"
+    path.write_bytes(b"{}")
+    return path
+
+
+def test_the_layout_holds_the_image_by_name_with_its_layers_hardlinked(
+    tmp_path: Path, metadata: Path
+) -> None:
     image = make_image(tmp_path / "build")
-    metadata = tmp_path / "metadata.json"
-    metadata.write_bytes(b"{}")
     dist = tmp_path / "dist"
 
-    assert _export_image(image, dist, metadata).written == ("x", "x.tar.json")
+    assert _export_image(image, dist, metadata).written == ("oci", "agents/x.tar.json")
 
     data = archive_bytes(image, TAGS)
-    members = [name for name, member in read_archive(data).items() if member.isfile()]
-    assert _layout_files(dist / "x") == {name: file_in(data, name) for name in members}
+    blobs = {
+        name: file_in(data, name)
+        for name, member in read_archive(data).items()
+        if member.isfile() and name.startswith("blobs/")
+    }
+    files = _layout_files(dist / "oci")
+    assert {name: files[name] for name in files if name.startswith("blobs/")} == blobs
+    assert json.loads(files["oci-layout"]) == {"imageLayoutVersion": "1.0.0"}
+    (entry,) = _index(dist)
+    assert entry["digest"] == image.digest and entry["mediaType"] == image.descriptor.media_type
+    assert entry["annotations"] == {
+        ANNOTATION_REF_NAME: "example.local/agent:1.0",
+        "io.containerd.image.name": "example.local/agent:1.0",
+        ANNOTATION_OWNER: "agents/x",
+    }
     for layer in image.layers:
-        assert os.path.samefile(dist / "x" / blob_name(layer.descriptor.digest), layer.path)
-    assert _export_image(image, dist, metadata) == Exported((), ("x", "x.tar.json"))
+        assert os.path.samefile(dist / "oci" / blob_name(layer.descriptor.digest), layer.path)
+    assert _export_image(image, dist, metadata) == Exported((), ("oci", "agents/x.tar.json"))
 
 
-def test_a_new_image_keeps_unchanged_blobs_and_drops_unreferenced_ones(tmp_path: Path) -> None:
+def test_names_are_the_tags_as_written_with_latest_where_none_is_given() -> None:
+    assert ref_name("router") == "router:latest"
+    assert ref_name("router:v1") == "router:v1"
+    assert ref_name("localhost:5000/team/router") == "localhost:5000/team/router:latest"
+    assert ref_name("localhost:5000/team/router:v1") == "localhost:5000/team/router:v1"
+
+
+def test_a_new_image_keeps_unchanged_blobs_and_drops_unreferenced_ones(
+    tmp_path: Path, metadata: Path
+) -> None:
     first = make_image(tmp_path / "first")
-    metadata = tmp_path / "metadata.json"
-    metadata.write_bytes(b"{}")
     dist = tmp_path / "dist"
     _export_image(first, dist, metadata)
-    kept = dist / "x" / blob_name(first.layers[0].descriptor.digest)
+    kept = dist / "oci" / blob_name(first.layers[0].descriptor.digest)
     inode = kept.stat().st_ino
 
     second = build_image(
@@ -198,14 +251,125 @@ def test_a_new_image_keeps_unchanged_blobs_and_drops_unreferenced_ones(tmp_path:
         [first.layers[0], make_layer(tmp_path / "second", "three", b"third")],
         ConfigUpdate(cmd=["/app/one"]),
     )
-    assert _export_image(second, dist, metadata).written == ("x", "x.tar.json")
+    assert _export_image(second, dist, metadata).written == ("oci", "agents/x.tar.json")
 
     assert kept.stat().st_ino == inode
-    assert not (dist / "x" / blob_name(first.layers[1].descriptor.digest)).exists()
-    data = archive_bytes(second, TAGS)
-    assert _layout_files(dist / "x") == {
-        name: file_in(data, name) for name, member in read_archive(data).items() if member.isfile()
+    assert sorted(_layout_files(dist / "oci")) == sorted(
+        ["index.json", "oci-layout", *referenced_blobs(second)]
+    )
+    assert [entry["digest"] for entry in _index(dist)] == [second.digest]
+
+
+def test_images_share_blobs_and_each_leaves_only_its_own(tmp_path: Path, metadata: Path) -> None:
+    """Two targets' images with a layer in common: the layout holds it once; when one image
+    leaves (its target's layouts turned off), the blobs only it reached go, the shared stay."""
+    one = make_image(tmp_path / "one")
+    other = build_image(
+        Image.scratch(one.platform),
+        [one.layers[0], make_layer(tmp_path / "other", "mine", b"only the other's")],
+        ConfigUpdate(cmd=["/app/mine"]),
+    )
+    dist = tmp_path / "dist"
+    _export_image(one, dist, metadata, "agents/one", ("one:latest",))
+    shared = dist / "oci" / blob_name(one.layers[0].descriptor.digest)
+    inode = shared.stat().st_ino
+    _export_image(other, dist, metadata, "agents/other", ("other",))
+
+    assert shared.stat().st_ino == inode  # in place: not written again
+    assert _names(dist) == {"one:latest": "agents/one", "other:latest": "agents/other"}
+    assert sorted(_layout_files(dist / "oci")) == sorted(
+        {"index.json", "oci-layout", *referenced_blobs(one), *referenced_blobs(other)}
+    )
+
+    gone = export_files(dist, [(metadata, "agents/one.tar.json")], LayoutImage("oci", "agents/one"))
+    assert gone.written == ("agents/one.tar.json",)
+    assert _names(dist) == {"other:latest": "agents/other"}
+    assert sorted(_layout_files(dist / "oci")) == sorted(
+        ["index.json", "oci-layout", *referenced_blobs(other)]
+    )
+    # Leaving again changes nothing.
+    again = export_files(
+        dist, [(metadata, "agents/one.tar.json")], LayoutImage("oci", "agents/one")
+    )
+    assert again == Exported((), ("agents/one.tar.json",))
+
+
+def test_a_name_another_target_left_behind_is_taken_over(tmp_path: Path, metadata: Path) -> None:
+    """A target renamed or removed leaves its entry; the image now named so replaces it (Pants
+    refuses two live targets with one name before building, `dist.py`)."""
+    old, new = make_image(tmp_path / "old"), make_image(tmp_path / "new", ARM64)
+    dist = tmp_path / "dist"
+    _export_image(old, dist, metadata, "agents/old", ("agent:1", "agent:2"))
+    _export_image(new, dist, metadata, "agents/new", ("agent:2",))
+    assert _names(dist) == {"agent:1": "agents/old", "agent:2": "agents/new"}
+    assert {entry["digest"] for entry in _index(dist)} == {old.digest, new.digest}
+
+
+def test_the_index_follows_what_it_holds_not_the_order_images_came_in(
+    tmp_path: Path, metadata: Path
+) -> None:
+    images = {
+        owner: make_image(tmp_path / owner, platform)
+        for owner, platform in (("a", AMD64), ("b", ARM64))
     }
+    indexes = []
+    for order in (("a", "b"), ("b", "a")):
+        dist = tmp_path / f"dist-{''.join(order)}"
+        for owner in order:
+            _export_image(images[owner], dist, metadata, owner, (f"{owner}:1",))
+        indexes.append((dist / "oci/index.json").read_bytes())
+    assert indexes[0] == indexes[1]
+
+
+_CONCURRENT_EXPORT = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from ai_agent.oci.__main__ import main
+
+    into, owner, spec, metadata = sys.argv[1:5]
+    for _ in range(5):
+        argv = ["export", "--into", into, "--layout", "oci", "--owner", owner, "--spec", spec]
+        assert main([*argv, metadata]) == 0
+    """
+)
+
+
+def _image_spec(directory: Path, content: str) -> Path:
+    """An image spec of one layer holding `content`, its layer built, in `directory`."""
+    directory.mkdir(parents=True)
+    layer_spec = directory / "layer.json"
+    layer_spec.write_text(json.dumps({"entries": [{"path": "app/x", "content": content}]}))
+    assert main(["layer", "--spec", str(layer_spec), "--output-dir", str(directory / "l")]) == 0
+    spec = directory / "image.json"
+    image = {"platform": "linux/amd64", "layers": [str(directory / "l/descriptor.json")]}
+    spec.write_text(json.dumps({"tags": [f"{directory.name}:1"], "images": [image]}))
+    return spec
+
+
+def test_images_exported_at_once_all_land_in_the_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Pants runs the exports of all images at once: none may lose another's entry or blobs."""
+    monkeypatch.chdir(tmp_path)
+    owners = [f"agent{number}" for number in range(8)]
+    specs = {owner: _image_spec(tmp_path / owner, f"{owner}\n") for owner in owners}
+    (tmp_path / "m.json").write_text("{}")
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CONCURRENT_EXPORT, "dist", owner, str(specs[owner]), "m.json"],
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+            stdout=subprocess.DEVNULL,
+        )
+        for owner in owners
+    ]
+    assert [child.wait() for child in children] == [0] * len(owners)
+    dist = tmp_path / "dist"
+    assert _names(dist) == {f"{owner}:1": owner for owner in owners}
+    for entry in _index(dist):
+        manifest = json.loads((dist / "oci" / blob_name(str(entry["digest"]))).read_bytes())
+        for descriptor in [manifest["config"], *manifest["layers"]]:
+            assert (dist / "oci" / blob_name(descriptor["digest"])).is_file()
 
 
 @pytest.fixture
@@ -220,55 +384,22 @@ def other_filesystem(tmp_path: Path) -> Iterator[Path]:
     shutil.rmtree(directory)
 
 
-def test_across_filesystems_each_blob_is_copied_once_for_every_layout(
-    tmp_path: Path, other_filesystem: Path
+def test_across_filesystems_each_blob_is_copied_once_for_every_image(
+    tmp_path: Path, other_filesystem: Path, metadata: Path
 ) -> None:
     image = make_image(other_filesystem / "build")
-    metadata = tmp_path / "metadata.json"
-    metadata.write_bytes(b"{}")
     dist = tmp_path / "dist"
-    for layout in ("a.oci", "b.oci"):
-        export_files(dist, [(metadata, f"{layout}.json")], layout=(layout, image_files(image)))
+    _export_image(image, dist, metadata, "agents/a", ("a:1",))
+    copies = {
+        layer.descriptor.digest: (dist / "oci" / blob_name(layer.descriptor.digest)).stat()
+        for layer in image.layers
+    }
+    _export_image(image, dist, metadata, "agents/b", ("b:1",))
     for layer in image.layers:
-        name = blob_name(layer.descriptor.digest)
-        first, second = dist / "a.oci" / name, dist / "b.oci" / name
-        assert first.read_bytes() == Path(layer.path).read_bytes()
-        assert os.path.samefile(first, second)  # copied once, linked into the second layout
-        assert first.stat().st_nlink == 3  # and kept once under dist/.ai-agent/blobs
-
-    # Both layouts go: so do the kept copies.
-    for layout in ("a.oci", "b.oci"):
-        export_files(dist, [(metadata, f"{layout}.json")], remove=[layout])
-    assert list((dist / ".ai-agent/blobs").iterdir()) == []
-
-
-def test_blobs_of_the_store_are_linked_and_sandbox_copies_are_placed_once(tmp_path: Path) -> None:
-    """A big file that Pants' store holds reaches a sandbox as another name of the store's file;
-    a file Pants writes into each step's sandbox (every file under 512 KiB) has no other name:
-    such copies are linked into `dist/` once, not once per layout."""
-    store = make_image(tmp_path / "store")
-    linked = tmp_path / "store-link"
-    os.link(store.layers[0].path, linked)  # the sandbox's name of the store's file
-    one, other = make_image(tmp_path / "one"), make_image(tmp_path / "other")  # private copies
-    assert [layer.descriptor for layer in one.layers] == [
-        layer.descriptor for layer in store.layers
-    ]
-    metadata = tmp_path / "metadata.json"
-    metadata.write_bytes(b"{}")
-    dist = tmp_path / "dist"
-    for layout, image in (("a.oci", one), ("b.oci", other)):
-        export_files(dist, [(metadata, f"{layout}.json")], layout=(layout, image_files(image)))
-    for layer, its_other in zip(one.layers, other.layers):
-        name = blob_name(layer.descriptor.digest)
-        assert os.path.samefile(dist / "a.oci" / name, layer.path)
-        assert os.path.samefile(dist / "b.oci" / name, layer.path)
-        assert not os.path.samefile(dist / "b.oci" / name, its_other.path)
-    assert len(list((dist / ".ai-agent/blobs").iterdir())) == 2
-
-    export_files(dist, [(metadata, "c.oci.json")], layout=("c.oci", image_files(store)))
-    name = blob_name(store.layers[0].descriptor.digest)
-    assert os.path.samefile(dist / "c.oci" / name, linked)  # the store's, not the kept copy
-    assert len(list((dist / ".ai-agent/blobs").iterdir())) == 2
+        blob = dist / "oci" / blob_name(layer.descriptor.digest)
+        assert blob.read_bytes() == Path(layer.path).read_bytes()
+        assert blob.stat().st_ino == copies[layer.descriptor.digest].st_ino  # copied once
+        assert blob.stat().st_nlink == 1
 
 
 def test_the_image_command_writes_metadata_without_reading_a_layer_blob(
@@ -286,16 +417,41 @@ def test_the_image_command_writes_metadata_without_reading_a_layer_blob(
     archive = ["--output", str(tmp_path / "a.tar")]
     assert main([*command, *archive, "--metadata", str(with_archive)]) == 0
 
-    export = ["export", "--into", str(tmp_path / "dist"), "--layout", "x", "--spec", str(spec)]
+    export = ["export", "--into", "dist", "--layout", "oci", "--owner", "x", "--spec", str(spec)]
     assert main([*export, with_archive.name]) == 0
     (tmp_path / "l" / "layer.tar").unlink()
     assert main([*command, "--metadata", str(metadata_only)]) == 0
     assert metadata_only.read_bytes() == with_archive.read_bytes()
-    assert _layout_files(tmp_path / "dist" / "x") == {
-        name: file_in((tmp_path / "a.tar").read_bytes(), name)
-        for name, member in read_archive((tmp_path / "a.tar").read_bytes()).items()
-        if member.isfile()
+    data = (tmp_path / "a.tar").read_bytes()
+    blobs = {
+        name: file_in(data, name)
+        for name, member in read_archive(data).items()
+        if member.isfile() and name.startswith("blobs/")
     }
+    assert {
+        name: content
+        for name, content in _layout_files(tmp_path / "dist/oci").items()
+        if name.startswith("blobs/")
+    } == blobs
+
+
+def test_export_flags_that_go_together_are_refused_apart(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    (tmp_path / "m.json").write_text("{}")
+    for flags in (["--layout", "oci"], ["--owner", "x"], ["--spec", "image.json"]):
+        with pytest.raises(SystemExit) as exited:
+            main(["export", "--into", str(tmp_path / "dist"), *flags, "m.json"])
+        assert exited.value.code == 2
+        assert "--layout and --owner go together" in capsys.readouterr().err
+
+
+def test_an_index_that_is_no_oci_index_is_refused_naming_it(tmp_path: Path, metadata: Path) -> None:
+    dist = tmp_path / "dist"
+    (dist / "oci").mkdir(parents=True)
+    (dist / "oci/index.json").write_text("[]")
+    with pytest.raises(LayoutError, match=r"oci/index.json: not an OCI image index"):
+        _export_image(make_image(tmp_path / "build"), dist, metadata)
 
 
 def test_big_files_rewritten_by_the_store_with_the_same_bytes_are_unchanged(
@@ -328,15 +484,19 @@ def test_what_a_set_no_longer_holds_is_removed(tmp_path: Path) -> None:
     assert export_files(dist, [(sources[METADATA], METADATA)], remove=[ARCHIVE]).written == ()
 
 
-def test_a_layout_no_longer_wanted_is_removed_whole(tmp_path: Path) -> None:
-    """With `[ai-agents].layouts` off, the image's layout directory from an earlier run goes."""
+def test_an_earlier_versions_layout_and_kept_blobs_are_removed_whole(tmp_path: Path) -> None:
+    """Earlier versions placed a layout per image and kept a second name of blobs under
+    `.ai-agent/blobs`: both go (`dist.py` names the image's old layout)."""
     dist = tmp_path / "dist"
     (dist / "agent.oci" / "blobs" / "sha256").mkdir(parents=True)
     (dist / "agent.oci" / "index.json").write_text("{}")
+    (dist / ".ai-agent/blobs").mkdir(parents=True)
+    (dist / ".ai-agent/blobs/0123").write_text("blob")
     sources = _sources(tmp_path / "build", b"archive", b"{}")
     result = export_files(dist, [(sources[METADATA], METADATA)], remove=["agent.oci"])
     assert result.written == (METADATA,)
     assert not (dist / "agent.oci").exists() and (dist / METADATA).exists()
+    assert not (dist / ".ai-agent/blobs").exists()
 
 
 def _sbom_set(build: Path, spdx: List[str], extra: Sequence[str] = ()) -> List[str]:

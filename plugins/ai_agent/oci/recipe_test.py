@@ -1,7 +1,6 @@
 import io
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import List, Tuple
 
@@ -10,7 +9,7 @@ import pytest
 from ai_agent.oci.__main__ import main
 from ai_agent.oci.archive import ArchiveError, image_files, write_archive
 from ai_agent.oci.archive_test import blob_name, file_in, make_layer
-from ai_agent.oci.export import ExportError, export_files, partial_path
+from ai_agent.oci.export import ExportError, LayoutImage, export_files, partial_path
 from ai_agent.oci.image import ConfigUpdate, Image, Layer, build_image
 from ai_agent.oci.layer import (
     Compression,
@@ -20,6 +19,7 @@ from ai_agent.oci.layer import (
     write_layer,
     write_layer_recipe,
 )
+from ai_agent.oci.layout import layout_entries
 from ai_agent.oci.recipe import RECIPE_SOURCE_MIN, BlobRecipe, RecipeError
 from ai_agent.oci.types import Platform
 
@@ -151,7 +151,12 @@ def test_an_archive_stitches_the_blob_and_checks_its_digest(tmp_path: Path) -> N
         write_archive(io.BytesIO(), image, TAGS)
 
 
-def test_a_stitched_blob_is_written_once_for_every_layout_and_goes_with_the_last(
+def _layout_image(image: Image, owner: str) -> LayoutImage:
+    entries = tuple(layout_entries(image, [f"{owner}:1"], owner))
+    return LayoutImage("oci", owner, image_files(image).blobs, entries)
+
+
+def test_a_stitched_blob_is_written_once_for_every_image_and_goes_with_the_last(
     tmp_path: Path,
 ) -> None:
     layer, blob = _recipe_layer(tmp_path)
@@ -159,20 +164,17 @@ def test_a_stitched_blob_is_written_once_for_every_layout_and_goes_with_the_last
     dist = tmp_path / "dist"
     metadata = tmp_path / "metadata.json"
     metadata.write_bytes(b"{}")
-    name = blob_name(layer.descriptor.digest)
-    for layout in ("a.oci", "b.oci"):
-        export_files(dist, [(metadata, f"{layout}.json")], layout=(layout, image_files(image)))
-    first, second = dist / "a.oci" / name, dist / "b.oci" / name
-    assert first.read_bytes() == blob.read_bytes()
-    assert os.path.samefile(first, second)  # written once, linked into the second layout
-    assert first.stat().st_nlink == 3  # and kept once under dist/.ai-agent/blobs
+    stitched = dist / "oci" / blob_name(layer.descriptor.digest)
+    export_files(dist, [(metadata, "a.json")], layout=_layout_image(image, "a"))
+    assert stitched.read_bytes() == blob.read_bytes()
+    inode = stitched.stat().st_ino
+    export_files(dist, [(metadata, "b.json")], layout=_layout_image(image, "b"))
+    assert stitched.stat().st_ino == inode  # written once: the second image found it there
 
-    # Both layouts go (archives only, say): so does the kept blob (and the code layer's, kept
-    # too once the sandbox that held its file is gone).
-    shutil.rmtree(tmp_path / "code")
-    for layout in ("a.oci", "b.oci"):
-        export_files(dist, [(metadata, f"{layout}.json")], remove=[layout])
-    assert not (dist / "a.oci").exists() and list((dist / ".ai-agent/blobs").iterdir()) == []
+    # Both images leave the layout (archives only, say): so does the stitched blob.
+    for owner in ("a", "b"):
+        export_files(dist, [(metadata, f"{owner}.json")], layout=LayoutImage("oci", owner))
+    assert list((dist / "oci/blobs/sha256").iterdir()) == []
 
 
 def test_a_recipe_that_does_not_make_its_digest_leaves_no_blob(tmp_path: Path) -> None:
@@ -182,8 +184,6 @@ def test_a_recipe_that_does_not_make_its_digest_leaves_no_blob(tmp_path: Path) -
     metadata = tmp_path / "metadata.json"
     metadata.write_bytes(b"{}")
     with pytest.raises(ExportError, match="its recipe makes sha256:"):
-        export_files(
-            tmp_path / "dist", [(metadata, "x.json")], layout=("x.oci", image_files(image))
-        )
-    destination = tmp_path / "dist/x.oci" / blob_name(layer.descriptor.digest)
+        export_files(tmp_path / "dist", [(metadata, "x.json")], layout=_layout_image(image, "x"))
+    destination = tmp_path / "dist/oci" / blob_name(layer.descriptor.digest)
     assert not destination.exists() and not partial_path(destination).exists()

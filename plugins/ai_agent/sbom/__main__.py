@@ -1,7 +1,7 @@
 """The command line that the Pants rules run: `python -m <this package> COMMAND`.
 
     write   --spec SPEC
-    account --layout DIR --spdx FILE [--spdx FILE ...]
+    account --layout DIR [--name NAME] --spdx FILE [--spdx FILE ...]
 
 `write` reads SPEC (JSON, written by `util_rules/sbom.py`; the facts files it names are read from
 the working directory) and writes, at the paths it names, each platform image's SPDX 2.3 JSON
@@ -20,7 +20,8 @@ SPEC:
                  "files": [{"kind": "weights"|"code"|"config", "path": "/…", "source",
                             "sha256", "size"}]}]}
 
-`account` maps every file of every layer of the OCI image layout DIR to an entry of the SPDX
+`account` maps every file of every layer of the image NAME (`ref.name`, e.g. `router:latest`;
+default: the first) of the OCI image layout DIR to an entry of the SPDX
 documents (one per platform image; `account.py`) and prints `{"<manifest digest>": {"files",
 "bytes", "owners", "problems": […]}}`; it exits 1 if a file is unaccounted for, or its bytes
 differ from what its package says, or an SBOM entry is not in the image.
@@ -72,7 +73,7 @@ def run_write(args: argparse.Namespace) -> Optional[int]:
 
 def run_account(args: argparse.Namespace) -> Optional[int]:
     documents = [_read_json(path) for path in args.spdx]
-    reports = account_layout(args.layout, documents)
+    reports = account_layout(args.layout, documents, args.name)
     print(json.dumps({digest: report.to_json() for digest, report in reports.items()}, indent=2))
     return 1 if any(report.problems for report in reports.values()) else 0
 
@@ -88,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     account = commands.add_parser("account", help="map every file of an image to its SBOM")
     account.set_defaults(run=run_account)
     account.add_argument("--layout", type=Path, required=True, help="an OCI image layout")
+    account.add_argument("--name", help="the image's name in the layout (default: the first)")
     account.add_argument("--spdx", action="append", required=True, help="repeatable")
     return parser
 

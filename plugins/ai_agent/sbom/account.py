@@ -96,12 +96,15 @@ class Report:
         }
 
 
-def account_layout(layout: Path, documents: Sequence[Mapping[str, Any]]) -> Dict[str, Report]:
-    """A report per platform manifest of the layout's image (its index's first entry), each
-    checked against the document whose image package is that manifest."""
+def account_layout(
+    layout: Path, documents: Sequence[Mapping[str, Any]], name: Optional[str] = None
+) -> Dict[str, Report]:
+    """A report per platform manifest of the layout's image named `name` (`ref.name` in its
+    `index.json`; without a name, its index's first entry), each checked against the document
+    whose image package is that manifest."""
     by_manifest = {_image_digest(document): document for document in documents}
     reports = {}
-    for manifest_digest in _manifests(layout):
+    for manifest_digest in _manifests(layout, name):
         document = by_manifest.get(manifest_digest)
         if document is None:
             raise SbomError(f"no SPDX document describes the image {manifest_digest}")
@@ -277,12 +280,23 @@ def _blob_json(layout: Path, digest: str) -> Any:
     return json.loads(_blob(layout, digest).read_bytes())
 
 
-def _manifests(layout: Path) -> List[str]:
+def _manifests(layout: Path, name: Optional[str]) -> List[str]:
     index = json.loads((layout / "index.json").read_bytes())
-    (top,) = index["manifests"][:1]
+    named = [
+        entry
+        for entry in index["manifests"]
+        if name is None or (entry.get("annotations") or {}).get(_REF_NAME) == name
+    ]
+    if not named:
+        raise SbomError(f"{layout}: no image is named {name}")
+    top = named[0]
     if top["mediaType"].endswith("index.v1+json") or top["mediaType"].endswith("list.v2+json"):
         return [entry["digest"] for entry in _blob_json(layout, top["digest"])["manifests"]]
     return [top["digest"]]
+
+
+# What names an image in an OCI layout's index.json.
+_REF_NAME = "org.opencontainers.image.ref.name"
 
 
 def _image_digest(document: Mapping[str, Any]) -> str:

@@ -9,6 +9,8 @@ import tarfile
 from pathlib import Path
 from typing import Any, Dict, List, Mapping
 
+import pytest
+
 from .__main__ import main
 from .account import account_layers
 
@@ -117,7 +119,9 @@ def test_packages_the_sbom_does_not_name_and_entries_the_image_lacks(tmp_path: P
     assert "SBOM entry not in the image: wheel pkg 2.0" in problems
 
 
-def test_the_account_command_reads_an_oci_layout(tmp_path: Path) -> None:
+def test_the_account_command_reads_an_image_of_an_oci_layout_by_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     layout = tmp_path / "image.oci"
     blobs = layout / "blobs" / "sha256"
     blobs.mkdir(parents=True)
@@ -134,10 +138,17 @@ def test_the_account_command_reads_an_oci_layout(tmp_path: Path) -> None:
         json.dumps(
             {
                 "manifests": [
+                    # Another image of the shared layout, listed first.
+                    {
+                        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                        "digest": f"sha256:{'0' * 64}",
+                        "annotations": {"org.opencontainers.image.ref.name": "other:1"},
+                    },
                     {
                         "mediaType": "application/vnd.oci.image.manifest.v1+json",
                         "digest": f"sha256:{manifest_digest}",
-                    }
+                        "annotations": {"org.opencontainers.image.ref.name": "mine:1"},
+                    },
                 ]
             }
         )
@@ -145,7 +156,10 @@ def test_the_account_command_reads_an_oci_layout(tmp_path: Path) -> None:
     document = _document()
     document["packages"][0]["checksums"][0]["checksumValue"] = manifest_digest
     (tmp_path / "sbom.json").write_text(json.dumps(document))
-    assert main(["account", "--layout", str(layout), "--spdx", str(tmp_path / "sbom.json")]) == 0
+    command = ["account", "--layout", str(layout), "--spdx", str(tmp_path / "sbom.json")]
+    assert main([*command, "--name", "mine:1"]) == 0
+    assert main([*command, "--name", "nosuch:1"]) == 2
+    assert f"{layout}: no image is named nosuch:1" in capsys.readouterr().err
     document["packages"][1]["name"] = "bar"
     (tmp_path / "sbom.json").write_text(json.dumps(document))
-    assert main(["account", "--layout", str(layout), "--spdx", str(tmp_path / "sbom.json")]) == 1
+    assert main([*command, "--name", "mine:1"]) == 1

@@ -30,17 +30,18 @@ from ai_agent.target_types import (
     AgentAcceleratorField,
     AgentCommandField,
     AgentEntryPointField,
-    AgentImageTagsField,
     AgentLabelsField,
     AgentPlatformsField,
-    AgentRepositoryField,
     AgentUserField,
     AgentWorkdirField,
     BaseImageLockfileField,
+    agent_image_names,
+    agent_image_tags,
+    agent_repository,
 )
 from ai_agent.util_rules.agent import Agent, AgentRequest, InvalidAgent
 from ai_agent.util_rules.builder import BuildStep
-from ai_agent.util_rules.dist import layout_path
+from ai_agent.util_rules.dist import layout_metadata
 from ai_agent.util_rules.frozen import frozen, thawed
 from ai_agent.util_rules.image import ImageArchiveRequest, ImageDescription, PlatformImage
 from ai_agent.util_rules.layers import (
@@ -317,15 +318,6 @@ async def _lock_hashes(agent: Agent, bases: Sequence[Address]) -> Dict[str, str]
     return hashes
 
 
-def _tags(agent: Agent) -> Tuple[str, ...]:
-    tags = agent.target[AgentImageTagsField].value
-    accelerator = agent.target[AgentAcceleratorField].value
-    if tags == AgentImageTagsField.default and accelerator != "cpu":
-        # The variants of `accelerator=parametrize(...)` must not load as the same image.
-        return (f"latest-{accelerator}",)
-    return tuple(tags or ())
-
-
 def _metadata(
     agent: Agent,
     archive: ImageArchiveRequest,
@@ -340,12 +332,12 @@ def _metadata(
     return {
         "target": str(agent.address),
         "archive": archive.output_path if subsystem.archives else None,
-        "layout": layout_path(archive.output_path) if subsystem.layouts else None,
+        "layout": layout_metadata(archive.tags) if subsystem.layouts else None,
         "mediaType": described["mediaType"],
         "digest": description.manifest_digest,
         "size": described["size"],
-        "repository": _repository(agent),
-        "tags": list(_tags(agent)),
+        "repository": agent_repository(agent.target),
+        "tags": list(agent_image_tags(agent.target)),
         "accelerator": agent.target[AgentAcceleratorField].value,
         "exposedPorts": list(agent.ports),
         "docker": described["docker"],
@@ -421,16 +413,12 @@ async def _sbom_request(
     return SbomRequest(
         owner=str(agent.address),
         output_path=archive.output_path,
-        repository=_repository(agent),
-        tags=_tags(agent),
+        repository=agent_repository(agent.target),
+        tags=agent_image_tags(agent.target),
         digest=description.manifest_digest,
         images=tuple(images),
         locks=FrozenDict(lock_hashes),
     )
-
-
-def _repository(agent: Agent) -> str:
-    return agent.target[AgentRepositoryField].value or agent.address.target_name
 
 
 @rule(desc="Building an agent image", level=LogLevel.DEBUG)
@@ -449,7 +437,7 @@ async def build_agent_image(request: AgentImageRequest, subsystem: AiAgentSubsys
     )
     archive = ImageArchiveRequest(
         owner=str(agent.address),
-        tags=tuple(f"{_repository(agent)}:{tag}" for tag in _tags(agent)),
+        tags=agent_image_names(agent.target),
         images=tuple(platform.image for platform in built),
         output_path=request.output_path,
     )

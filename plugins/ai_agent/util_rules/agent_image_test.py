@@ -117,7 +117,13 @@ def test_the_image_config_runs_the_agent_as_its_fields_say(
         "registry.example.com/agents/router:1.0",
         "registry.example.com/agents/router:stable",
     )
-    assert metadata["layout"] == f"{case.name}.oci"
+    assert metadata["layout"] == {
+        "directory": "oci",
+        "refNames": [
+            "registry.example.com/agents/router:1.0",
+            "registry.example.com/agents/router:stable",
+        ],
+    }
     assert metadata["exposedPorts"] == ["8080/tcp", "9000/tcp"]
     assert metadata["locks"] == [
         {

@@ -109,18 +109,20 @@ class ImageBuilder:
         self,
         *,
         into: str,
-        layout: Optional[str],
-        spec: str,
+        layout: str,
+        owner: str,
+        spec: Optional[str],
         paths: Sequence[str],
         remove: Sequence[str],
         remove_sbom_named_by: Optional[str] = None,
         inputs: Digest,
         description: str,
     ) -> Process:
-        """Place `paths` under `into`, after the image of `spec` as an OCI layout at `layout`
-        unless that is None; remove `remove`, and the SBOM files that the metadata JSON at
-        `remove_sbom_named_by` names (as an earlier package left it) and `paths` lack."""
-        layout_args = ["--layout", layout, "--spec", spec] if layout else []
+        """Place `paths` under `into`, after the image of `spec` as `owner`'s in the shared OCI
+        layout `layout` (without `spec`, `owner`'s image leaves it); remove `remove`, and the
+        SBOM files that the metadata JSON at `remove_sbom_named_by` names (as an earlier
+        package left it) and `paths` lack."""
+        layout_args = ["--layout", layout, "--owner", owner, *(["--spec", spec] if spec else [])]
         sbom_args = (
             [f"--remove-sbom-named-by={remove_sbom_named_by}"] if remove_sbom_named_by else []
         )

@@ -1,4 +1,5 @@
-"""Placing images in `dist/`.
+"""Placing images in `dist/`: all of them in one OCI image layout, `dist/oci/`, each with its
+metadata JSON, SBOM and provenance (and archive, if asked for) at its `output_path`.
 
 Pants' `package` goal would write a package's files into `dist/` itself, truncating and
 rewriting them in place: a kill midway leaves a torn archive beside new metadata, and every run
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 from pants.base.build_root import BuildRoot
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, OutputPathField
@@ -33,8 +34,13 @@ from pants.engine.target import AllTargets, InvalidFieldException
 from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
+from ai_agent.oci.layout import ref_name
 from ai_agent.subsystems import AiAgentSubsystem
-from ai_agent.target_types import AgentConfigSourceField, BaseImageLockfileField
+from ai_agent.target_types import (
+    AgentConfigSourceField,
+    BaseImageLockfileField,
+    agent_image_names,
+)
 from ai_agent.util_rules.builder import BuildStep, BuildStepOutput, ImageBuilder
 from ai_agent.util_rules.image import (
     IMAGE_SPEC,
@@ -45,10 +51,19 @@ from ai_agent.util_rules.image import (
 )
 from ai_agent.util_rules.sbom import Sbom
 
+# The OCI image layout under `dist/` that holds every image `package` writes.
+LAYOUT_DIR = "oci"
 
-def layout_path(output_path: str) -> str:
-    """Where in `dist/` the OCI image layout of an image whose archive path is `output_path`
-    goes: beside it, named like it with `.oci` for `.tar`."""
+
+def layout_metadata(names: Sequence[str]) -> Dict[str, Any]:
+    """Where the metadata says the image is in the layout: its directory (relative to `dist/`)
+    and the names it has there (`skopeo inspect oci:dist/oci:<name>`)."""
+    return {"directory": LAYOUT_DIR, "refNames": [ref_name(name) for name in names]}
+
+
+def _earlier_layout_path(output_path: str) -> str:
+    """Where earlier versions of the plugin placed the image's own layout: beside the archive,
+    named like it with `.oci` for `.tar`. An export removes it."""
     stem = output_path[: -len(".tar")] if output_path.endswith(".tar") else output_path
     return f"{stem}.oci"
 
@@ -83,22 +98,22 @@ async def export_to_dist(
     subsystem: AiAgentSubsystem,
 ) -> DistExport:
     request = export.request
-    layout = layout_path(request.output_path)
     if subsystem.layouts:
         described = await Get(DescribedImage, ImageArchiveRequest, request)
         complete = await Get(CompleteImage, DescribedImage, described)
         inputs = await Get(Digest, MergeDigests([complete.digest, export.digest]))
-        remove = export.remove
     else:
-        # No blob is read: only the files of `export` are placed.
-        inputs, remove = export.digest, (*export.remove, layout)
+        # No blob is read: only the files of `export` are placed, and the image leaves the
+        # layout if an earlier package put it there.
+        inputs = export.digest
     step = BuildStep(
         builder.oci_export(
             into=str(build_root.pathlib_path / dist_dir.relpath),
-            layout=layout if subsystem.layouts else None,
-            spec=IMAGE_SPEC,
+            layout=LAYOUT_DIR,
+            owner=request.owner,
+            spec=IMAGE_SPEC if subsystem.layouts else None,
             paths=export.paths,
-            remove=remove,
+            remove=(*export.remove, _earlier_layout_path(request.output_path)),
             # The SBOM files that the metadata as an earlier package left it names and this one
             # lacks go: the image went from one platform to several, or back.
             remove_sbom_named_by=export.paths[-1],
@@ -120,7 +135,7 @@ async def exported_package(
     subsystem: AiAgentSubsystem,
     sbom: Sbom,
 ) -> BuiltPackage:
-    """A package placed in `dist/` by the `export` step: the image's OCI layout if
+    """A package placed in `dist/` by the `export` step: the image in `dist/oci/` if
     `[ai-agents].layouts`, its archive if `[ai-agents].archives`, its SBOM and provenance
     (`sbom`), and the metadata JSON (`metadata_file`) last. Pants is given nothing to write,
     only what to print."""
@@ -137,8 +152,13 @@ async def exported_package(
         metadata = await Get(Digest, MergeDigests([archive_only, metadata]))
         paths, remove = (archive.archive_path, *paths), ()
     export = await Get(DistExport, DistExportRequest(request, metadata, paths, remove))
-    lines = [f"Wrote {dist_dir.relpath / path}" for path in export.written] + [
-        f"Unchanged {dist_dir.relpath / path}" for path in export.unchanged
+    names = ", ".join(ref_name(tag) for tag in request.tags)
+
+    def shown(path: str) -> str:
+        return f"{dist_dir.relpath / path}" + (f" as {names}" if path == LAYOUT_DIR else "")
+
+    lines = [f"Wrote {shown(path)}" for path in export.written] + [
+        f"Unchanged {shown(path)}" for path in export.unchanged
     ]
     return BuiltPackage(EMPTY_DIGEST, (BuiltPackageArtifact(None, (*lines, summary)),))
 
@@ -179,6 +199,12 @@ async def checked_output_path(address: Address, field: OutputPathField) -> str:
             f"{address}: field `output_path`: {path!r} is outside dist/; give a relative path"
             " inside it, e.g. `agents/router.tar`"
         )
+    if normal.split("/")[0] in (LAYOUT_DIR, ".ai-agent"):
+        raise OutputPathProblem(
+            f"{address}: field `output_path`: {path!r} is inside dist/{normal.split('/')[0]}/,"
+            " which holds the OCI layout of every image; give a path outside it, e.g."
+            " `agents/router.tar`"
+        )
     paths = await Get(ArchiveOutputPaths)
     others = [str(other) for other in paths.owners.get(normal, ()) if other != address]
     if others:
@@ -187,6 +213,54 @@ async def checked_output_path(address: Address, field: OutputPathField) -> str:
             " write(s) an image; give each target its own `output_path`"
         )
     return path
+
+
+class ImageNameProblem(InvalidFieldException):
+    """Two image targets give their images one name, which `dist/oci/` can hold once."""
+
+
+@dataclass(frozen=True)
+class LayoutNames:
+    """Which image targets name their image `repository:tag`, for every name."""
+
+    owners: FrozenDict[str, Tuple[Address, ...]]
+
+
+def base_image_names(address: Address) -> Tuple[str, ...]:
+    """A base image's name when packaged on its own: its target name, tag `latest`."""
+    return (f"{address.target_name}:latest",)
+
+
+@rule(desc="Listing the names of images", level=LogLevel.DEBUG)
+async def layout_names(all_targets: AllTargets) -> LayoutNames:
+    owners: Dict[str, List[Address]] = {}
+    for target in all_targets:
+        if target.has_field(AgentConfigSourceField):
+            names = agent_image_names(target)
+        elif target.has_field(BaseImageLockfileField):
+            names = base_image_names(target.address)
+        else:
+            continue
+        for name in {ref_name(name) for name in names}:
+            owners.setdefault(name, []).append(target.address)
+    return LayoutNames(
+        FrozenDict((name, tuple(sorted(addresses))) for name, addresses in owners.items())
+    )
+
+
+async def check_layout_name(address: Address) -> None:
+    """Refuse, before building, an image named as another image target names its own: the
+    shared layout in `dist/` holds one image per name (and pushes of both to one registry would
+    overwrite each other)."""
+    known = await Get(LayoutNames)
+    for name, owners in sorted(known.owners.items()):
+        others = [str(other) for other in owners if other != address]
+        if address in owners and others:
+            raise ImageNameProblem(
+                f"{address}: its image is named {name}, as is the image of {', '.join(others)};"
+                f" dist/{LAYOUT_DIR}/ holds one image per name: give each target its own"
+                " `repository` or `image_tags` (a base image: its own target name)"
+            )
 
 
 def rules():
