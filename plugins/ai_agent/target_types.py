@@ -555,7 +555,10 @@ class AgentImageTagsField(StringSequenceField):
         Tags for the image: the first names it in the archive (what `docker load` tags) and
         `./pants publish` pushes every one, all to the same digest. The default is `latest`
         for a `cpu` agent and `latest-<accelerator>` (e.g. `latest-cuda12.4`) otherwise, so
-        the variants of `accelerator=parametrize("cpu", "cuda12.4")` stay apart.
+        the variants of `accelerator=parametrize("cpu", "cuda12.4")` stay apart. No two image
+        targets may name their images alike (`repository:tag`): `package` refuses it before
+        building, as `dist/oci/` holds one image per name and the pushes would overwrite each
+        other; variants with tags of their own need targets of their own.
         """
     )
 

@@ -335,17 +335,18 @@ def test_the_layout_is_the_image_and_without_archives_no_archive_is_built(
 
 
 @pytest.fixture
-def router_with_repository(built: Built, registry: RunningRegistry) -> Iterator[str]:
-    """The scratch repo's router BUILD given `repository` on the test registry and two tags (put
-    back afterwards); yields the repository."""
-    path = built.repo.root / "agents/router/BUILD"
+def triage_with_repository(built: Built, registry: RunningRegistry) -> Iterator[str]:
+    """The scratch repo's triage BUILD given `repository` on the test registry and two tags (put
+    back afterwards); yields the repository. (Not the router: both its accelerator variants
+    would get the names, which `package` refuses.)"""
+    path = built.repo.root / "agents/triage/BUILD"
     original = path.read_text()
-    repository = f"{registry.address}/agents/router"
-    assert 'name="router",' in original
+    repository = f"{registry.address}/agents/triage"
+    assert 'name="triage",' in original
     path.write_text(
         original.replace(
-            'name="router",',
-            f'name="router",\n    repository="{repository}",\n    image_tags=["1.0", "latest"],',
+            'name="triage",',
+            f'name="triage",\n    repository="{repository}",\n    image_tags=["1.0", "latest"],',
         )
     )
     try:
@@ -372,9 +373,9 @@ def _registry_get(registry: RunningRegistry, path: str, accept: str = "") -> byt
 def _check_attached(built: Built, registry: RunningRegistry, metadata: Dict[str, Any]) -> None:
     """The SBOM and provenance in dist/ are the image's referrers in the registry (which has no
     referrers API: listed by the tag `sha256-<hex>`), byte for byte."""
-    digest = metadata["digest"]
+    digest, name = metadata["digest"], metadata["repository"].split("/", 1)[1]
     listing = json.loads(
-        _registry_get(registry, f"agents/router/manifests/sha256-{digest[7:]}", OCI_INDEX)
+        _registry_get(registry, f"{name}/manifests/sha256-{digest[7:]}", OCI_INDEX)
     )
     referrers = {entry["artifactType"]: entry["digest"] for entry in listing["manifests"]}
     documents = {
@@ -384,25 +385,23 @@ def _check_attached(built: Built, registry: RunningRegistry, metadata: Dict[str,
     assert set(referrers) == set(documents), listing
     for artifact_type, path in documents.items():
         manifest = json.loads(
-            _registry_get(
-                registry, f"agents/router/manifests/{referrers[artifact_type]}", OCI_MANIFEST
-            )
+            _registry_get(registry, f"{name}/manifests/{referrers[artifact_type]}", OCI_MANIFEST)
         )
         assert (manifest["artifactType"], manifest["subject"]["digest"]) == (artifact_type, digest)
         (layer,) = manifest["layers"]
-        document = _registry_get(registry, f"agents/router/blobs/{layer['digest']}")
+        document = _registry_get(registry, f"{name}/blobs/{layer['digest']}")
         assert document == (built.repo.root / "dist" / path).read_bytes()
 
 
 def test_publish_pushes_the_packaged_digest_to_every_tag_then_skips_every_blob(
-    built: Built, registry: RunningRegistry, router_with_repository: str
+    built: Built, registry: RunningRegistry, triage_with_repository: str
 ) -> None:
-    repository = router_with_repository
-    target, digest = built.agent("router")["target"], built.agent("router")["digest"]
+    repository = triage_with_repository
+    target, digest = built.agent("triage")["target"], built.agent("triage")["digest"]
 
     # One Pants run packages (writing the archive with its new name and tags) and publishes.
     first = succeeded(built.repo.run("package", "publish", target))
-    metadata = PackagedOutputs.read(built.repo).agent("router")
+    metadata = PackagedOutputs.read(built.repo).agent("triage")
     # Repository and tags name the archive's image, not the manifest: its digest is unchanged.
     assert metadata["digest"] == digest
     assert (metadata["repository"], metadata["tags"]) == (repository, ["1.0", "latest"])
@@ -412,7 +411,7 @@ def test_publish_pushes_the_packaged_digest_to_every_tag_then_skips_every_blob(
     blobs = len(_layers(metadata)) + 1  # the layers and the config
     assert f"pushed {repository}@{digest}: uploaded {blobs} blobs (" in first, first
     for tag in ("1.0", "latest"):
-        assert _registry_manifest_digest(registry, "agents/router", tag) == digest
+        assert _registry_manifest_digest(registry, "agents/triage", tag) == digest
     # Its SBOM and provenance are attached to it (one platform: both to its manifest).
     assert (
         f"referrers of {repository}@{digest}: attached 2 referrers (0 already there; referrers"
