@@ -20,8 +20,7 @@ from pants.option.subsystem import Subsystem
 from pants.util.strutil import softwrap
 
 from ai_agent.debian.download import DOWNLOAD_LIMITS
-from ai_agent.oci.connection import InvalidNetworkLimit, NetworkLimits
-from ai_agent.oci.transport import REGISTRY_LIMITS
+from ai_agent.oci.limits import REGISTRY_LIMITS, InvalidNetworkLimit, NetworkLimits
 
 DEFAULT_SOURCE_DATE_EPOCH = 946684800  # 2000-01-01T00:00:00Z: zip and wheel tools reject < 1980.
 # Downloads and registry operations share these defaults; only their attempts differ.

@@ -29,7 +29,6 @@ import pytest
 
 from ai_agent.oci.auth import AnonymousKeychain, Credentials, StaticKeychain
 from ai_agent.oci.base import check_lock, lock_base
-from ai_agent.oci.connection import NetworkLimits
 from ai_agent.oci.errors import (
     AuthenticationError,
     BlobSourceMismatch,
@@ -41,6 +40,7 @@ from ai_agent.oci.errors import (
     TLSVerificationError,
 )
 from ai_agent.oci.layer import Entry, write_layer_recipe
+from ai_agent.oci.limits import NetworkLimits
 from ai_agent.oci.name import Reference, Repository
 from ai_agent.oci.push import BlobData
 from ai_agent.oci.recipe import RECIPE_SOURCE_MIN, BlobRecipe

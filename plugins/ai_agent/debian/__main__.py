@@ -17,7 +17,7 @@ archive's mirrors in the order given (`--mirror debian=URL --mirror debian-secur
 one for an archive replaces its default, deb.debian.org); `lock` reads the first mirror of each.
 `layer` writes OUT/layer.tar (or layer.tar.gz) and OUT/descriptor.json, the same descriptor the
 `oci layer` command writes. `--arch` may be left out when the lock covers one architecture.
-LIMITS bound each download (`oci/connection.py`; `--help` gives the defaults): [--connect-timeout
+LIMITS bound each download (`oci/limits.py`; `--help` gives the defaults): [--connect-timeout
 SECONDS] [--read-timeout SECONDS] [--attempts N] [--total-timeout SECONDS].
 `check` asks the mirrors, with HEAD, whether each .deb the lock pins (every architecture) is still
 served with its pinned size, and prints `{"checked": N, "problems": [{"item", "status",
@@ -38,9 +38,9 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..oci.connection import add_limit_arguments, limits_from
 from ..oci.errors import OciError
 from ..oci.layer import DEFAULT_MTIME, Compression, LayerOptions
+from ..oci.limits import add_limit_arguments, limits_from
 from ..oci.types import check_report
 from .base import write_base_layer
 from .download import DOWNLOAD_LIMITS

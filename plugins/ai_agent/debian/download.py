@@ -28,7 +28,8 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Callable, Dict, Optional, Tuple, Type, TypeVar
 
-from ..oci.connection import NetworkLimits, TimedHTTPConnection, TimedHTTPSConnection
+from ..oci.connection import TimedHTTPConnection, TimedHTTPSConnection
+from ..oci.limits import NetworkLimits
 from ..oci.types import GONE, MISMATCH, UNREACHABLE, Finding
 from .errors import DebianError
 

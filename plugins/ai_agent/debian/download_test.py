@@ -16,7 +16,7 @@ import pytest
 
 from testkit.http_stub import QuietHandler, StubHTTPServer
 
-from ..oci.connection import NetworkLimits
+from ..oci.limits import NetworkLimits
 from ..oci.types import GONE, MISMATCH, UNREACHABLE, Finding
 from .download import DownloadError, check_url, download_verified, read_url
 

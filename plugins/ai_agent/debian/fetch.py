@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ..oci.connection import NetworkLimits
+from ..oci.limits import NetworkLimits
 from ..oci.types import GONE, MISMATCH, UNREACHABLE, Finding
 from .download import (
     CHECK_JOBS,

@@ -13,7 +13,7 @@ import pytest
 
 from testkit.components import missing_component
 
-from ..oci.connection import NetworkLimits
+from ..oci.limits import NetworkLimits
 from ..oci.types import GONE, MISMATCH, UNREACHABLE
 from .conftest import Mirror
 from .fetch import (

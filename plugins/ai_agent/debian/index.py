@@ -24,7 +24,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ..oci.connection import NetworkLimits
+from ..oci.limits import NetworkLimits
 from .control import ControlSyntaxError, Stanza, parse_single_stanza, parse_stanzas
 from .download import DOWNLOAD_LIMITS, DownloadError, NotFound, read_url
 from .errors import DebianError

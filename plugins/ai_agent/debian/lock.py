@@ -25,7 +25,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
-from ..oci.connection import NetworkLimits
+from ..oci.limits import NetworkLimits
 from .download import DOWNLOAD_LIMITS
 from .errors import DebianError
 from .index import DEBIAN_ARCHIVE_KEYRING, PackageIndex, fetch_indexes

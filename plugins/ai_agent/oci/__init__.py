@@ -12,8 +12,9 @@ One concern per module:
 - `layer`: layer tarballs; `image`: images and indexes; `archive`: image archives;
   `layout`: the OCI layout all images share (its index, the blobs it reaches); `export`:
   placing them in `dist/`; `spec`: the JSON specs of the `layer` and `image` commands;
-- `name`: image references (no I/O); `auth`: credentials; `connection`: network limits;
-  `transport`: connections, auth challenges, retries; `remote`: pull; `push`: push;
+- `name`: image references (no I/O); `auth`: credentials; `limits`: network limits and their
+  flags; `connection`: timed HTTP connections; `transport`: connections, auth challenges,
+  retries; `remote`: pull; `push`: push;
 - `base`: registry base locks; `compare`: where two builds differ;
 - `__main__`: the command line (`python -m ai_agent.oci COMMAND`).
 """

@@ -16,7 +16,7 @@ from .__main__ import main
 from .auth import AnonymousKeychain
 from .base import BaseLock, BaseLockError, check_lock
 from .conftest import Answer, Request, StubServer
-from .connection import NetworkLimits
+from .limits import NetworkLimits
 from .remote import RegistryClient
 from .types import (
     DOCKER_CONFIG,

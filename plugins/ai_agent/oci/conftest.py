@@ -15,7 +15,7 @@ import pytest
 from testkit.http_stub import QuietHandler, StubHTTPServer
 
 from .auth import AnonymousKeychain
-from .connection import NetworkLimits
+from .limits import NetworkLimits
 from .remote import RegistryClient
 from .types import OCI_MANIFEST, sha256_digest
 

@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator, Mapping, Optional, Sequence
 
 from .auth import Keychain
-from .connection import NetworkLimits
 from .errors import DigestMismatch, InvalidManifest, NotFoundError, PlatformNotFound
+from .limits import REGISTRY_LIMITS, NetworkLimits
 from .name import Reference, Repository
 from .push import DEFAULT_CHUNK_SIZE, BlobData, PushStats, push_image
 from .transport import (
     COPY_BUFFER,
     FIRST_RETRY_DELAY_S,
-    REGISTRY_LIMITS,
     RegistrySession,
     Response,
     pull_scope,

@@ -46,7 +46,7 @@ from .auth import (
     parse_token_response,
     parse_www_authenticate,
 )
-from .connection import NetworkLimits, TimedHTTPConnection, TimedHTTPSConnection
+from .connection import TimedHTTPConnection, TimedHTTPSConnection
 from .errors import (
     AuthenticationError,
     NotFoundError,
@@ -59,13 +59,11 @@ from .errors import (
     TransientHTTPError,
     loggable_url,
 )
+from .limits import REGISTRY_LIMITS, NetworkLimits
 from .name import Repository
 
 _log = logging.getLogger(__name__)
 
-# The limits of the command lines that reach registries (`oci lock-base|pull-blob|push`): more
-# attempts than a download gets, for registries that answer 429 or 503 under load.
-REGISTRY_LIMITS = NetworkLimits(attempts=5)
 FIRST_RETRY_DELAY_S = 0.5
 
 COPY_BUFFER = 1024 * 1024

@@ -15,8 +15,8 @@ import pytest
 
 from .auth import AnonymousKeychain, Credentials, StaticKeychain
 from .conftest import FAST_LIMITS, MANIFEST, Answer, Request, StubServer, manifest_answer
-from .connection import NetworkLimits
 from .errors import PlainHTTPRefused, RegistryUnavailable
+from .limits import NetworkLimits
 from .name import Reference, Repository
 from .remote import RegistryClient
 from .transport import is_loopback

@@ -13,7 +13,7 @@ from pants.engine.rules import Get, collect_rules, rule
 from pants.util.frozendict import FrozenDict
 
 from ai_agent.debian.download import DOWNLOAD_LIMITS
-from ai_agent.oci.transport import REGISTRY_LIMITS
+from ai_agent.oci.limits import REGISTRY_LIMITS
 from ai_agent.subsystems import AiAgentSubsystem
 
 # Where Docker credential helpers (`docker-credential-*`) are looked for; fixed, so that it is the

@@ -65,9 +65,9 @@ from typing import Any, Callable, Optional, Sequence
 
 from ..debian.download import DOWNLOAD_LIMITS
 from ..debian.errors import DebianError
-from ..oci.connection import add_limit_arguments
 from ..oci.errors import OciError
 from ..oci.layer import DEFAULT_MTIME
+from ..oci.limits import add_limit_arguments
 from .errors import WheelsError
 
 

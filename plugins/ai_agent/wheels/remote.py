@@ -25,7 +25,7 @@ from ..debian.download import (
     download_verified,
     read_range,
 )
-from ..oci.connection import NetworkLimits
+from ..oci.limits import NetworkLimits
 
 # The first read of a wheel: its end, where the zip directory and (written last by every wheel
 # builder) the `.dist-info` files are.

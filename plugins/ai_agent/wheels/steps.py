@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, Dict
 
 from ..debian.download import CHECK_JOBS, check_url, download_verified
-from ..oci.connection import limits_from
 from ..oci.layer import Compression, LayerOptions, write_layer_directory
+from ..oci.limits import limits_from
 from ..oci.types import canonical_json, check_report
 from .bytecode import Compiler
 from .errors import UsageError, WheelsError

@@ -8,7 +8,7 @@ import dataclasses
 
 import pytest
 
-from .connection import (
+from .limits import (
     InvalidNetworkLimit,
     NetworkLimits,
     add_limit_arguments,
