@@ -34,6 +34,7 @@ from pants.backend.python.util_rules.pex import PythonExecutable
 from pants.core import register as core_backend
 from pants.core.goals.generate_lockfiles import KnownUserResolveNames, UserGenerateLockfiles
 from pants.core.goals.package import BuiltPackage
+from pants.engine.fs import Digest, Snapshot
 from pants.engine.goal import Goal
 from pants.engine.internals.scheduler import ExecutionError
 from pants.engine.rules import QueryRule
@@ -48,6 +49,7 @@ from ai_agent.goals.package import AgentPackageFieldSet, BaseImagePackageFieldSe
 from ai_agent.util_rules.agent import Agent, AgentRequest
 from ai_agent.util_rules.agent_image import AgentImage, AgentImageRequest
 from ai_agent.util_rules.base_image import BaseImageRequest, BaseTargets
+from ai_agent.util_rules.builder import ImageBuilder, LibraryImageBuilder
 from ai_agent.util_rules.dist import ArchiveOutputPaths, LayoutNames
 from ai_agent.util_rules.image import BaseImage
 from ai_agent.util_rules.platform_base import CudaTable, PlatformBase, PlatformBaseRequest
@@ -207,10 +209,13 @@ QUERIES = (
     QueryRule(BuiltPackage, [AgentPackageFieldSet]),
     QueryRule(BuiltPackage, [BaseImagePackageFieldSet]),
     QueryRule(CudaTable, []),
+    QueryRule(ImageBuilder, []),
+    QueryRule(LibraryImageBuilder, []),
     QueryRule(KnownUserResolveNames, [KnownBaseImageResolveNamesRequest]),
     QueryRule(PlatformBase, [PlatformBaseRequest]),
     QueryRule(PythonExecutable, [InterpreterConstraints]),
     QueryRule(PythonExecutable, [StepPythonRequest]),
+    QueryRule(Snapshot, [Digest]),
     QueryRule(UserGenerateLockfiles, [RequestedBaseImageResolveNames]),
 )
 

@@ -1,10 +1,14 @@
 """How image-building work runs: as ordinary, cacheable Pants processes that execute the plugin's
 Pants-free cores (`ai_agent.oci`, `.debian`, `.wheels`, `.sbom`) with a Python interpreter found
-on the machine and the packaging libraries of the `[ai-agents-builder]` lock.
+on the machine and, for the `wheels` steps that install and plan, the packaging libraries of the
+`[ai-agents-builder]` lock.
 
-The cores' source files and the libraries (a loose PEX that Pants builds from the lock, cached
-like any other output) are inputs of every such process, so editing a core or bumping a library
-invalidates exactly the outputs they produced, and nothing else does.
+The cores' source files are inputs of every such process, and the libraries (a loose PEX that
+Pants builds from the lock, cached like any other output) of the steps that import them
+(`LibraryImageBuilder`), so editing a core or bumping a library invalidates exactly the outputs
+they produced, and nothing else does. The other steps (the `oci`, `debian` and `sbom` cores use
+the standard library only) do not wait for the libraries: on a machine with empty caches the
+Debian base is fetched and written while the libraries are built.
 """
 
 from __future__ import annotations
@@ -51,8 +55,9 @@ _REMOTE_CACHE_SPECULATION_DELAY_MILLIS = 2000
 
 @dataclass(frozen=True)
 class ImageBuilder:
-    """The interpreter, sources and libraries that image-building processes run; `python_path`
-    lists, relative to the sandbox, where the sources and each library are importable.
+    """The interpreter and sources that image-building processes run; `python_path` lists,
+    relative to the sandbox, where the sources (and, in a `LibraryImageBuilder`, each library)
+    are importable.
 
     One method per command of the cores' command lines, each returning the `Process` that runs
     it; the flags are the command's, in a fixed order (they are the process's cache key)."""
@@ -311,7 +316,7 @@ class ImageBuilder:
     # `python -m ai_agent.wheels` ----------------------------------------------------------------
 
     def wheels_plan(self, *, target: WheelTarget, inputs: Digest, description: str) -> Process:
-        return self._process(
+        return self._library_process(
             "wheels",
             ["plan", *target.args()],
             description=description,
@@ -328,7 +333,7 @@ class ImageBuilder:
         description: str,
     ) -> Process:
         """`wheels`: (URL, sha256) of each locked wheel, read where it is served."""
-        return self._process(
+        return self._library_process(
             "wheels",
             ["group", *environment.args(), "--threshold-mib", str(threshold_mib)]
             + [f"--wheel={url}={sha256}" for url, sha256 in wheels]
@@ -359,7 +364,7 @@ class ImageBuilder:
             argv += [f"--measure={path}" for path in wheel.measure]
         if venv_version:
             argv += ["--venv-version", venv_version]
-        return self._process(
+        return self._library_process(
             "wheels",
             [*argv, "--output-dir", output_dir, *access.limit_args],
             description=description,
@@ -408,6 +413,15 @@ class ImageBuilder:
             cache_scope=ProcessCacheScope.PER_SESSION,
         )
 
+    def _library_process(self, module: str, argv: Iterable[str], **kwargs: Any) -> Process:
+        """`_process` for a command that imports the builder's libraries."""
+        if not isinstance(self, LibraryImageBuilder):
+            raise TypeError(
+                f"`python -m ai_agent.{module}` imports the builder's libraries: a rule that"
+                " runs it needs a LibraryImageBuilder"
+            )
+        return self._process(module, argv, **kwargs)
+
     def _process(
         self,
         module: str,
@@ -446,6 +460,12 @@ class ImageBuilder:
             cache_scope=cache_scope,
             remote_cache_speculation_delay_millis=_REMOTE_CACHE_SPECULATION_DELAY_MILLIS,
         )
+
+
+@dataclass(frozen=True)
+class LibraryImageBuilder(ImageBuilder):
+    """An `ImageBuilder` whose processes can also import the `[ai-agents-builder]` libraries
+    (`packaging`, `installer`): what the `wheels` steps that plan, group and install need."""
 
 
 def _mirror_args(access: DownloadAccess) -> List[str]:
@@ -585,23 +605,32 @@ async def _library_directories(libraries: Pex) -> Tuple[str, ...]:
 
 @rule(desc="Preparing the image builder", level=LogLevel.DEBUG)
 async def prepare_image_builder(libraries: ImageBuilderLibraries) -> ImageBuilder:
-    constraints = libraries.interpreter_constraints
+    python, sources = await MultiGet(
+        Get(PythonExecutable, StepPythonRequest(libraries.interpreter_constraints)),
+        Get(Digest, CreateDigest(_sandboxed_sources())),
+    )
+    return ImageBuilder(python=python, sources=sources, python_path=(_MOUNT,))
+
+
+@rule(desc="Preparing the image builder's libraries", level=LogLevel.DEBUG)
+async def prepare_library_image_builder(
+    builder: ImageBuilder, libraries: ImageBuilderLibraries
+) -> LibraryImageBuilder:
     # Not `internal_only` (a PEX Pants runs itself): that would make Pants search for an
     # interpreter on every run; the libraries are only unpacked, never run as a PEX.
     libraries_request = dataclasses.replace(
-        libraries.to_pex_request(interpreter_constraints=constraints),
+        libraries.to_pex_request(interpreter_constraints=libraries.interpreter_constraints),
         layout=PexLayout.LOOSE,
         internal_only=False,
     )
-    python, sources, libraries_pex = await MultiGet(
-        Get(PythonExecutable, StepPythonRequest(constraints)),
-        Get(Digest, CreateDigest(_sandboxed_sources())),
-        Get(Pex, PexRequest, libraries_request),
-    )
+    libraries_pex = await Get(Pex, PexRequest, libraries_request)
     directories = await _library_directories(libraries_pex)
-    mounted = await Get(Digest, MergeDigests([sources, libraries_pex.digest]))
-    python_path = (_MOUNT, *(f"{_MOUNT}/{libraries_pex.name}/{path}" for path in directories))
-    return ImageBuilder(python=python, sources=mounted, python_path=python_path)
+    mounted = await Get(Digest, MergeDigests([builder.sources, libraries_pex.digest]))
+    python_path = (
+        *builder.python_path,
+        *(f"{_MOUNT}/{libraries_pex.name}/{path}" for path in directories),
+    )
+    return LibraryImageBuilder(python=builder.python, sources=mounted, python_path=python_path)
 
 
 @rule

@@ -26,7 +26,7 @@ from ai_agent.util_rules.builder import (
     BuildStep,
     BuildStepOutput,
     GroupedWheel,
-    ImageBuilder,
+    LibraryImageBuilder,
     WheelEnvironment,
     WheelTarget,
     read_json_files,
@@ -64,7 +64,7 @@ class WheelPlan:
 
 
 @rule(desc="Choosing locked wheels", level=LogLevel.DEBUG)
-async def plan_wheels(request: WheelPlanRequest, builder: ImageBuilder) -> WheelPlan:
+async def plan_wheels(request: WheelPlanRequest, builder: LibraryImageBuilder) -> WheelPlan:
     target = request.target
     if not target.requirements:
         return WheelPlan((), ())
@@ -94,7 +94,7 @@ class ThirdPartyLayersRequest:
 @rule(desc="Building the third-party layers", level=LogLevel.DEBUG)
 async def third_party_layers(
     third_party: ThirdPartyLayersRequest,
-    builder: ImageBuilder,
+    builder: LibraryImageBuilder,
     subsystem: AiAgentSubsystem,
     access: DownloadAccess,
 ) -> BuiltLayers:
@@ -166,7 +166,7 @@ def _wheel_layer_step(
     layer: Mapping[str, Any],
     request: WheelPlanRequest,
     filenames: Mapping[str, str],
-    builder: ImageBuilder,
+    builder: LibraryImageBuilder,
     access: DownloadAccess,
     *,
     environment: WheelEnvironment,
