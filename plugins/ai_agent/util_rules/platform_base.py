@@ -19,7 +19,7 @@ from pants.engine.fs import (
     Digest,
     DigestContents,
 )
-from pants.engine.rules import Get, collect_rules, rule
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import AllTargets
 from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
@@ -38,7 +38,7 @@ from ai_agent.target_types import (
 )
 from ai_agent.util_rules.agent import Agent, InvalidAgent
 from ai_agent.util_rules.base_image import BaseImageRequest
-from ai_agent.util_rules.builder import WheelTarget
+from ai_agent.util_rules.builder import LibraryImageBuilder, WheelTarget
 from ai_agent.util_rules.frozen import frozen
 from ai_agent.util_rules.image import BaseImage
 from ai_agent.util_rules.wheel_layers import WheelPlan, WheelPlanRequest
@@ -288,7 +288,11 @@ async def platform_base(
         base_address, cuda = await _cuda_agent_base(agent, platform, python_setup, table)
     assert base_address is not None  # a CPU agent without one is refused when it is read
     table_base = cuda is not None
-    base = await Get(BaseImage, BaseImageRequest(base_address, platform))
+    # The builder's libraries, which the wheel plan below and every wheel layer need next, are
+    # built while the base is: with empty caches each takes seconds, and neither needs the other.
+    base, _ = await MultiGet(
+        Get(BaseImage, BaseImageRequest(base_address, platform)), Get(LibraryImageBuilder)
+    )
     runtime = await _base_runtime(agent, base, table_base)
     _check_resolve_runs_on(agent, base_address, runtime, python_setup)
     plan_request = _wheel_plan_request(agent, platform, runtime.python_version, runtime.glibc)
