@@ -52,6 +52,7 @@ from ai_agent.util_rules.base_image import BaseImageRequest, BaseTargets
 from ai_agent.util_rules.builder import ImageBuilder, LibraryImageBuilder
 from ai_agent.util_rules.dist import ArchiveOutputPaths, LayoutNames
 from ai_agent.util_rules.image import BaseImage
+from ai_agent.util_rules.network import DownloadAccess
 from ai_agent.util_rules.platform_base import CudaTable, PlatformBase, PlatformBaseRequest
 from ai_agent.util_rules.step_python import StepPythonRequest
 
@@ -209,6 +210,7 @@ QUERIES = (
     QueryRule(BuiltPackage, [AgentPackageFieldSet]),
     QueryRule(BuiltPackage, [BaseImagePackageFieldSet]),
     QueryRule(CudaTable, []),
+    QueryRule(DownloadAccess, []),
     QueryRule(ImageBuilder, []),
     QueryRule(LibraryImageBuilder, []),
     QueryRule(KnownUserResolveNames, [KnownBaseImageResolveNamesRequest]),

@@ -35,7 +35,12 @@ from ai_agent.target_types import (
 )
 from ai_agent.util_rules.agent import base_spec
 from ai_agent.util_rules.base_image import BaseTargets, refresh_command
-from ai_agent.util_rules.builder import BuildStep, BuildStepOutput, ImageBuilder
+from ai_agent.util_rules.builder import (
+    BuildStep,
+    BuildStepOutput,
+    ImageBuilder,
+    LibraryImageBuilder,
+)
 from ai_agent.util_rules.network import DownloadAccess, RegistryAccess
 
 # How each status reads after the pinned item, and what to do about it.
@@ -110,7 +115,8 @@ async def check_lock(
             access=downloads, lock=check.path, inputs=lock.digest, description=description
         )
     else:
-        process = builder.wheels_check(
+        with_libraries = await Get(LibraryImageBuilder)
+        process = with_libraries.wheels_check(
             access=downloads, lock=check.path, inputs=lock.digest, description=description
         )
     output = await Get(BuildStepOutput, BuildStep(process, owner=", ".join(check.owners)))

@@ -1,7 +1,7 @@
 """How image-building work runs: as ordinary, cacheable Pants processes that execute the plugin's
 Pants-free cores (`ai_agent.oci`, `.debian`, `.wheels`, `.sbom`) with a Python interpreter found
-on the machine and, for the `wheels` steps that install and plan, the packaging libraries of the
-`[ai-agents-builder]` lock.
+on the machine and, for the `wheels` steps, the packaging libraries of the `[ai-agents-builder]`
+lock.
 
 The cores' source files are inputs of every such process, and the libraries (a loose PEX that
 Pants builds from the lock, cached like any other output) of the steps that import them
@@ -316,11 +316,12 @@ class ImageBuilder:
     # `python -m ai_agent.wheels` ----------------------------------------------------------------
 
     def wheels_plan(self, *, target: WheelTarget, inputs: Digest, description: str) -> Process:
-        return self._library_process(
+        return self._process(
             "wheels",
             ["plan", *target.args()],
             description=description,
             input_digest=inputs,
+            libraries=True,
         )
 
     def wheels_group(
@@ -333,12 +334,13 @@ class ImageBuilder:
         description: str,
     ) -> Process:
         """`wheels`: (URL, sha256) of each locked wheel, read where it is served."""
-        return self._library_process(
+        return self._process(
             "wheels",
             ["group", *environment.args(), "--threshold-mib", str(threshold_mib)]
             + [f"--wheel={url}={sha256}" for url, sha256 in wheels]
             + list(access.limit_args),
             description=description,
+            libraries=True,
         )
 
     def wheels_layer(
@@ -364,19 +366,19 @@ class ImageBuilder:
             argv += [f"--measure={path}" for path in wheel.measure]
         if venv_version:
             argv += ["--venv-version", venv_version]
-        return self._library_process(
+        return self._process(
             "wheels",
             [*argv, "--output-dir", output_dir, *access.limit_args],
             description=description,
             output_directories=(output_dir,),
+            libraries=True,
         )
 
     def wheels_check(
         self, *, access: DownloadAccess, lock: str, inputs: Digest, description: str
     ) -> Process:
-        return self._check(
-            "wheels", ["check", "--lock", lock, *access.limit_args], inputs, description
-        )
+        argv = ["check", "--lock", lock, *access.limit_args]
+        return self._check("wheels", argv, inputs, description, libraries=True)
 
     # `python -m ai_agent.sbom` ------------------------------------------------------------------
 
@@ -401,6 +403,7 @@ class ImageBuilder:
         inputs: Digest,
         description: str,
         env: Optional[Mapping[str, str]] = None,
+        libraries: bool = False,
     ) -> Process:
         """A lock check: its answer is about the servers as they are now, so never cached."""
         return self._process(
@@ -411,16 +414,8 @@ class ImageBuilder:
             env=env,
             level=LogLevel.INFO,
             cache_scope=ProcessCacheScope.PER_SESSION,
+            libraries=libraries,
         )
-
-    def _library_process(self, module: str, argv: Iterable[str], **kwargs: Any) -> Process:
-        """`_process` for a command that imports the builder's libraries."""
-        if not isinstance(self, LibraryImageBuilder):
-            raise TypeError(
-                f"`python -m ai_agent.{module}` imports the builder's libraries: a rule that"
-                " runs it needs a LibraryImageBuilder"
-            )
-        return self._process(module, argv, **kwargs)
 
     def _process(
         self,
@@ -434,8 +429,15 @@ class ImageBuilder:
         env: Optional[Mapping[str, str]] = None,
         level: LogLevel = LogLevel.DEBUG,
         cache_scope: ProcessCacheScope = ProcessCacheScope.SUCCESSFUL,
+        libraries: bool = False,
     ) -> Process:
-        """A process running `python -m ai_agent.<module> <argv>` in a sandbox."""
+        """A process running `python -m ai_agent.<module> <argv>` in a sandbox; `libraries`: the
+        command imports the builder's libraries (only a `LibraryImageBuilder` mounts them)."""
+        if libraries and not isinstance(self, LibraryImageBuilder):
+            raise TypeError(
+                f"`python -m ai_agent.{module}` imports the builder's libraries: a rule that"
+                " runs it needs a LibraryImageBuilder"
+            )
         return Process(
             argv=(self.python.path, "-B", "-s", "-m", f"ai_agent.{module}", *argv),
             description=description,
@@ -465,7 +467,7 @@ class ImageBuilder:
 @dataclass(frozen=True)
 class LibraryImageBuilder(ImageBuilder):
     """An `ImageBuilder` whose processes can also import the `[ai-agents-builder]` libraries
-    (`packaging`, `installer`): what the `wheels` steps that plan, group and install need."""
+    (`packaging`, `installer`): what the `wheels` steps need (plan, group, layer, check)."""
 
 
 def _mirror_args(access: DownloadAccess) -> List[str]:

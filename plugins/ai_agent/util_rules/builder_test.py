@@ -1,5 +1,5 @@
 """`ImageBuilder` and `LibraryImageBuilder`: every build step gets the cores' sources; only the
-`wheels` steps that plan, group and install get the `[ai-agents-builder]` libraries, so that
+`wheels` steps (plan, group, install, check) get the `[ai-agents-builder]` libraries, so that
 the other steps neither wait for the libraries' PEX nor have it in their cache keys."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from pants.engine.fs import EMPTY_DIGEST, Snapshot
 from pants.testutil.rule_runner import RuleRunner
 
 from ai_agent.util_rules.builder import ImageBuilder, LibraryImageBuilder, WheelTarget
+from ai_agent.util_rules.network import DownloadAccess
 
 
 def _files(rule_runner: RuleRunner, builder: ImageBuilder) -> set:
@@ -49,3 +50,11 @@ def test_a_wheels_step_from_the_builder_without_libraries_is_refused(
     target = WheelTarget("l.lock", ("x==1",), "3.11", "linux/amd64", "2.36")
     with pytest.raises(TypeError, match="needs a LibraryImageBuilder"):
         builder.wheels_plan(target=target, inputs=EMPTY_DIGEST, description="d")
+    access = rule_runner.request(DownloadAccess, [])
+    with pytest.raises(TypeError, match="needs a LibraryImageBuilder"):
+        builder.wheels_check(access=access, lock="l.lock", inputs=EMPTY_DIGEST, description="d")
+    with_libraries = rule_runner.request(LibraryImageBuilder, [])
+    checked = with_libraries.wheels_check(
+        access=access, lock="l.lock", inputs=EMPTY_DIGEST, description="d"
+    )
+    assert checked.immutable_input_digests["__ai_agent_builder"] == with_libraries.sources

@@ -151,8 +151,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _step(name: str) -> Callable[[argparse.Namespace], None]:
-    """The command `steps.<name>`, imported only when it runs (`check` needs neither
-    `packaging` nor `installer`, whose import costs more than the rest of its start-up)."""
+    """The command `steps.<name>`, imported only when it runs (`--help` and a bad command line
+    need neither `packaging` nor `installer`, whose import costs more than the rest)."""
 
     def run(args: argparse.Namespace) -> None:
         from . import steps
