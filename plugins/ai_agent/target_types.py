@@ -647,3 +647,9 @@ def agent_image_names(target: Target) -> Tuple[str, ...]:
     """An agent's image names, `repository:tag`: what its image is called in archives and in
     `dist/`'s OCI layout."""
     return tuple(f"{agent_repository(target)}:{tag}" for tag in agent_image_tags(target))
+
+
+def base_image_names(address: Address) -> Tuple[str, ...]:
+    """A base image's name when packaged on its own (and as its SBOM describes it): its target
+    name, tag `latest`."""
+    return (f"{address.target_name}:latest",)

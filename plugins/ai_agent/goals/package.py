@@ -18,11 +18,14 @@ from pants.util.logging import LogLevel
 
 from ai_agent.oci.types import canonical_json
 from ai_agent.subsystems import AiAgentSubsystem
-from ai_agent.target_types import AgentConfigSourceField, BaseImageLockfileField
+from ai_agent.target_types import (
+    AgentConfigSourceField,
+    BaseImageLockfileField,
+    base_image_names,
+)
 from ai_agent.util_rules.agent_image import MIB, AgentImage, AgentImageRequest
 from ai_agent.util_rules.base_image import BaseImageRequest
 from ai_agent.util_rules.dist import (
-    base_image_names,
     check_layout_name,
     checked_output_path,
     exported_package,

@@ -40,6 +40,7 @@ from ai_agent.target_types import (
     AgentConfigSourceField,
     BaseImageLockfileField,
     agent_image_names,
+    base_image_names,
 )
 from ai_agent.util_rules.builder import BuildStep, BuildStepOutput, ImageBuilder
 from ai_agent.util_rules.image import (
@@ -224,11 +225,6 @@ class LayoutNames:
     """Which image targets name their image `repository:tag`, for every name."""
 
     owners: FrozenDict[str, Tuple[Address, ...]]
-
-
-def base_image_names(address: Address) -> Tuple[str, ...]:
-    """A base image's name when packaged on its own: its target name, tag `latest`."""
-    return (f"{address.target_name}:latest",)
 
 
 @rule(desc="Listing the names of images", level=LogLevel.DEBUG)

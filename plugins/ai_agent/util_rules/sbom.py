@@ -39,6 +39,7 @@ from pants.version import VERSION as PANTS_VERSION
 
 from ai_agent.oci.types import canonical_json
 from ai_agent.subsystems import AiAgentSubsystem
+from ai_agent.target_types import base_image_names
 from ai_agent.util_rules.builder import BuildStep, BuildStepOutput, ImageBuilder
 from ai_agent.util_rules.frozen import thawed
 from ai_agent.util_rules.image import (
@@ -184,7 +185,7 @@ async def _base_facts(base: BaseImage) -> Tuple[Dict[str, Any], Optional[BuildSt
         return facts, None
     request = ImageArchiveRequest(
         owner=str(base.address),
-        tags=(f"{base.address.target_name}:latest",),
+        tags=base_image_names(base.address),
         images=(
             PlatformImage.create(base=base, inputs=EMPTY_DIGEST, layer_descriptors=(), config={}),
         ),
